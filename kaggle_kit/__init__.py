@@ -1,0 +1,43 @@
+"""kaggle_kit: run long fastai image jobs inside Kaggle kernels without losing them to the platform's limits.
+
+``import kaggle_kit as kk`` is cheap: names that need torch or fastai (``kk.stream_predict``, ``kk.Deadline``...)
+are imported on first use, so ``kaggle-kit push`` and ``status`` start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, OutputLimitError
+from kaggle_kit.kernel import Kernel
+from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
+from kaggle_kit.memory import MemoryMonitor
+from kaggle_kit.outputs import OutputBudget
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; loaded lazily because these modules import torch/fastai
+_LAZY = {
+    "run_local": "kaggle_kit.emulate",
+    "RunReport": "kaggle_kit.emulate",
+}
+
+__all__ = [
+    "KaggleKitError", "KernelLayoutError", "LimitsError", "OutputLimitError",
+    "Kernel", "KernelLimits", "MemoryMonitor", "OutputBudget", "parse_duration", "parse_size",
+    *_LAZY,
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kaggle_kit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,127 @@
+"""The ``kaggle-kit`` command: parses arguments and calls the modules; the only place that prints and exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.limits import KernelLimits
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    parser = _build_parser()
+    args = parser.parse_args(argv[: len(argv) - len(script_args) - (1 if "--" in argv else 0)])
+    args.script_args = script_args
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except KaggleKitError as exc:
+        print(f"kaggle-kit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kaggle-kit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kaggle-kit", description=__doc__.split(":")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run-local",
+        help="run a kernel script locally under Kaggle's limits",
+        usage="kaggle-kit run-local SCRIPT [options] [-- SCRIPT_ARGS...]",
+        description="Run SCRIPT in a Kaggle-shaped sandbox (input/, working/) with RAM, time and "
+        "output-file limits enforced; exits with the script's exit code "
+        "(137 when killed for memory).",
+    )
+    run.add_argument("script", help="the kernel script (.py), or a kernel folder holding kernel-metadata.json")
+    run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="[SLUG=]PATH",
+        help="attach PATH as input/SLUG (repeatable; SLUG may be 'competitions/NAME')",
+    )
+    run.add_argument("--profile", default=None, help="limits profile: card (default), cpu, gpu")
+    run.add_argument("--memory", help="RAM limit, e.g. 2GiB or 17GB")
+    run.add_argument("--time", help="time limit, e.g. 90s or 9h")
+    run.add_argument("--max-files", help="output-file limit, e.g. 500")
+    run.add_argument("--working", help="use (and keep) this directory as working/, e.g. to resume a run")
+    run.add_argument("--root", help="sandbox directory (default ./kaggle-kit-runs/<script>-<time>)")
+    run.add_argument("--report", help="where to write the JSON run report (default <root>/run-report.json)")
+    run.add_argument("--grace", default="10s", help="time between SIGTERM and SIGKILL at the time limit")
+    run.add_argument("--config", help="JSON file of kernel settings, passed as KAGGLE_KIT_CONFIG")
+    run.set_defaults(handler=_run_local)
+    return parser
+
+
+def _limits_from(args: argparse.Namespace) -> KernelLimits:
+    base = KernelLimits.profile_named(args.profile) if args.profile else KernelLimits.from_env()
+    return base.with_overrides(
+        memory=args.memory, time=args.time, max_files=args.max_files, names=("--memory", "--time", "--max-files")
+    )
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kaggle_kit.emulate import REPORT_NAME, TOO_MANY_FILES, run_local
+    from kaggle_kit.limits import parse_duration
+
+    script = Path(args.script)
+    if script.is_dir():
+        script = _kernel_script(script)
+    env = {}
+    if args.config:
+        config = Path(args.config).resolve()
+        if not config.is_file():
+            raise KaggleKitError(f"--config {args.config}: no such file", args.config)
+        env["KAGGLE_KIT_CONFIG"] = str(config)
+    report = run_local(
+        script,
+        inputs=args.input,
+        limits=_limits_from(args),
+        root=args.root,
+        working=args.working,
+        args=args.script_args,
+        env=env,
+        grace_s=parse_duration(args.grace, "--grace"),
+        report_path=args.report,
+    )
+    print(f"kaggle-kit: {report.summary()}", file=sys.stderr)
+    print(
+        f"kaggle-kit: working dir {report.working_dir}; report in {args.report or Path(report.root) / REPORT_NAME}",
+        file=sys.stderr,
+    )
+    if report.exit_code == 0 and report.verdict == TOO_MANY_FILES:
+        return 1
+    return report.exit_code
+
+
+def _kernel_script(folder) -> object:
+    import json
+
+    meta = folder / "kernel-metadata.json"
+    if not meta.is_file():
+        raise KaggleKitError(f"{folder} is a folder without kernel-metadata.json; pass the script itself", str(folder))
+    code_file = json.loads(meta.read_text()).get("code_file")
+    if not code_file or not (folder / code_file).is_file():
+        raise KaggleKitError(f"{meta}: code_file {code_file!r} does not exist in {folder}", str(meta))
+    return folder / code_file
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Run a kernel script locally in a Kaggle-shaped sandbox, with the kernel's limits enforced for real.
+
+The sandbox is a root holding ``input/<slug>`` (links to the given paths) and ``working/`` (the script's current
+directory). The script runs in its own process group; a watchdog samples the memory of its whole process tree
+(DataLoader workers included) every few milliseconds and SIGKILLs the group at the limit, so the run ends with exit
+code 137 as on Kaggle. At the time limit the group gets SIGTERM, then SIGKILL after a grace period. Output files
+are counted at the end. A JSON run report is written outside ``working/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.errors import KernelLayoutError
+from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.memory import process_tree_memory
+from kaggle_kit.outputs import OutputBudget
+
+__all__ = [
+    "run_local",
+    "RunReport",
+    "parse_input_spec",
+    "OK",
+    "OUT_OF_MEMORY",
+    "OUT_OF_TIME",
+    "TOO_MANY_FILES",
+    "ERROR",
+]
+
+log = logging.getLogger(__name__)
+
+OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR = (
+    "ok",
+    "out of memory",
+    "out of time",
+    "too many output files",
+    "error",
+)
+REPORT_NAME = "run-report.json"
+
+
+@dataclass
+class RunReport:
+    """What happened to one emulated kernel run. Sizes in bytes, times in seconds."""
+
+    script: str
+    exit_code: int
+    verdict: str
+    peak_memory_bytes: int
+    elapsed_s: float
+    output_files: int
+    output_bytes: int
+    root: str
+    working_dir: str
+    limits: dict = field(default_factory=dict)
+    signals: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the run ended with exit code 0 inside every limit."""
+        return self.verdict == OK
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        return (
+            f"{self.verdict}: exit code {self.exit_code}, peak memory {format_size(self.peak_memory_bytes)} "
+            f"of {format_size(self.limits.get('memory_bytes', 0))}, {self.elapsed_s:.1f}s of "
+            f"{self.limits.get('time_s', 0):.0f}s, {self.output_files} output files "
+            f"of {self.limits.get('max_files', 0)}"
+        )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> RunReport:
+        """Load a report written by `run_local`."""
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def parse_input_spec(spec: str) -> tuple[str, Path]:
+    """ "[SLUG=]PATH" -> (slug, path); the slug defaults to the path's name and may hold "/" for the new layout
+    (e.g. "competitions/imaterialist-fashion-2019-FGVC6=./data")."""
+    slug, sep, raw = spec.partition("=")
+    path = Path(raw if sep else slug).expanduser()
+    slug = slug.strip("/") if sep else path.resolve().name
+    if not path.exists():
+        raise KernelLayoutError(f"--input {spec!r}: {path} does not exist", spec)
+    if not slug or ".." in Path(slug).parts:
+        raise KernelLayoutError(f"--input {spec!r}: the slug must be a plain name like 'my-dataset'", spec)
+    return slug, path.resolve()
+
+
+def run_local(
+    script: str | os.PathLike,
+    *,
+    inputs: Mapping[str, str | os.PathLike] | Sequence[str] = (),
+    limits: KernelLimits | None = None,
+    root: str | os.PathLike | None = None,
+    working: str | os.PathLike | None = None,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    grace_s: float = 10.0,
+    sample_every_s: float = 0.02,
+    memory_kind: str = "pss",
+    report_path: str | os.PathLike | None = None,
+    stdout: IO | None = None,
+    stderr: IO | None = None,
+) -> RunReport:
+    """Run `script` with Python in a Kaggle-shaped sandbox under `limits` and return its report.
+
+    `inputs`: {slug: path} or "[SLUG=]PATH" strings, linked as ``input/<slug>``.
+    `root`: the sandbox (default ``./kaggle-kit-runs/<script>-<time>``). `working`: a directory to use (and keep)
+    as ``working/``, e.g. a previous run's, to resume in "the same kernel"; default: a fresh ``root/working``.
+    `env`: extra environment variables (e.g. KAGGLE_KIT_CONFIG). `grace_s`: seconds between SIGTERM and SIGKILL at
+    the time limit. `sample_every_s`: watchdog period. `memory_kind`: "pss" or "rss".
+    The report is also written as JSON to `report_path` (default ``root/run-report.json``).
+    """
+    script = Path(script).resolve()
+    if not script.is_file():
+        raise KernelLayoutError(f"kernel script {script} does not exist", str(script))
+    limits = limits or KernelLimits.from_env()
+    pairs = inputs.items() if isinstance(inputs, Mapping) else (parse_input_spec(s) for s in inputs)
+    root = Path(root) if root else Path.cwd() / "kaggle-kit-runs" / f"{script.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    root = root.resolve()
+    working_dir = _make_sandbox(root, [(str(s), Path(p)) for s, p in pairs], working)
+    report_path = Path(report_path) if report_path else root / REPORT_NAME
+    if report_path.resolve().is_relative_to(working_dir.resolve()):
+        raise KernelLayoutError(
+            f"the run report {report_path} must not be inside working/ (it would count as an output file)",
+            str(report_path),
+        )
+
+    started_at = time.time()
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        **limits.to_env(),
+        "KAGGLE_KIT_ROOT": str(root),
+        "KAGGLE_KIT_STARTED_AT": repr(started_at),
+        "PYTHONUNBUFFERED": "1",
+    }
+    child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=working_dir,
+        env=child_env,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    watch = _Watchdog(proc, limits, grace_s, memory_kind)
+    try:
+        while proc.poll() is None:
+            watch.check(time.time() - started_at)
+            time.sleep(sample_every_s)
+    except BaseException:
+        watch.kill(signal.SIGKILL)  # never leave a kernel running behind an interrupted emulator
+        proc.wait()
+        raise
+    elapsed = time.time() - started_at
+    watch.kill(signal.SIGKILL)  # orphans the script left behind in its group
+
+    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    used = OutputBudget(working_dir, limits).usage()
+    if watch.verdict == OUT_OF_MEMORY:
+        verdict, code = OUT_OF_MEMORY, 137
+    elif watch.verdict == OUT_OF_TIME:
+        verdict = OUT_OF_TIME
+    elif used.files > limits.max_files:
+        verdict = TOO_MANY_FILES
+    else:
+        verdict = OK if code == 0 else ERROR
+    report = RunReport(
+        str(script),
+        code,
+        verdict,
+        watch.peak_bytes,
+        round(elapsed, 3),
+        used.files,
+        used.bytes,
+        str(root),
+        str(working_dir),
+        limits.as_dict(),
+        watch.signals,
+    )
+    atomic_write_json(report_path, asdict(report))
+    log.info("%s", report.summary())
+    return report
+
+
+class _Watchdog:
+    """Enforces memory and time limits on a process group; records the peak and the signals sent."""
+
+    def __init__(self, proc: subprocess.Popen, limits: KernelLimits, grace_s: float, memory_kind: str):
+        self.proc, self.limits, self.grace_s, self.memory_kind = proc, limits, grace_s, memory_kind
+        self.peak_bytes = 0
+        self.verdict: str | None = None
+        self.signals: list[str] = []
+        self._term_at: float | None = None
+
+    def check(self, elapsed_s: float) -> None:
+        usage = process_tree_memory(self.proc.pid, self.memory_kind)
+        self.peak_bytes = max(self.peak_bytes, usage)
+        if usage >= self.limits.memory_bytes and self.verdict is None:
+            self.verdict = OUT_OF_MEMORY
+            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: memory {usage} >= {self.limits.memory_bytes}")
+        elif elapsed_s >= self.limits.time_s and self._term_at is None and self.verdict is None:
+            self.verdict, self._term_at = OUT_OF_TIME, elapsed_s
+            self._send(signal.SIGTERM, f"SIGTERM at {elapsed_s:.2f}s: time limit {self.limits.time_s}s")
+        elif (
+            self._term_at is not None
+            and elapsed_s >= self._term_at + self.grace_s
+            and "SIGKILL" not in str(self.signals)
+        ):
+            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: {self.grace_s}s after SIGTERM")
+
+    def kill(self, sig: signal.Signals) -> None:
+        """Send `sig` to the script's group and to any descendant that left it (only processes we started)."""
+        try:
+            descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+        for child in descendants:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+
+    def _send(self, sig: signal.Signals, why: str) -> None:
+        self.signals.append(why)
+        log.warning("kernel watchdog: %s", why)
+        self.kill(sig)
+
+
+def _make_sandbox(root: Path, inputs: list[tuple[str, Path]], working: str | os.PathLike | None) -> Path:
+    input_dir = root / "input"
+    if input_dir.exists():
+        shutil.rmtree(input_dir)  # links only: the data they point at is untouched
+    input_dir.mkdir(parents=True)
+    for slug, path in inputs:
+        link = input_dir / slug
+        if link.exists() or link.is_symlink():
+            raise KernelLayoutError(f"two inputs share the slug {slug!r}; name them with SLUG=PATH", slug)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(path).resolve(), target_is_directory=Path(path).is_dir())
+    link = root / "working"
+    if working is not None:
+        target = Path(working).resolve()
+        target.mkdir(parents=True, exist_ok=True)
+        if target != link.resolve():
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.exists():
+                shutil.rmtree(link)
+            link.symlink_to(target, target_is_directory=True)
+        return target
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    link.mkdir()
+    return link

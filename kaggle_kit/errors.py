@@ -1,0 +1,31 @@
+"""The exceptions kaggle_kit raises: one base class, each holding the offending value.
+
+Every exception passes its whole message to ``super().__init__`` so it pickles across the emulator's processes.
+"""
+
+from __future__ import annotations
+
+__all__ = ["KaggleKitError", "LimitsError", "KernelLayoutError", "OutputLimitError"]
+
+
+class KaggleKitError(Exception):
+    """Base of every error kaggle_kit raises on purpose; ``value`` is what was wrong."""
+
+    def __init__(self, message: str, value: object = None):
+        super().__init__(message)
+        self.value = value
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.value))
+
+
+class LimitsError(KaggleKitError, ValueError):
+    """A limit (size, duration, file count or profile name) could not be parsed or is out of range."""
+
+
+class KernelLayoutError(KaggleKitError, FileNotFoundError):
+    """An input or directory the kernel needs is missing or ambiguous."""
+
+
+class OutputLimitError(KaggleKitError):
+    """A write would take the kernel's working dir past its output-file or byte limit."""

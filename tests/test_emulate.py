@@ -1,0 +1,204 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kaggle_kit.emulate import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
+
+GiB = 2**30
+
+ALLOCATE = """
+    import sys
+    block = b"\\x01" * int(float(sys.argv[1]) * 2**30)  # bytes() writes every page
+    print("allocated", len(block))
+"""
+
+
+def test_a_script_over_its_memory_limit_is_killed_with_137(run_kernel):
+    run = run_kernel(ALLOCATE, memory="1GiB", args=["3"])
+
+    assert run.report.exit_code == 137, run.explain()
+    assert run.report.verdict == OUT_OF_MEMORY
+    assert "allocated" not in run.stdout
+    assert GiB <= run.report.peak_memory_bytes < 1.5 * GiB
+
+
+def test_the_same_script_under_a_larger_limit_finishes(run_kernel):
+    run = run_kernel(ALLOCATE, memory="4GiB", args=["3"])
+
+    assert run.report.exit_code == 0, run.explain()
+    assert run.report.verdict == OK
+    assert run.report.peak_memory_bytes >= 3 * GiB
+
+
+def test_memory_held_by_a_child_process_counts_against_the_limit(run_kernel):
+    script = """
+        import multiprocessing as mp, time
+        def hold():
+            block = b"\\x01" * (1536 * 2**20)
+            time.sleep(30)
+        if __name__ == "__main__":
+            worker = mp.get_context("spawn").Process(target=hold)
+            worker.start()
+            worker.join()
+            print("worker finished")
+    """
+
+    run = run_kernel(script, memory="1GiB")
+
+    assert run.report.verdict == OUT_OF_MEMORY, run.explain()
+    assert run.report.exit_code == 137
+    assert "worker finished" not in run.stdout
+
+
+def test_a_script_past_its_time_limit_gets_sigterm_and_its_handler_can_still_write(run_kernel):
+    script = """
+        import signal, sys, time
+        from pathlib import Path
+        def on_term(signum, frame):
+            Path("saved-on-sigterm.txt").write_text("checkpoint")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, on_term)
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+
+    run = run_kernel(script, time="3s")
+
+    assert run.report.verdict == OUT_OF_TIME, run.explain()
+    assert (Path(run.report.working_dir) / "saved-on-sigterm.txt").read_text() == "checkpoint"
+    assert run.report.signals[0].startswith("SIGTERM")
+    assert 3 <= run.report.elapsed_s < 60
+
+
+def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(run_kernel):
+    script = """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    """
+
+    run = run_kernel(script, time="2s", grace_s=1.0)
+
+    assert run.report.verdict == OUT_OF_TIME, run.explain()
+    assert run.report.exit_code == 137
+    assert [s.split()[0] for s in run.report.signals] == ["SIGTERM", "SIGKILL"]
+
+
+def test_a_script_writing_600_files_under_a_500_file_limit_is_reported(run_kernel):
+    script = """
+        for i in range(600):
+            open(f"pred_{i:04d}.npy", "wb").write(b"x")
+    """
+
+    run = run_kernel(script, max_files=500)
+
+    assert run.report.verdict == TOO_MANY_FILES, run.explain()
+    assert run.report.output_files == 600
+
+
+def test_the_script_sees_the_sandbox_inputs_limits_and_start_time(run_kernel, tmp_path):
+    data = tmp_path / "my data"
+    data.mkdir()
+    (data / "train.csv").write_text("a,b\n1,2\n")
+    script = """
+        import json, os
+        from pathlib import Path
+        import kaggle_kit as kk
+        k = kk.Kernel.current()
+        Path("seen.json").write_text(json.dumps({
+            "cwd": os.getcwd(), "working": str(k.working_dir), "csv": k.find_input("fashion").joinpath("train.csv")
+            .read_text(), "memory": k.limits.memory_bytes, "time": k.limits.time_s, "elapsed": k.elapsed_s()}))
+    """
+
+    run = run_kernel(script, memory="3GiB", time="120s", inputs=[f"competitions/fashion={data}"])
+
+    assert run.report.ok, run.explain()
+    seen = json.loads((tmp_path / "sandbox-kernel-0/working/seen.json").read_text())
+    assert seen["cwd"] == seen["working"] == run.report.working_dir
+    assert seen["csv"] == "a,b\n1,2\n"
+    assert (seen["memory"], seen["time"]) == (3 * GiB, 120.0)
+    assert 0 < seen["elapsed"] < 120
+
+
+def test_the_report_is_json_outside_working(run_kernel, tmp_path):
+    run = run_kernel("raise SystemExit(3)")
+
+    report_file = tmp_path / "sandbox-kernel-0/run-report.json"
+    assert RunReport.read(report_file) == run.report
+    assert run.report.verdict == "error"
+    assert run.report.exit_code == 3
+    assert run.report.output_files == 0
+
+
+def test_a_kept_working_dir_survives_into_the_next_run(run_kernel, tmp_path):
+    script = """
+        from pathlib import Path
+        p = Path("count.txt")
+        p.write_text(str(int(p.read_text()) + 1 if p.exists() else 1))
+    """
+    working = tmp_path / "kept"
+
+    run_kernel(script, working=working)
+    run_kernel(script, working=working)
+
+    assert (working / "count.txt").read_text() == "2"
+
+
+def test_run_local_cli_exits_with_the_scripts_code_and_accepts_weird_paths(weird_path):
+    import subprocess
+
+    script = weird_path / "kernel; one.py"
+    script.write_text("import sys\nprint(sys.argv[1:])\nsys.exit(5)\n")
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kaggle_kit.cli",
+            "run-local",
+            str(script),
+            "--memory",
+            "2GiB",
+            "--root",
+            str(weird_path / "box"),
+            "--",
+            "a b",
+            "--x",
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+    assert proc.returncode == 5, proc.stderr
+    assert "['a b', '--x']" in proc.stdout
+    assert "error: exit code 5" in proc.stderr
+
+
+def test_run_local_cli_rejects_a_bad_limit_in_one_line(tmp_path):
+    import subprocess
+
+    script = tmp_path / "k.py"
+    script.write_text("pass\n")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "kaggle_kit.cli", "run-local", str(script), "--memory", "lots"],
+        capture_output=True,
+        text=True,
+    )
+
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "kaggle-kit: --memory='lots' is not a size; use bytes or a unit, e.g. '17GB' or '2GiB'"
+    )
+
+
+@pytest.mark.parametrize("command", ["run-local"])
+def test_every_command_has_help(command):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", command, "--help"], capture_output=True, text=True)
+
+    assert proc.returncode == 0
+    assert "usage:" in proc.stdout
