@@ -5,7 +5,7 @@ Every exception passes its whole message to ``super().__init__`` so it pickles a
 
 from __future__ import annotations
 
-__all__ = ["KaggleKitError", "LimitsError", "KernelLayoutError", "OutputLimitError"]
+__all__ = ["KaggleKitError", "LimitsError", "KernelLayoutError", "OutputLimitError", "ResumeMismatchError"]
 
 
 class KaggleKitError(Exception):
@@ -29,3 +29,7 @@ class KernelLayoutError(KaggleKitError, FileNotFoundError):
 
 class OutputLimitError(KaggleKitError):
     """A write would take the kernel's working dir past its output-file or byte limit."""
+
+
+class ResumeMismatchError(KaggleKitError):
+    """Saved progress belongs to a run with other arguments (items, shard, model, sink); resuming would mix them."""

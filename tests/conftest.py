@@ -92,3 +92,98 @@ def run_kernel(tmp_path: Path):
         return KernelRun(report, out.read_text(), err.read_text())
 
     return run
+
+
+# --- tiny real fastai learners on synthetic images -------------------------------------------------------------
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+
+
+def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Path]:
+    """`n` PNGs, each a coloured square on noise: name "<i>_<colour>_<big|small>.png"; masks in folder/masks."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    paths = []
+    for i in range(n):
+        colour = ["red", "blue"][i % 2]
+        big = bool(rng.integers(2))
+        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        side = size * 3 // 4 if big else size // 3
+        y, x = rng.integers(0, size - side + 1, 2)
+        img[y : y + side, x : x + side] = COLOURS[colour]
+        mask = np.zeros((size, size), dtype=np.uint8)
+        mask[y : y + side, x : x + side] = 1 if colour == "red" else 2
+        path = folder / f"{i:04d}_{colour}_{'big' if big else 'small'}.png"
+        Image.fromarray(img).save(path)
+        Image.fromarray(mask).save(folder / "masks" / path.name)
+        paths.append(path)
+    return paths
+
+
+def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0):
+    """A real fastai learner with random weights: "single" / "multi" label classifier or "seg" (segmentation)."""
+    import torch
+    from fastai.vision.all import (
+        BCEWithLogitsLossFlat,
+        CategoryBlock,
+        DataBlock,
+        ImageBlock,
+        MaskBlock,
+        MultiCategoryBlock,
+        Resize,
+        vision_learner,
+    )
+    from fastai.vision.learner import unet_learner
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    if kind == "single":
+        block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], item_tfms=Resize(32))
+        return vision_learner(block.dataloaders(paths, bs=bs, num_workers=0), resnet18, pretrained=False)
+    if kind == "multi":
+        block = DataBlock((ImageBlock, MultiCategoryBlock), get_y=lambda p: p.stem.split("_")[1:], item_tfms=Resize(32))
+        return vision_learner(
+            block.dataloaders(paths, bs=bs, num_workers=0),
+            resnet18,
+            pretrained=False,
+            loss_func=BCEWithLogitsLossFlat(),
+        )
+    if kind == "seg":
+        block = DataBlock(
+            (ImageBlock, MaskBlock(codes=["bg", "red", "blue"])),
+            get_y=lambda p: p.parent / "masks" / p.name,
+            item_tfms=Resize(32),
+        )
+        return unet_learner(block.dataloaders(paths, bs=bs, num_workers=0), resnet18, pretrained=False, n_out=3)
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> list[Path]:
+    return make_images(tmp_path_factory.mktemp("images"), 24)
+
+
+@pytest.fixture(scope="session")
+def learners(images):
+    cache = {}
+
+    def get(kind: str):
+        if kind not in cache:
+            cache[kind] = make_learner(kind, images[:16])
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture
+def kernel_here(tmp_path, monkeypatch):
+    """A local Kernel whose working dir is tmp_path/working (the current directory)."""
+    from kaggle_kit.kernel import Kernel
+
+    (tmp_path / "working").mkdir()
+    monkeypatch.chdir(tmp_path / "working")
+    return Kernel(tmp_path)

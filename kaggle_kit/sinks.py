@@ -1,0 +1,249 @@
+"""Where streamed predictions go: one .npy or one CSV, written chunk by chunk and committed durably.
+
+A sink is a small class with these methods (``Sink`` spells them out); ``stream_predict`` calls them in order
+``paths -> signature -> open -> (write -> commit)* -> close``. Each commit returns a small JSON-able state that
+``stream_predict`` stores in its manifest; a resumed run hands it back to ``open``, and the sink throws away
+anything written after it, so a killed run resumes with no duplicate and no missing row.
+
+Placeholder predictions (bad images) arrive as NaN rows with ``ok[i] == False``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from kaggle_kit.atomic import fsync_dir
+
+__all__ = ["Sink", "ArraySink", "CsvSink", "merge_shards"]
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """What `stream_predict` needs of a sink. `index` is each row's position in the full (unsharded) item list."""
+
+    def paths(self) -> list[Path]:
+        """The files this sink writes (they count against the kernel's output-file budget)."""
+
+    def signature(self) -> dict[str, Any]:
+        """Settings that must be equal when a run resumes (a mismatch is an error, never a silent mix)."""
+
+    def open(self, n_items: int, state: dict[str, Any] | None) -> None:
+        """Start writing `n_items` rows; `state` is the last commit's, or None for a fresh start."""
+
+    def write(self, items: Sequence[Any], preds: np.ndarray, ok: np.ndarray, index: np.ndarray) -> None:
+        """Write one chunk: `preds[i]` belongs to `items[i]`; `ok[i]` is False for a placeholder."""
+
+    def commit(self) -> dict[str, Any]:
+        """Make everything written so far durable; return the state to resume from."""
+
+    def close(self) -> None:
+        """Release files; the output is complete when the last commit was."""
+
+
+class ArraySink:
+    """All predictions in one ``.npy`` file of shape (n_items, *pred_shape), filled row by row.
+
+    The file is written with plain positioned writes (not a live memory map), so the page cache it fills is never
+    counted in the process's resident memory; read it with ``np.load(path, mmap_mode="r")``. `dtype` (e.g.
+    "float16") halves the disk size of raw scores. Placeholder rows are NaN (or 0 for integer dtypes).
+    """
+
+    def __init__(self, path: str | os.PathLike, dtype: str | np.dtype | None = None):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype) if dtype is not None else None
+        self._file: io.BufferedRandom | None = None
+        self._n_items = 0
+        self._rows = 0
+        self._offset = 0
+        self._row_shape: tuple[int, ...] | None = None
+
+    def paths(self) -> list[Path]:
+        return [self.path]
+
+    def signature(self) -> dict[str, Any]:
+        return {"sink": "ArraySink", "path": self.path.name, "dtype": None if self.dtype is None else self.dtype.str}
+
+    def open(self, n_items: int, state: dict[str, Any] | None) -> None:
+        self._n_items = n_items
+        if state and state.get("rows"):
+            self._rows, self._row_shape = state["rows"], tuple(state["row_shape"])
+            self.dtype, self._offset = np.dtype(state["dtype"]), state["offset"]
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open across chunks, closed in close()
+
+    def write(self, items: Sequence[Any], preds: np.ndarray, ok: np.ndarray, index: np.ndarray) -> None:
+        if self._file is None:
+            self._create(preds.shape[1:], preds.dtype)
+        if preds.shape[1:] != self._row_shape:
+            raise ValueError(f"prediction shape {preds.shape[1:]} differs from the first chunk's {self._row_shape}")
+        data = np.ascontiguousarray(preds, dtype=self.dtype)
+        row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
+        self._file.seek(self._offset + self._rows * row_bytes)
+        self._file.write(memoryview(data).cast("B"))
+        self._rows += len(data)
+
+    def commit(self) -> dict[str, Any]:
+        if self._file is None:
+            return {"rows": 0}
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if hasattr(os, "posix_fadvise"):  # written pages are clean now: let a cgroup-limited kernel drop them
+            os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        return {"rows": self._rows, "row_shape": list(self._row_shape), "dtype": self.dtype.str, "offset": self._offset}
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _create(self, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self._row_shape = tuple(row_shape)
+        self.dtype = self.dtype or np.dtype(dtype)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self._n_items, *self._row_shape)}  # fmt: skip
+        self._file = open(self.path, "w+b")  # noqa: SIM115 - kept open across chunks, closed in close()
+        np.lib.format.write_array_header_2_0(self._file, header)
+        self._offset = self._file.tell()
+        self._file.truncate(self._offset + self._n_items * int(np.prod(self._row_shape)) * self.dtype.itemsize)
+        self._rows = 0
+        fsync_dir(self.path.parent)
+
+
+class CsvSink:
+    """Rows appended to one CSV (a submission) through ``to_rows(items, preds)``.
+
+    `to_rows` returns an iterable of rows (tuples/lists) or a DataFrame with the `columns`; it may give any number
+    of rows per item (one row per detected object, say). Placeholder predictions are NaN rows: check with
+    ``np.isnan(pred).all()`` and write the competition's empty answer for them, so every item still appears.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, to_rows: Callable[[Sequence[Any], np.ndarray], Any], columns: Sequence[str]
+    ):
+        self.path = Path(path)
+        self.to_rows = to_rows
+        self.columns = list(columns)
+        self._file: io.BufferedRandom | None = None
+        self._rows = 0
+
+    def paths(self) -> list[Path]:
+        return [self.path]
+
+    def signature(self) -> dict[str, Any]:
+        return {"sink": "CsvSink", "path": self.path.name, "columns": self.columns,
+                "to_rows": getattr(self.to_rows, "__qualname__", repr(self.to_rows))}  # fmt: skip
+
+    def open(self, n_items: int, state: dict[str, Any] | None) -> None:
+        # binary mode: tell() is an exact byte offset to truncate back to on resume
+        if state and self.path.exists():
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open across chunks, closed in close()
+            self._file.truncate(state["bytes"])  # drop rows written after the last commit
+            self._file.seek(state["bytes"])
+            self._rows = state["rows"]
+        else:
+            self._file = open(self.path, "w+b")  # noqa: SIM115 - kept open across chunks, closed in close()
+            self._file.write(_csv_text([self.columns]))
+            self._rows = 0
+            fsync_dir(self.path.parent)
+
+    def write(self, items: Sequence[Any], preds: np.ndarray, ok: np.ndarray, index: np.ndarray) -> None:
+        rows = self.to_rows(items, preds)
+        if isinstance(rows, pd.DataFrame):
+            rows = rows[self.columns].itertuples(index=False, name=None)
+        rows = list(rows)
+        for row in rows:
+            if len(row) != len(self.columns):
+                raise ValueError(
+                    f"to_rows gave a row of {len(row)} values, expected {len(self.columns)} "
+                    f"({', '.join(self.columns)}): {row!r}"
+                )
+        self._file.write(_csv_text(rows))
+        self._rows += len(rows)
+
+    def commit(self) -> dict[str, Any]:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return {"rows": self._rows, "bytes": self._file.tell()}
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def merge_shards(
+    paths: Sequence[str | os.PathLike],
+    dest: str | os.PathLike,
+    *,
+    keys: Sequence[Any] | None = None,
+    key_column: str | None = None,
+) -> Path:
+    """Merge the outputs of ``shard=(i, n)`` runs (given in shard order i = 0..n-1) into `dest`, in item order.
+
+    ``.npy`` shards interleave row by row. CSV shards group their rows by `key_column`: pass `keys`, the key of every
+    item in the original order (e.g. the test image ids), so items with zero or several rows merge correctly.
+    """
+    paths, dest = [Path(p) for p in paths], Path(dest)
+    if not paths:
+        raise ValueError("merge_shards needs at least one shard")
+    if paths[0].suffix == ".npy":
+        arrays = [np.load(p, mmap_mode="r") for p in paths]
+        total = sum(len(a) for a in arrays)
+        out = np.lib.format.open_memmap(dest, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]))
+        for i, a in enumerate(arrays):
+            out[i :: len(arrays)] = a
+        out.flush()
+        del out
+        return dest
+    if keys is None or key_column is None:
+        raise ValueError("merging CSV shards needs keys (every item's key, in order) and key_column")
+    readers = [pd.read_csv(p, dtype=str, keep_default_na=False, chunksize=50_000) for p in paths]
+    groups = [_grouped_rows(r, key_column) for r in readers]
+    pending: list[tuple[str, list] | None] = [next(g, None) for g in groups]
+    n = len(paths)
+    with open(dest, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(pd.read_csv(paths[0], nrows=0).columns)
+        for j, key in enumerate(keys):
+            s = j % n
+            if pending[s] is not None and pending[s][0] == str(key):
+                writer.writerows(pending[s][1])
+                pending[s] = next(groups[s], None)
+    left = [str(p) for p, g in zip(paths, pending, strict=True) if g is not None]
+    if left:
+        raise ValueError(
+            f"shard rows were left after every key was merged ({', '.join(left)}): the keys do not "
+            "match the items the shards predicted"
+        )
+    return dest
+
+
+def _csv_text(rows: Iterable[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _grouped_rows(chunks: Iterable[pd.DataFrame], key_column: str) -> Iterable[tuple[str, list]]:
+    key, rows = None, []
+    for frame in chunks:
+        if key_column not in frame.columns:
+            raise ValueError(f"key_column {key_column!r} is not a column ({', '.join(frame.columns)})")
+        col = list(frame.columns).index(key_column)
+        for row in frame.itertuples(index=False, name=None):
+            if rows and row[col] != key:
+                yield key, rows
+                rows = []
+            key = row[col]
+            rows.append(list(row))
+    if rows:
+        yield key, rows
