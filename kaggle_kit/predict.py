@@ -138,8 +138,11 @@ def stream_predict(
     planner = _ChunkPlanner(bs, monitor, chunk_size, memory_fraction, max_chunk_bytes, commit_every_s)
     activation = act or getattr(learn.loss_func, "activation", _identity)
     decodes = getattr(learn.loss_func, "decodes", _identity) if decode else None
-    bar = progress_bar(range(len(positions)), display=progress, leave=False)
-    bar.update(resumed_at)
+    bar = progress_bar(range(len(positions)), leave=False) if progress else None
+    show = bar.update if bar else _identity
+    show(0)
+    if resumed_at:
+        show(resumed_at)
     sink.open(len(positions), manifest["sink_state"])
     chunk_sizes: list[int] = []
     monitor.usage_bytes()
@@ -167,7 +170,7 @@ def stream_predict(
                 decodes,
                 flips,
                 monitor,
-                lambda k, s=start: bar.update(s + k),
+                lambda k, s=start: show(s + k),
             )
             sink.write(_take(items, index), preds, ok, index)
             peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
@@ -184,7 +187,8 @@ def stream_predict(
             del preds
     finally:
         sink.close()
-    bar.update(len(positions)) if manifest["complete"] else None
+    if manifest["complete"]:
+        show(len(positions))
     if manifest["skipped"]:
         log.warning(
             "%d item(s) could not be read and got placeholder predictions: %s",

@@ -60,7 +60,7 @@ class ArraySink:
 
     def __init__(self, path: str | os.PathLike, dtype: str | np.dtype | None = None):
         self.path = Path(path)
-        self.dtype = np.dtype(dtype) if dtype is not None else None
+        self.dtype = self.requested_dtype = np.dtype(dtype) if dtype is not None else None
         self._file: io.BufferedRandom | None = None
         self._n_items = 0
         self._rows = 0
@@ -71,7 +71,7 @@ class ArraySink:
         return [self.path]
 
     def signature(self) -> dict[str, Any]:
-        return {"sink": "ArraySink", "path": self.path.name, "dtype": None if self.dtype is None else self.dtype.str}
+        return {"sink": "ArraySink", "path": self.path.name, "dtype": None if self.requested_dtype is None else self.requested_dtype.str}
 
     def open(self, n_items: int, state: dict[str, Any] | None) -> None:
         self._n_items = n_items

@@ -1,0 +1,216 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kaggle_kit.errors import OutputLimitError, ResumeMismatchError
+from kaggle_kit.kernel import Kernel
+from kaggle_kit.limits import KernelLimits
+from kaggle_kit.predict import is_placeholder, progress_path, stream_predict
+from kaggle_kit.sinks import ArraySink, CsvSink, merge_shards
+
+
+def _reference(learn, items, **kwargs):
+    with learn.no_bar():
+        return learn.get_preds(dl=learn.dls.test_dl(items), **kwargs)
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def _label_rows(items, preds):
+    return [(p.stem, "" if is_placeholder(x) else int(np.argmax(x)), f"{np.nanmax(x):.6f}")
+            for p, x in zip(items, preds, strict=True)]
+
+
+@pytest.mark.parametrize("kind", ["single", "multi", "seg"])
+def test_predictions_equal_fastai_get_preds(kind, learners, images, kernel_here):
+    learn = learners(kind)
+    sink = ArraySink(kernel_here.working_dir / "preds.npy")
+
+    summary = stream_predict(learn, images, sink, kernel=kernel_here, progress=False)
+
+    expected = _reference(learn, images)[0].numpy()
+    got = np.load(kernel_here.working_dir / "preds.npy")
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert summary.complete and summary.done == len(images)
+    assert summary.chunks >= 2  # a probe chunk, then adapted ones
+
+
+@pytest.mark.parametrize("kind", ["single", "seg"])
+def test_decoded_predictions_equal_fastai_decoded(kind, learners, images, kernel_here):
+    learn = learners(kind)
+
+    stream_predict(learn, images, ArraySink(kernel_here.working_dir / "dec.npy"), decode=True, kernel=kernel_here,
+                   progress=False)
+
+    expected = _reference(learn, images, with_decoded=True)[2].numpy()
+    np.testing.assert_array_equal(np.load(kernel_here.working_dir / "dec.npy"), expected)
+
+
+def test_dataframe_items_are_accepted(images, kernel_here):
+    from fastai.vision.all import CategoryBlock, ColReader, DataBlock, ImageBlock, Resize, resnet18, vision_learner
+
+    frame = pd.DataFrame({"path": images, "label": [p.name.split("_")[1] for p in images]})
+    block = DataBlock((ImageBlock, CategoryBlock), get_x=ColReader("path"), get_y=ColReader("label"),
+                      item_tfms=Resize(32))
+    learn = vision_learner(block.dataloaders(frame, bs=4, num_workers=0), resnet18, pretrained=False)
+
+    stream_predict(learn, frame, ArraySink(kernel_here.working_dir / "p.npy"), kernel=kernel_here, progress=False)
+
+    np.testing.assert_allclose(np.load(kernel_here.working_dir / "p.npy"), _reference(learn, frame)[0].numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_flip_tta_averages_plain_and_flipped_masks(learners, images, kernel_here):
+    learn = learners("seg")
+    items = images[:4]
+
+    stream_predict(learn, items, ArraySink(kernel_here.working_dir / "tta.npy"), tta="hflip", kernel=kernel_here,
+                   progress=False)
+
+    plain = _reference(learn, items)[0]
+    dl = learn.dls.test_dl(items)
+    learn.model.eval()
+    import torch
+
+    with torch.no_grad():
+        xb = dl.one_batch()[0]
+        flipped = learn.loss_func.activation(learn.model(xb.flip(-1))).flip(-1).cpu()
+    np.testing.assert_allclose(np.load(kernel_here.working_dir / "tta.npy"), ((plain + flipped) / 2).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_output_files_stay_at_two_whatever_the_number_of_items(learners, images, kernel_here):
+    learn = learners("single")
+    many = images * 5  # 120 items, 30 batches
+
+    summary = stream_predict(learn, many, CsvSink("sub.csv", _label_rows, ["id", "label", "score"]), chunk_size=4,
+                             kernel=kernel_here, progress=False)
+
+    assert summary.chunks == 30
+    assert _files(kernel_here.working_dir) == ["sub.csv", "sub.csv.progress.json"]
+    assert len(pd.read_csv(kernel_here.working_dir / "sub.csv")) == 120
+
+
+def test_a_full_working_dir_is_refused_before_predicting(learners, images, tmp_path, monkeypatch):
+    kernel = Kernel(tmp_path, KernelLimits(max_files=3))
+    (tmp_path / "working").mkdir()
+    monkeypatch.chdir(tmp_path / "working")
+    for i in range(2):
+        (tmp_path / "working" / f"old{i}.txt").write_text("x")
+
+    with pytest.raises(OutputLimitError, match="would make 4 files"):
+        stream_predict(learners("single"), images, CsvSink("sub.csv", _label_rows, ["id", "label", "score"]),
+                       kernel=kernel, progress=False)
+    assert not (tmp_path / "working/sub.csv").exists()
+
+
+def test_a_complete_run_is_not_repeated(learners, images, kernel_here):
+    sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
+    stream_predict(learners("single"), images, sink, kernel=kernel_here, progress=False)
+    before = (kernel_here.working_dir / "sub.csv").read_bytes()
+
+    again = stream_predict(learners("single"), images, sink, kernel=kernel_here, progress=False)
+
+    assert (again.complete, again.predicted, again.done) == (True, 0, len(images))
+    assert (kernel_here.working_dir / "sub.csv").read_bytes() == before
+
+
+def test_resuming_with_other_items_is_a_clear_error(learners, images, kernel_here):
+    sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
+    stream_predict(learners("single"), images[:12], sink, kernel=kernel_here, progress=False)
+
+    with pytest.raises(ResumeMismatchError, match="other items, n_items; pass the same arguments"):
+        stream_predict(learners("single"), images, sink, kernel=kernel_here, progress=False)
+
+
+def test_resuming_with_another_shard_or_model_is_a_clear_error(learners, images, kernel_here):
+    sink = ArraySink("p.npy")
+    stream_predict(learners("single"), images, sink, shard=(0, 2), kernel=kernel_here, progress=False)
+
+    with pytest.raises(ResumeMismatchError, match="other shard"):
+        stream_predict(learners("single"), images, sink, shard=(1, 2), kernel=kernel_here, progress=False)
+    with pytest.raises(ResumeMismatchError, match="other model"):
+        stream_predict(learners("multi"), images, sink, shard=(0, 2), kernel=kernel_here, progress=False)
+
+
+def test_a_run_out_of_time_commits_and_the_next_call_finishes_it(learners, images, tmp_path, fake_clock, monkeypatch):
+    (tmp_path / "working").mkdir()
+    monkeypatch.chdir(tmp_path / "working")
+    kernel = Kernel(tmp_path, KernelLimits(time_s=100.0), started_at=fake_clock.now, clock=fake_clock)
+    sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
+    fake_clock.advance(95)  # 5 s left, under the 60 s reserve: one chunk, then stop
+
+    first = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
+    fake_clock.now -= 95
+    second = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
+
+    assert (first.complete, first.done) == (False, 4)
+    assert (second.complete, second.resumed_at, second.predicted) == (True, 4, 20)
+    expected = _label_rows(images, _reference(learners("single"), images)[0].numpy())
+    assert pd.read_csv("sub.csv", dtype=str, keep_default_na=False).values.tolist() == [
+        [a, str(b), c] for a, b, c in expected
+    ]
+
+
+def test_shards_merged_equal_the_unsharded_run(learners, images, kernel_here):
+    learn = learners("single")
+    whole = CsvSink("whole.csv", _label_rows, ["id", "label", "score"])
+    stream_predict(learn, images, whole, kernel=kernel_here, progress=False)
+    parts = []
+    for i in range(3):
+        parts.append(CsvSink(f"part{i}.csv", _label_rows, ["id", "label", "score"]))
+        stream_predict(learn, images, parts[-1], shard=(i, 3), kernel=kernel_here, progress=False)
+
+    merged = merge_shards([p.path for p in parts], "merged.csv", keys=[p.stem for p in images], key_column="id")
+
+    assert merged.read_bytes() == whole.path.read_bytes()
+
+
+def test_array_shards_merge_row_by_row(learners, images, kernel_here):
+    learn = learners("multi")
+    stream_predict(learn, images, ArraySink("whole.npy"), kernel=kernel_here, progress=False)
+    for i in range(2):
+        stream_predict(learn, images, ArraySink(f"s{i}.npy"), shard=(i, 2), kernel=kernel_here, progress=False)
+
+    merge_shards(["s0.npy", "s1.npy"], "merged.npy")
+
+    np.testing.assert_array_equal(np.load("merged.npy"), np.load("whole.npy"))
+
+
+def test_bad_images_get_placeholders_and_are_listed(learners, images, kernel_here, tmp_path):
+    learn = learners("single")
+    zero = tmp_path / "zero.png"
+    zero.write_bytes(b"")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(images[0].read_bytes()[:60])
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image at all")
+    items = [*images[:5], zero, images[5], truncated, text, *images[6:10]]
+
+    summary = stream_predict(learn, items, ArraySink("p.npy"), kernel=kernel_here, progress=False)
+
+    got = np.load("p.npy")
+    assert sorted(s["item"] for s in summary.skipped) == sorted(map(str, [zero, truncated, text]))
+    assert [s["index"] for s in summary.skipped] == [5, 7, 8]
+    assert all(is_placeholder(got[i]) for i in (5, 7, 8))
+    good = [i for i in range(len(items)) if i not in (5, 7, 8)]
+    expected = _reference(learn, [items[i] for i in good])[0].numpy()
+    np.testing.assert_allclose(got[good], expected, rtol=1e-5, atol=1e-6)
+    saved = json.loads(progress_path(ArraySink("p.npy")).read_text())
+    assert len(saved["skipped"]) == 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"shard": (2, 2)}, r"shard=\(2, 2\) must be \(i, n\)"),
+    ({"tta": "rotate"}, "unknown augmentation 'rotate'"),
+    ({"memory_fraction": 1.5}, "memory_fraction=1.5 must be between 0 and 1"),
+])  # fmt: skip
+def test_bad_arguments_fail_before_any_work(kwargs, message, learners, images, kernel_here):
+    with pytest.raises(Exception, match=message):
+        stream_predict(learners("single"), images, ArraySink("p.npy"), kernel=kernel_here, progress=False, **kwargs)
+    assert _files(kernel_here.working_dir) == []
