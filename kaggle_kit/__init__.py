@@ -21,6 +21,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "run_local": "kaggle_kit.emulate",
     "RunReport": "kaggle_kit.emulate",
+    "stream_predict": "kaggle_kit.predict",
+    "PredictSummary": "kaggle_kit.predict",
+    "is_placeholder": "kaggle_kit.predict",
+    "ArraySink": "kaggle_kit.sinks",
+    "CsvSink": "kaggle_kit.sinks",
+    "merge_shards": "kaggle_kit.sinks",
+    "load_settings": "kaggle_kit.config",
 }
 
 __all__ = [

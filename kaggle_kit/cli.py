@@ -65,6 +65,17 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", default="10s", help="time between SIGTERM and SIGKILL at the time limit")
     run.add_argument("--config", help="JSON file of kernel settings, passed as KAGGLE_KIT_CONFIG")
     run.set_defaults(handler=_run_local)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the demo kernel on synthetic data under emulated limits",
+        description="Make a synthetic image set, train a small classifier and stream its test "
+        "predictions into one submission, all inside an emulated kernel.",
+    )
+    demo.add_argument("--out", default="kaggle-kit-demo", help="folder for the data and the kernel's sandbox")
+    demo.add_argument("--test-images", type=int, default=800, help="number of test images")
+    demo.add_argument("--memory", default="3GiB", help="the emulated kernel's RAM limit")
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -109,6 +120,24 @@ def _run_local(args: argparse.Namespace) -> int:
     if report.exit_code == 0 and report.verdict == TOO_MANY_FILES:
         return 1
     return report.exit_code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kaggle_kit.demo import run_streaming_demo
+    from kaggle_kit.limits import format_size
+
+    print(f"kaggle-kit demo: running kernels/streaming-demo under a {args.memory} emulated kernel ...", flush=True)
+    outcome = run_streaming_demo(args.out, n_test=args.test_images, memory=args.memory)
+    report, result = outcome["report"], outcome["result"]
+    if not report.ok:
+        print(f"kaggle-kit demo: the kernel failed: {report.summary()}", file=sys.stderr)
+        return report.exit_code or 1
+    print(f"submission:    {outcome['submission']} ({result['done']} test images, {len(result['skipped'])} skipped)")
+    print(f"test accuracy: {result['test_accuracy']:.3f}")
+    print(f"peak memory:   {format_size(report.peak_memory_bytes)} of {args.memory} (whole process tree)")
+    print(f"time used:     {report.elapsed_s:.1f}s (prediction {result['seconds']:.1f}s in {result['chunks']} chunks)")
+    print(f"output files:  {report.output_files} of {report.limits['max_files']}")
+    return 0
 
 
 def _kernel_script(folder) -> object:

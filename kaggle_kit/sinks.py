@@ -71,7 +71,11 @@ class ArraySink:
         return [self.path]
 
     def signature(self) -> dict[str, Any]:
-        return {"sink": "ArraySink", "path": self.path.name, "dtype": None if self.requested_dtype is None else self.requested_dtype.str}
+        return {
+            "sink": "ArraySink",
+            "path": self.path.name,
+            "dtype": None if self.requested_dtype is None else self.requested_dtype.str,
+        }
 
     def open(self, n_items: int, state: dict[str, Any] | None) -> None:
         self._n_items = n_items

@@ -96,32 +96,12 @@ def run_kernel(tmp_path: Path):
 
 # --- tiny real fastai learners on synthetic images -------------------------------------------------------------
 
-COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
-
 
 def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Path]:
-    """`n` PNGs, each a coloured square on noise: name "<i>_<colour>_<big|small>.png"; masks in folder/masks."""
-    import numpy as np
-    from PIL import Image
+    """`n` synthetic PNGs with masks (see kaggle_kit.synthetic)."""
+    from kaggle_kit.synthetic import make_colour_squares
 
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "masks").mkdir(exist_ok=True)
-    paths = []
-    for i in range(n):
-        colour = ["red", "blue"][i % 2]
-        big = bool(rng.integers(2))
-        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        side = size * 3 // 4 if big else size // 3
-        y, x = rng.integers(0, size - side + 1, 2)
-        img[y : y + side, x : x + side] = COLOURS[colour]
-        mask = np.zeros((size, size), dtype=np.uint8)
-        mask[y : y + side, x : x + side] = 1 if colour == "red" else 2
-        path = folder / f"{i:04d}_{colour}_{'big' if big else 'small'}.png"
-        Image.fromarray(img).save(path)
-        Image.fromarray(mask).save(folder / "masks" / path.name)
-        paths.append(path)
-    return paths
+    return make_colour_squares(folder, n, size=size, seed=seed)
 
 
 def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0):

@@ -21,8 +21,10 @@ def _files(folder):
 
 
 def _label_rows(items, preds):
-    return [(p.stem, "" if is_placeholder(x) else int(np.argmax(x)), f"{np.nanmax(x):.6f}")
-            for p, x in zip(items, preds, strict=True)]
+    return [
+        (p.stem, "" if is_placeholder(x) else int(np.argmax(x)), f"{np.nanmax(x):.6f}")
+        for p, x in zip(items, preds, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["single", "multi", "seg"])
@@ -36,7 +38,8 @@ def test_predictions_equal_fastai_get_preds(kind, learners, images, kernel_here)
     got = np.load(kernel_here.working_dir / "preds.npy")
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert summary.complete and summary.done == len(images)
+    assert summary.complete
+    assert summary.done == len(images)
     assert summary.chunks >= 2  # a probe chunk, then adapted ones
 
 
@@ -44,8 +47,9 @@ def test_predictions_equal_fastai_get_preds(kind, learners, images, kernel_here)
 def test_decoded_predictions_equal_fastai_decoded(kind, learners, images, kernel_here):
     learn = learners(kind)
 
-    stream_predict(learn, images, ArraySink(kernel_here.working_dir / "dec.npy"), decode=True, kernel=kernel_here,
-                   progress=False)
+    stream_predict(
+        learn, images, ArraySink(kernel_here.working_dir / "dec.npy"), decode=True, kernel=kernel_here, progress=False
+    )
 
     expected = _reference(learn, images, with_decoded=True)[2].numpy()
     np.testing.assert_array_equal(np.load(kernel_here.working_dir / "dec.npy"), expected)
@@ -55,22 +59,25 @@ def test_dataframe_items_are_accepted(images, kernel_here):
     from fastai.vision.all import CategoryBlock, ColReader, DataBlock, ImageBlock, Resize, resnet18, vision_learner
 
     frame = pd.DataFrame({"path": images, "label": [p.name.split("_")[1] for p in images]})
-    block = DataBlock((ImageBlock, CategoryBlock), get_x=ColReader("path"), get_y=ColReader("label"),
-                      item_tfms=Resize(32))
+    block = DataBlock(
+        (ImageBlock, CategoryBlock), get_x=ColReader("path"), get_y=ColReader("label"), item_tfms=Resize(32)
+    )
     learn = vision_learner(block.dataloaders(frame, bs=4, num_workers=0), resnet18, pretrained=False)
 
     stream_predict(learn, frame, ArraySink(kernel_here.working_dir / "p.npy"), kernel=kernel_here, progress=False)
 
-    np.testing.assert_allclose(np.load(kernel_here.working_dir / "p.npy"), _reference(learn, frame)[0].numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(kernel_here.working_dir / "p.npy"), _reference(learn, frame)[0].numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_flip_tta_averages_plain_and_flipped_masks(learners, images, kernel_here):
     learn = learners("seg")
     items = images[:4]
 
-    stream_predict(learn, items, ArraySink(kernel_here.working_dir / "tta.npy"), tta="hflip", kernel=kernel_here,
-                   progress=False)
+    stream_predict(
+        learn, items, ArraySink(kernel_here.working_dir / "tta.npy"), tta="hflip", kernel=kernel_here, progress=False
+    )
 
     plain = _reference(learn, items)[0]
     dl = learn.dls.test_dl(items)
@@ -80,16 +87,23 @@ def test_flip_tta_averages_plain_and_flipped_masks(learners, images, kernel_here
     with torch.no_grad():
         xb = dl.one_batch()[0]
         flipped = learn.loss_func.activation(learn.model(xb.flip(-1))).flip(-1).cpu()
-    np.testing.assert_allclose(np.load(kernel_here.working_dir / "tta.npy"), ((plain + flipped) / 2).numpy(),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(kernel_here.working_dir / "tta.npy"), ((plain + flipped) / 2).numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_output_files_stay_at_two_whatever_the_number_of_items(learners, images, kernel_here):
     learn = learners("single")
     many = images * 5  # 120 items, 30 batches
 
-    summary = stream_predict(learn, many, CsvSink("sub.csv", _label_rows, ["id", "label", "score"]), chunk_size=4,
-                             kernel=kernel_here, progress=False)
+    summary = stream_predict(
+        learn,
+        many,
+        CsvSink("sub.csv", _label_rows, ["id", "label", "score"]),
+        chunk_size=4,
+        kernel=kernel_here,
+        progress=False,
+    )
 
     assert summary.chunks == 30
     assert _files(kernel_here.working_dir) == ["sub.csv", "sub.csv.progress.json"]
@@ -104,8 +118,13 @@ def test_a_full_working_dir_is_refused_before_predicting(learners, images, tmp_p
         (tmp_path / "working" / f"old{i}.txt").write_text("x")
 
     with pytest.raises(OutputLimitError, match="would make 4 files"):
-        stream_predict(learners("single"), images, CsvSink("sub.csv", _label_rows, ["id", "label", "score"]),
-                       kernel=kernel, progress=False)
+        stream_predict(
+            learners("single"),
+            images,
+            CsvSink("sub.csv", _label_rows, ["id", "label", "score"]),
+            kernel=kernel,
+            progress=False,
+        )
     assert not (tmp_path / "working/sub.csv").exists()
 
 

@@ -82,8 +82,14 @@ def test_stream_predict_finishes_under_a_ram_limit_that_kills_get_preds(run_kern
 
 def _start(script, root, config):
     env = {**os.environ, "KAGGLE_KIT_ROOT": str(root), "KAGGLE_KIT_CONFIG": str(config)}
-    return subprocess.Popen([sys.executable, str(script)], cwd=root / "working", env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root / "working",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _done(root):
@@ -123,7 +129,8 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_csv(tmp_pat
     out = proc.communicate(timeout=300)[0].decode()
 
     assert proc.returncode == 0, out
-    assert kills == sorted(kills) and kills[-1] < 48, kills  # every kill left the run unfinished
+    assert kills == sorted(kills), kills
+    assert kills[-1] < 48, kills  # every kill left the run unfinished
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["resumed_at"] == kills[-1]
     assert (killed / "working/submission.csv").read_bytes() == (clean / "working/submission.csv").read_bytes()
