@@ -104,8 +104,11 @@ def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Pat
     return make_colour_squares(folder, n, size=size, seed=seed)
 
 
-def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0):
-    """A real fastai learner with random weights: "single" / "multi" label classifier or "seg" (segmentation)."""
+def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0, augment: bool = False, num_workers: int = 0):
+    """A real fastai learner with random weights: "single" / "multi" label classifier or "seg" (segmentation).
+
+    `augment` adds random item (crop) and batch (flip) transforms, so training consumes every random generator.
+    """
     import torch
     from fastai.vision.all import (
         BCEWithLogitsLossFlat,
@@ -120,10 +123,17 @@ def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0):
     from fastai.vision.learner import unet_learner
     from torchvision.models import resnet18
 
-    torch.manual_seed(seed)
+    from fastai.vision.all import Flip, RandomResizedCrop, set_seed
+
+    set_seed(seed)  # python, numpy and torch: the DataLoader's own generator is seeded from python's
     if kind == "single":
-        block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], item_tfms=Resize(32))
-        return vision_learner(block.dataloaders(paths, bs=bs, num_workers=0), resnet18, pretrained=False)
+        tfms = (
+            {"item_tfms": RandomResizedCrop(32, min_scale=0.5), "batch_tfms": Flip()}
+            if augment
+            else {"item_tfms": Resize(32)}
+        )
+        block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], **tfms)
+        return vision_learner(block.dataloaders(paths, bs=bs, num_workers=num_workers), resnet18, pretrained=False)
     if kind == "multi":
         block = DataBlock((ImageBlock, MultiCategoryBlock), get_y=lambda p: p.stem.split("_")[1:], item_tfms=Resize(32))
         return vision_learner(

@@ -29,7 +29,7 @@ def test_the_same_script_under_a_larger_limit_finishes(run_kernel):
 
     assert run.report.exit_code == 0, run.explain()
     assert run.report.verdict == OK
-    assert run.report.peak_memory_bytes >= 3 * GiB
+    assert run.report.peak_memory_bytes >= 2.5 * GiB  # sampled every 20 ms: the last pages may be missed
 
 
 def test_memory_held_by_a_child_process_counts_against_the_limit(run_kernel):
