@@ -82,7 +82,7 @@ def capture_learner(learn: Learner) -> dict[str, Any]:
     if rec is not None and hasattr(rec, "lrs"):
         state["recorder"] = {
             "lrs": plain(list(rec.lrs)), "iters": plain(list(rec.iters)),
-            "losses": plain(torch.stack([torch.as_tensor(x).float().cpu() for x in rec.losses])) if rec.losses else None,
+            "losses": plain(torch.stack([torch.as_tensor(x).float() for x in rec.losses])) if rec.losses else None,
             "values": plain([list(v) for v in rec.values]),
             "smooth_count": int(rec.smooth_loss.count), "smooth_val": plain(rec.smooth_loss.val),
         }  # fmt: skip

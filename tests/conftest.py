@@ -109,21 +109,21 @@ def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0, augme
 
     `augment` adds random item (crop) and batch (flip) transforms, so training consumes every random generator.
     """
-    import torch
     from fastai.vision.all import (
         BCEWithLogitsLossFlat,
         CategoryBlock,
         DataBlock,
+        Flip,
         ImageBlock,
         MaskBlock,
         MultiCategoryBlock,
+        RandomResizedCrop,
         Resize,
+        set_seed,
         vision_learner,
     )
     from fastai.vision.learner import unet_learner
     from torchvision.models import resnet18
-
-    from fastai.vision.all import Flip, RandomResizedCrop, set_seed
 
     set_seed(seed)  # python, numpy and torch: the DataLoader's own generator is seeded from python's
     if kind == "single":
