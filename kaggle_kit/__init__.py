@@ -28,6 +28,10 @@ _LAZY = {
     "CsvSink": "kaggle_kit.sinks",
     "merge_shards": "kaggle_kit.sinks",
     "load_settings": "kaggle_kit.config",
+    "Deadline": "kaggle_kit.deadline",
+    "CheckpointSaver": "kaggle_kit.checkpoint",
+    "mark_done": "kaggle_kit.status",
+    "read_status": "kaggle_kit.status",
 }
 
 __all__ = [

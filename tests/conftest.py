@@ -104,7 +104,15 @@ def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Pat
     return make_colour_squares(folder, n, size=size, seed=seed)
 
 
-def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0, augment: bool = False, num_workers: int = 0):
+def make_learner(
+    kind: str,
+    paths: list[Path],
+    bs: int = 4,
+    seed: int = 0,
+    augment: bool = False,
+    num_workers: int = 0,
+    size: int = 32,
+):
     """A real fastai learner with random weights: "single" / "multi" label classifier or "seg" (segmentation).
 
     `augment` adds random item (crop) and batch (flip) transforms, so training consumes every random generator.
@@ -134,6 +142,30 @@ def make_learner(kind: str, paths: list[Path], bs: int = 4, seed: int = 0, augme
         )
         block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], **tfms)
         return vision_learner(block.dataloaders(paths, bs=bs, num_workers=num_workers), resnet18, pretrained=False)
+    if kind == "tiny":  # a small CNN with batch norm and dropout: checkpoints of a few KB, every RNG exercised
+        from fastai.vision.all import CrossEntropyLossFlat, Learner, accuracy, nn
+
+        tfms = (
+            {"item_tfms": RandomResizedCrop(size, min_scale=0.5), "batch_tfms": Flip()}
+            if augment
+            else {"item_tfms": Resize(size)}
+        )
+        block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], **tfms)
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(8, 2),
+        )
+        return Learner(
+            block.dataloaders(paths, bs=bs, num_workers=num_workers),
+            model,
+            loss_func=CrossEntropyLossFlat(),
+            metrics=accuracy,
+        )
     if kind == "multi":
         block = DataBlock((ImageBlock, MultiCategoryBlock), get_y=lambda p: p.stem.split("_")[1:], item_tfms=Resize(32))
         return vision_learner(

@@ -1,0 +1,219 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_images, make_learner
+from fastai.callback.core import Callback
+
+from kaggle_kit.checkpoint import CheckpointError
+from kaggle_kit.deadline import Deadline
+from kaggle_kit.kernel import Kernel
+from kaggle_kit.limits import KernelLimits
+from kaggle_kit.status import read_status
+
+
+class Clockwork(Callback):
+    """Moves the fake clock: `per_batch_s` after each training batch, a jump past the cutoff at a chosen point."""
+
+    order = 60  # before Deadline (65) looks at the clock
+
+    def __init__(self, clock, per_batch_s=0.0, jump_after_batch=None, jump_after_epoch=None):
+        self.clock, self.per_batch_s = clock, per_batch_s
+        self.jump_after_batch, self.jump_after_epoch = jump_after_batch, jump_after_epoch
+        self.batches = 0
+
+    def after_batch(self):
+        if not self.training:
+            return
+        self.batches += 1
+        self.clock.advance(self.per_batch_s)
+        if self.batches == self.jump_after_batch:
+            self.clock.advance(10**7)
+
+    def after_epoch(self):
+        if self.epoch == self.jump_after_epoch:
+            self.clock.advance(10**7)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return make_images(tmp_path_factory.mktemp("deadline-images"), 24)
+
+
+def _kernel(root, clock, hours=1.0):
+    (root / "working").mkdir(parents=True, exist_ok=True)
+    return Kernel(root, KernelLimits(time_s=hours * 3600), started_at=clock.now, clock=clock)
+
+
+def _train(images, root, clock, method="fit_one_cycle", n_epoch=3, deadline=None, clockwork=None, **kwargs):
+    learn = make_learner("tiny", images, augment=True)
+    deadline = deadline or Deadline(every=10**6, reserve=0, safety=0, kernel=_kernel(root, clock), **kwargs)
+    cbs = [deadline, *([clockwork] if clockwork else [])]
+    with learn.no_bar(), learn.no_logging():
+        getattr(learn, method)(n_epoch, 1e-2, cbs=cbs)
+    return learn, deadline
+
+
+def _same_weights(a, b):
+    return all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("method", ["fit_one_cycle", "fit"])
+@pytest.mark.parametrize("stop", ["mid-epoch", "epoch-end"])
+def test_stopped_then_resumed_run_ends_bitwise_identical(method, stop, images, tmp_path, fake_clock):
+    reference, _ = _train(images, tmp_path / "reference", fake_clock, method)
+    jump = {"jump_after_batch": 7} if stop == "mid-epoch" else {"jump_after_epoch": 0}
+
+    first, first_deadline = _train(
+        images, tmp_path / "run", fake_clock, method, clockwork=Clockwork(fake_clock, **jump)
+    )
+    status_after_stop = read_status(tmp_path / "run/working")
+    fake_clock.now += 10**8  # the next kernel starts later: a fresh time budget
+    resumed, resumed_deadline = _train(images, tmp_path / "run", fake_clock, method)
+
+    assert first_deadline.stopped
+    assert not first_deadline.finished
+    assert status_after_stop["status"] == "needs-resume"
+    assert (status_after_stop["epoch"], status_after_stop["iteration"]) == ((1, 2) if stop == "mid-epoch" else (0, 5))
+    assert resumed_deadline.finished
+    assert _same_weights(reference, resumed)
+    assert resumed.recorder.values == reference.recorder.values
+    assert torch.equal(torch.stack(resumed.recorder.losses), torch.stack(reference.recorder.losses))
+    assert read_status(tmp_path / "run/working")["status"] == "trained"
+
+
+def test_a_finished_fit_is_skipped_with_its_weights_loaded(images, tmp_path, fake_clock):
+    trained, _ = _train(images, tmp_path, fake_clock)
+    counter = Clockwork(fake_clock)
+
+    again, deadline = _train(images, tmp_path, fake_clock, clockwork=counter)
+
+    assert deadline.finished
+    assert counter.batches == 0
+    assert _same_weights(trained, again)
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(images, tmp_path, fake_clock, caplog):
+    reference, _ = _train(images, tmp_path / "reference", fake_clock)
+    every_batch = Clockwork(fake_clock, per_batch_s=60, jump_after_batch=8)
+    _train(
+        images,
+        tmp_path / "run",
+        fake_clock,
+        deadline=Deadline(every=1, reserve=0, safety=0, kernel=_kernel(tmp_path / "run", fake_clock)),
+        clockwork=every_batch,
+    )
+    checkpoints = sorted((tmp_path / "run/working/checkpoints").glob("ckpt-*.pth"))
+    checkpoints[-1].write_bytes(checkpoints[-1].read_bytes()[:1000])
+
+    fake_clock.now += 10**8
+    resumed, _ = _train(images, tmp_path / "run", fake_clock)
+
+    assert [p.name for p in checkpoints] == ["ckpt-s00-e0001-i0000002.pth", "ckpt-s00-e0001-i0000003.pth"]
+    assert "fails its checksum" in caplog.text
+    assert _same_weights(reference, resumed)
+
+
+def test_progressive_resizing_resumes_in_the_right_stage(images, tmp_path, fake_clock):
+    def two_stages(root, clockwork=None):
+        learn = make_learner("tiny", images, augment=True, size=24)
+        deadline = Deadline(every=10**6, reserve=0, safety=0, kernel=_kernel(root, fake_clock))
+        learn.add_cb(deadline)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(2, 1e-2)  # stage 0 at 24 px
+            learn.dls = make_learner("tiny", images, augment=True, size=32).dls
+            learn.fit_one_cycle(2, 1e-3, cbs=clockwork)  # stage 1 at 32 px
+        return learn, deadline
+
+    reference, _ = two_stages(tmp_path / "reference")
+    _, stopped = two_stages(tmp_path / "run", Clockwork(fake_clock, jump_after_batch=7))
+    fake_clock.now += 10**8
+    resumed, deadline = two_stages(tmp_path / "run")
+
+    assert stopped.stopped
+    assert stopped.stage == 1
+    assert deadline.finished
+    assert _same_weights(reference, resumed)
+
+
+def test_resuming_a_different_fit_is_a_clear_error(images, tmp_path, fake_clock):
+    _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_batch=3))
+    fake_clock.now += 10**8
+
+    with pytest.raises(CheckpointError, match="different fit .*n_epoch: 3 then, 4 now"):
+        _train(images, tmp_path, fake_clock, n_epoch=4)
+
+
+def test_resume_false_starts_over(images, tmp_path, fake_clock):
+    _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_batch=3))
+    fake_clock.now += 10**8
+    counter = Clockwork(fake_clock)
+
+    _, deadline = _train(images, tmp_path, fake_clock, clockwork=counter, resume=False)
+
+    assert deadline.finished
+    assert counter.batches == 15
+
+
+def test_a_simulated_nine_hour_kernel_stops_where_the_reserve_begins(images, tmp_path, fake_clock):
+    batch_s, reserve_min, every_min = 600.0, 60.0, 30.0  # each batch "takes" 10 minutes
+    kernel = _kernel(tmp_path, fake_clock, hours=9)
+    deadline = Deadline(every=every_min, reserve=reserve_min, safety=1, kernel=kernel)
+
+    learn, _ = _train(
+        images,
+        tmp_path,
+        fake_clock,
+        n_epoch=20,
+        deadline=deadline,
+        clockwork=Clockwork(fake_clock, per_batch_s=batch_s),
+    )
+
+    # it stops after the first batch that leaves no more than reserve + margin (1 min safety + measured work)
+    stop_batch = math.ceil((9 * 3600 - reserve_min * 60 - 60) / batch_s)
+    n_iter = len(learn.dls.train)
+    status = read_status(tmp_path / "working")
+    assert deadline.stopped
+    assert (status["epoch"], status["iteration"]) == divmod(stop_batch, n_iter)
+    assert kernel.remaining_s() >= reserve_min * 60
+    timer_saves = (stop_batch - 1) // int(every_min * 60 / batch_s)  # every 3 batches, before the stopping one
+    assert deadline.saves == timer_saves + 1  # plus the final save at the stop
+    assert len(learn.recorder.values) == stop_batch // n_iter  # whole epochs that fit
+
+
+def test_the_deadline_stops_before_a_real_emulated_time_limit_leaving_the_reserve(run_kernel, tmp_path, images):
+    script = f"""
+        import json, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from fastai.callback.core import Callback
+        from conftest import make_learner
+        import kaggle_kit as kk
+        from kaggle_kit.deadline import Deadline
+
+        class Slow(Callback):
+            def after_batch(self):
+                time.sleep(0.05)
+
+        images = sorted(Path({str(images[0].parent)!r}).glob("*.png"))
+        learn = make_learner("tiny", images)
+        deadline = Deadline(reserve=0.25, safety=0.05)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1000, 1e-2, cbs=[deadline, Slow()])
+        kernel = kk.Kernel.current()
+        Path("../after.json").write_text(json.dumps({{"remaining": kernel.remaining_s(), "stopped": deadline.stopped,
+                                                      "checkpoints": len(list(Path("checkpoints").glob("*.pth")))}}))
+    """
+
+    run = run_kernel(script, time="40s", memory="4GiB")
+
+    assert run.report.verdict == "ok", run.explain()
+    after = json.loads((tmp_path / "sandbox-kernel-0/after.json").read_text())
+    assert after["stopped"]
+    assert after["remaining"] >= 15.0
+    assert after["checkpoints"] >= 1
+    assert read_status(run.report.working_dir)["status"] == "needs-resume"
