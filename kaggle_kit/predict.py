@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -85,7 +86,7 @@ def stream_predict(
     shard: tuple[int, int] | None = None,
     num_workers: int | None = None,
     memory_fraction: float = 0.8,
-    max_chunk_bytes: int = 1 << 30,
+    max_chunk_bytes: int = 256 << 20,
     commit_every_s: float = 120.0,
     kernel: Kernel | None = None,
     monitor: MemoryMonitor | None = None,
@@ -144,20 +145,21 @@ def stream_predict(
     if resumed_at:
         show(resumed_at)
     sink.open(len(positions), manifest["sink_state"])
+    writer = _ChunkWriter(sink, manifest, manifest_path, items)
     chunk_sizes: list[int] = []
     monitor.usage_bytes()
+    start = manifest["done"]
     try:
-        while manifest["done"] < len(positions):
-            size = min(planner.next_size(), len(positions) - manifest["done"])
+        while start < len(positions):
+            size = min(planner.next_size(), len(positions) - start)
             if chunk_sizes and kernel.remaining_s() < reserve_s + planner.seconds_per_item * size:
                 log.warning(
                     "stopping predictions at %d of %d items: %.0fs left in the kernel",
-                    manifest["done"],
+                    start,
                     len(positions),
                     kernel.remaining_s(),
                 )
                 break
-            start = manifest["done"]
             index = positions[start : start + size]
             chunk_start = time.monotonic()
             base = monitor.usage_bytes()
@@ -172,20 +174,15 @@ def stream_predict(
                 monitor,
                 lambda k, s=start: show(s + k),
             )
-            sink.write(_take(items, index), preds, ok, index)
+            writer.submit(index, preds, ok, skipped, start + len(index))  # written while the next chunk predicts
             peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
-            manifest["sink_state"] = sink.commit()
-            manifest["skipped"] += [{"index": int(index[i]), "item": str(_take(items, index[i : i + 1])[0]
-                                     if not isinstance(items, pd.DataFrame) else index[i]), "reason": r}
-                                    for i, r in skipped.items()]  # fmt: skip
-            manifest["done"] = start + len(index)
-            manifest["chunks"] += 1
-            manifest["complete"] = manifest["done"] == len(positions)
-            atomic_write_json(manifest_path, manifest)  # the commit point: the sink's state and the count together
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))
+            start += len(index)
             del preds
+        writer.wait()
     finally:
+        writer.wait(raise_errors=False)
         sink.close()
     if manifest["complete"]:
         show(len(positions))
@@ -208,6 +205,48 @@ def stream_predict(
         manifest["skipped"],
         resumed_at,
     )
+
+
+class _ChunkWriter:
+    """Writes and commits chunks in a background thread, one at a time and in order, while the next one predicts.
+
+    The model's kernels release the GIL, so the sink's conversion, the fsync and the manifest overlap with compute.
+    A chunk is committed (sink durable, then manifest replaced) before the next one is written.
+    """
+
+    def __init__(self, sink: Sink, manifest: dict, manifest_path: Path, items):
+        self.sink, self.manifest, self.manifest_path, self.items = sink, manifest, manifest_path, items
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, index: np.ndarray, preds: np.ndarray, ok: np.ndarray, skipped: dict[int, str], done: int) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._commit, args=(index, preds, ok, skipped, done), name="kaggle-kit-writer", daemon=True
+        )
+        self._thread.start()
+
+    def wait(self, raise_errors: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None and raise_errors:
+            error, self._error = self._error, None
+            raise error
+
+    def _commit(self, index, preds, ok, skipped, done) -> None:
+        try:
+            chunk_items = _take(self.items, index)
+            self.sink.write(chunk_items, preds, ok, index)
+            self.manifest["sink_state"] = self.sink.commit()
+            self.manifest["skipped"] += [{"index": int(index[i]), "item": _describe(self.items, index[i]),
+                                          "reason": reason} for i, reason in skipped.items()]  # fmt: skip
+            self.manifest["done"] = done
+            self.manifest["chunks"] += 1
+            self.manifest["complete"] = done == self.manifest["total"]
+            atomic_write_json(self.manifest_path, self.manifest)  # the commit point: sink state and count together
+        except BaseException as exc:  # handed to the main thread at its next submit or wait
+            self._error = exc
 
 
 class _ChunkPlanner:
@@ -236,7 +275,8 @@ class _ChunkPlanner:
         if self.fixed:
             return
         target = self.monitor.limit_bytes * self.fraction
-        per_item = max(2 * pred_bytes_per_item, (peak - base) / max(1, n), 1.0)
+        # one chunk fills while the previous one is written: three chunk-sized buffers at worst
+        per_item = max(3 * pred_bytes_per_item, (peak - base) / max(1, n), 1.0)
         budget = min(self.max_chunk_bytes, target - self.monitor.usage_bytes())
         if peak > target:
             size = self.size // 2
@@ -343,6 +383,12 @@ def _unreadable(learn, chunk_items) -> dict[int, str]:
         except Exception as exc:  # any failure to read one item is that item's problem, not the run's
             bad[i] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return bad
+
+
+def _describe(items, position) -> str:
+    if isinstance(items, pd.DataFrame):
+        return str(items.iloc[int(position)].to_dict())
+    return str(items[int(position)])
 
 
 def _placeholder(dtype: np.dtype):
