@@ -99,8 +99,12 @@ def find_latest_checkpoint(kernel: Kernel, working_saver: CheckpointSaver) -> tu
     this kernel's own newer saves are compared on training progress, not on file times.
     """
     directories = [working_saver.directory]
+    try:  # the same sub-folder in a previous kernel's output, e.g. checkpoints/stage2
+        relative = working_saver.directory.relative_to(kernel.working_dir)
+    except ValueError:
+        relative = Path(CHECKPOINT_DIR)
     for _slug, path in kernel.inputs():
-        directories += [path / CHECKPOINT_DIR, path]
+        directories += [path / relative, path]
     candidates = []
     for directory in directories:
         entries = CheckpointSaver(directory).entries()

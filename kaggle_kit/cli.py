@@ -68,14 +68,32 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the demo kernel on synthetic data under emulated limits",
-        description="Make a synthetic image set, train a small classifier and stream its test "
-        "predictions into one submission, all inside an emulated kernel.",
+        help="run the iMaterialist kernel on synthetic data: interrupted, then resumed",
+        description="Make a synthetic iMaterialist-2019 dataset and run "
+        "kernels/imaterialist-fashion-2019 on it in an emulated kernel twice: the first "
+        "run's time limit is too short (it checkpoints and stops), the second resumes "
+        "and writes the submission. --streaming runs the smaller classification demo.",
     )
-    demo.add_argument("--out", default="kaggle-kit-demo", help="folder for the data and the kernel's sandbox")
-    demo.add_argument("--test-images", type=int, default=800, help="number of test images")
-    demo.add_argument("--memory", default="3GiB", help="the emulated kernel's RAM limit")
+    demo.add_argument("--out", default="kaggle-kit-demo", help="folder for the data, logs and the kernel's sandbox")
+    demo.add_argument("--memory", default=None, help="the emulated kernel's RAM limit (default 6GiB; 3GiB streaming)")
+    demo.add_argument("--first-time", default="75s", help="time limit of the first, interrupted run")
+    demo.add_argument("--streaming", action="store_true", help="the classification + streaming demo instead")
+    demo.add_argument("--test-images", type=int, default=800, help="test images of the streaming demo")
     demo.set_defaults(handler=_demo)
+
+    synth = sub.add_parser(
+        "synth",
+        help="write a synthetic iMaterialist-2019 dataset in the competition's format",
+        description="Write label_descriptions.json, train.csv, train/, test/ and "
+        "sample_submission.csv (plus synthetic_test_solution.csv) into DEST.",
+    )
+    synth.add_argument("dest", help="folder to write")
+    synth.add_argument("--train", type=int, default=120, help="training images")
+    synth.add_argument("--test", type=int, default=30, help="test images")
+    synth.add_argument("--min-size", type=int, default=96, help="smallest image side, pixels")
+    synth.add_argument("--max-size", type=int, default=160, help="largest image side, pixels")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_synth)
     return parser
 
 
@@ -123,9 +141,12 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if not args.streaming:
+        return _imaterialist_demo(args)
     from kaggle_kit.demo import run_streaming_demo
     from kaggle_kit.limits import format_size
 
+    args.memory = args.memory or "3GiB"
     print(f"kaggle-kit demo: running kernels/streaming-demo under a {args.memory} emulated kernel ...", flush=True)
     outcome = run_streaming_demo(args.out, n_test=args.test_images, memory=args.memory)
     report, result = outcome["report"], outcome["result"]
@@ -137,6 +158,46 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"peak memory:   {format_size(report.peak_memory_bytes)} of {args.memory} (whole process tree)")
     print(f"time used:     {report.elapsed_s:.1f}s (prediction {result['seconds']:.1f}s in {result['chunks']} chunks)")
     print(f"output files:  {report.output_files} of {report.limits['max_files']}")
+    return 0
+
+
+def _imaterialist_demo(args: argparse.Namespace) -> int:
+    from kaggle_kit.demo import run_imaterialist_demo
+    from kaggle_kit.limits import format_size
+
+    memory = args.memory or "6GiB"
+    print(
+        f"kaggle-kit demo: iMaterialist-2019 kernel on synthetic data, {memory} RAM; first run limited to "
+        f"{args.first_time} ...",
+        flush=True,
+    )
+    out = run_imaterialist_demo(args.out, memory=memory, first_time=args.first_time)
+    for i, (report, status) in enumerate(zip(out["runs"], out["statuses"], strict=True), start=1):
+        where = f"stage/epoch/batch {status.get('stage')}/{status.get('epoch')}/{status.get('iteration')}"
+        print(
+            f"run {i}:         {report.verdict}, {report.elapsed_s:.1f}s, peak memory "
+            f"{format_size(report.peak_memory_bytes)}, status {status.get('status', 'none')} ({where})"
+        )
+    if "scores" not in out:
+        print(f"kaggle-kit demo: the kernel did not finish; see {', '.join(map(str, out['logs']))}", file=sys.stderr)
+        return 1
+    last = out["runs"][-1]
+    print(f"submission:    {out['submission']} ({out['submitted_images']} of {out['test_images']} test images)")
+    for mode, (model, baseline) in out["scores"].items():
+        print(f"score ({mode}): {model:.4f} (trivial baseline {baseline:.4f})")
+    print(f"peak memory:   {format_size(max(r.peak_memory_bytes for r in out['runs']))} of {memory}")
+    print(f"time used:     {sum(r.elapsed_s for r in out['runs']):.1f}s in {len(out['runs'])} runs")
+    print(f"output files:  {last.output_files} of {last.limits['max_files']}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from kaggle_kit.imaterialist.synth import make_dataset
+
+    if args.min_size < 16 or args.max_size < args.min_size:
+        raise KaggleKitError(f"--min-size {args.min_size} / --max-size {args.max_size}: need 16 <= min <= max", None)
+    dest = make_dataset(args.dest, args.train, args.test, args.min_size, args.max_size, seed=args.seed)
+    print(f"kaggle-kit synth: {args.train} training and {args.test} test images in {dest}")
     return 0
 
 

@@ -79,7 +79,10 @@ class Deadline(Callback):
     # --- fit ------------------------------------------------------------------------------------------------------
 
     def before_fit(self) -> None:
-        if hasattr(self.learn, "lr_finder"):  # lr_find runs a fit of its own: not ours to checkpoint
+        predicting = not getattr(self.learn, "create_mbar", True)  # get_preds/validate: no_mbar() is on
+        if predicting or hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds"):
+            # lr_find runs a fit of its own, and get_preds/validate send before_fit too: not ours to checkpoint.
+            # fastai sets `run` back to True after the fit.
             self.run = False
             return
         self.run = True

@@ -217,3 +217,20 @@ def test_the_deadline_stops_before_a_real_emulated_time_limit_leaving_the_reserv
     assert after["remaining"] >= 15.0
     assert after["checkpoints"] >= 1
     assert read_status(run.report.working_dir)["status"] == "needs-resume"
+
+
+def test_predicting_with_a_deadline_attached_is_not_a_fit(images, tmp_path, fake_clock):
+    kernel = _kernel(tmp_path, fake_clock)
+    learn = make_learner("tiny", images)
+    deadline = Deadline(every=10**6, reserve=0, safety=0, kernel=kernel)
+    learn.add_cb(deadline)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-2)
+        files_after_fit = sorted(p.name for p in (tmp_path / "working/checkpoints").iterdir())
+        learn.get_preds(dl=learn.dls.test_dl(images[:4]))
+        learn.validate()
+        learn.fit(1, 1e-2)  # a second fit is the next stage
+
+    assert sorted(p.name for p in (tmp_path / "working/checkpoints").iterdir())[:2] == files_after_fit[:2]
+    assert deadline.stage == 1
+    assert read_status(tmp_path / "working")["status"] == "trained"

@@ -8,7 +8,17 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_trains_streams_a_submission_and_reports_it(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "kaggle_kit.cli", "demo", "--out", str(tmp_path / "demo"), "--test-images", "120"],
+        [
+            sys.executable,
+            "-m",
+            "kaggle_kit.cli",
+            "demo",
+            "--streaming",
+            "--out",
+            str(tmp_path / "demo"),
+            "--test-images",
+            "120",
+        ],
         capture_output=True,
         text=True,
         timeout=600,

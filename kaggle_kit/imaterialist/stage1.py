@@ -1,0 +1,102 @@
+"""Stage 1: a fastai unet that predicts, for every pixel, which garment categories cover it (one sigmoid each).
+
+Per-pixel multi-label rather than one class per pixel (seed 002's choice): parts overlap garments (a sleeve is also
+top), and a softmax would have to drop one of them. Trained with progressive resizing (e.g. 224 -> 512 px).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from fastai.data.block import DataBlock, TransformBlock
+from fastai.data.transforms import Normalize, RandomSplitter
+from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.core import imagenet_stats
+from fastai.vision.data import ImageBlock
+from fastai.vision.learner import unet_learner
+
+from kaggle_kit.imaterialist.masks import MaskCache
+
+__all__ = ["stage1_dataloaders", "stage1_learner", "encoder", "MultiLabelSegLoss"]
+
+
+class MultiLabelSegLoss:
+    """Per-pixel binary cross-entropy plus a soft Dice term per category channel.
+
+    Garments cover a small share of the pixels of 46 mostly empty channels: cross-entropy alone settles on "nothing
+    anywhere"; the Dice term rewards overlap with the objects that are there. Sigmoid activation; decodes at `thresh`.
+    """
+
+    def __init__(self, thresh: float = 0.5, dice_weight: float = 1.0, smooth: float = 1.0):
+        self.thresh, self.dice_weight, self.smooth = thresh, dice_weight, smooth
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target = logits.float(), target.float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        probs = torch.sigmoid(logits)
+        dims = (0, 2, 3)
+        inter, total = (probs * target).sum(dims), probs.sum(dims) + target.sum(dims)
+        present = target.sum(dims) > 0
+        dice = 1 - (2 * inter + self.smooth) / (total + self.smooth)
+        dice = dice[present].mean() if present.any() else dice.mean() * 0
+        return bce + self.dice_weight * dice
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x > self.thresh
+
+
+def encoder(arch: str, weights: str | os.PathLike | None):
+    """A torchvision encoder constructor by name ("resnet34"), loading a local weights file if given (Kagglers
+    attach weights as a dataset; nothing is downloaded)."""
+    import torchvision.models as tvm
+
+    try:
+        build = getattr(tvm, arch)
+    except AttributeError:
+        raise ValueError(f"unknown encoder {arch!r}; use a torchvision model name such as 'resnet34'") from None
+    if weights is None:
+        return build
+
+    def with_weights(pretrained: bool = False, **kwargs):
+        model = build(weights=None, **kwargs)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return model
+
+    with_weights.__name__ = arch
+    return with_weights
+
+
+def stage1_dataloaders(
+    image_dir: Path,
+    train: pd.DataFrame,
+    category_ids: Sequence[int],
+    size: int,
+    bs: int,
+    cache_dir: str | os.PathLike,
+    valid_pct: float = 0.2,
+    seed: int = 42,
+    num_workers: int = 0,
+    image_ids: Sequence[str] | None = None,
+):
+    """DataLoaders of (image, MultiLabelMask) at `size` px, images squished like their masks."""
+    ids = sorted(train["ImageId"].unique()) if image_ids is None else list(image_ids)
+    masks = MaskCache(train, category_ids, size, cache_dir)
+    block = DataBlock(blocks=(ImageBlock, TransformBlock(type_tfms=[masks])), get_x=lambda i: image_dir / i,
+                      get_y=lambda i: image_dir / i, splitter=RandomSplitter(valid_pct, seed=seed),
+                      item_tfms=Resize(size, method=ResizeMethod.Squish),
+                      batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
+    return block.dataloaders(ids, bs=bs, num_workers=num_workers)
+
+
+def stage1_learner(dls, n_categories: int, arch: str = "resnet34", weights: str | os.PathLike | None = None):
+    """The unet: `n_categories` sigmoid channels, encoder `arch` (random or from a local `weights` file)."""
+    return unet_learner(
+        dls, encoder(arch, weights), pretrained=False, n_out=n_categories, loss_func=MultiLabelSegLoss()
+    )

@@ -1,0 +1,129 @@
+"""Stage 2: a multi-label attribute classifier on each garment's crop (its mask's bounding box plus a margin).
+
+Trained from the ground-truth masks of garments whose category carries attributes in train.csv; one threshold per
+attribute is tuned on the validation crops (the one that maximises that attribute's F1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.block import DataBlock, MultiCategoryBlock
+from fastai.data.transforms import ColReader, Normalize, RandomSplitter
+from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.core import imagenet_stats
+from fastai.vision.data import ImageBlock
+from fastai.vision.learner import vision_learner
+from PIL import Image
+
+from kaggle_kit.imaterialist.stage1 import encoder
+from kaggle_kit.rle import rle_decode
+
+__all__ = ["mask_box", "crop_box", "build_crops", "stage2_learner", "tune_thresholds", "AttributePredictor"]
+
+MARGIN = 0.1
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, left, bottom, right) of a mask's pixels, bottom/right exclusive; None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def crop_box(box: tuple[int, int, int, int], height: int, width: int, margin: float = MARGIN):
+    """`box` grown by `margin` of its size on every side, clipped to the image; PIL order (left, top, right, bottom)."""
+    top, left, bottom, right = box
+    dy, dx = (bottom - top) * margin, (right - left) * margin
+    return (max(0, int(left - dx)), max(0, int(top - dy)), min(width, int(np.ceil(right + dx))),
+            min(height, int(np.ceil(bottom + dy))))  # fmt: skip
+
+
+def build_crops(
+    train: pd.DataFrame, image_dir: Path, size: int, cache_dir: str | os.PathLike, categories: Sequence[int]
+) -> pd.DataFrame:
+    """Save one crop per garment of `categories` (size x size JPEG, outside working/) and return
+    (crop path, space-separated attribute ids) rows."""
+    out_dir = Path(cache_dir) / f"crops-{size}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    chosen = train[train["category"].isin(list(categories))]
+    for image_id, group in chosen.groupby("ImageId"):
+        with Image.open(image_dir / image_id) as opened:
+            image = opened.convert("RGB")
+        for k, row in enumerate(group.itertuples()):
+            path = out_dir / f"{Path(image_id).stem}-{k:03d}.jpg"
+            if not path.exists():
+                box = mask_box(rle_decode(row.EncodedPixels, (row.Height, row.Width)))
+                if box is None:
+                    continue
+                image.crop(crop_box(box, row.Height, row.Width)).resize((size, size)).save(path, quality=95)
+            rows.append((str(path), " ".join(str(a) for a in row.attributes)))
+    return pd.DataFrame(rows, columns=["crop", "attributes"])
+
+
+def stage2_learner(
+    crops: pd.DataFrame,
+    attribute_ids: Sequence[int],
+    size: int,
+    bs: int,
+    arch: str = "resnet18",
+    weights: str | os.PathLike | None = None,
+    valid_pct: float = 0.2,
+    seed: int = 42,
+):
+    """A vision_learner over garment crops; its vocabulary is `attribute_ids` (as strings), in that order."""
+    vocab = [str(a) for a in attribute_ids]
+    block = DataBlock(blocks=(ImageBlock, MultiCategoryBlock(vocab=vocab)), get_x=ColReader("crop"),
+                      get_y=ColReader("attributes", label_delim=" "), splitter=RandomSplitter(valid_pct, seed=seed),
+                      item_tfms=Resize(size, method=ResizeMethod.Squish),
+                      batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
+    dls = block.dataloaders(crops, bs=bs, num_workers=0)
+    return vision_learner(dls, encoder(arch, weights), pretrained=False)
+
+
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float] | None = None) -> np.ndarray:
+    """Per-attribute threshold maximising F1 on validation (`probs`, `targets`: (n, attributes)); 0.5 where an
+    attribute never occurs in validation."""
+    grid = np.arange(0.05, 0.96, 0.05) if grid is None else np.asarray(grid)
+    best = np.full(probs.shape[1], 0.5)
+    for a in range(probs.shape[1]):
+        truth = targets[:, a] > 0.5
+        if not truth.any():
+            continue
+        f1 = []
+        for t in grid:
+            pred = probs[:, a] >= t
+            tp = (pred & truth).sum()
+            f1.append(2 * tp / max(1, pred.sum() + truth.sum()))
+        best[a] = grid[int(np.argmax(f1))]
+    return best
+
+
+class AttributePredictor:
+    """Predicts attribute ids for garment crops with a trained stage-2 model, outside fastai's loop (it runs in the
+    submission writer's thread while stage 1 predicts the next chunk)."""
+
+    def __init__(self, learn, thresholds: np.ndarray, size: int):
+        self.model = learn.model.eval()
+        self.vocab = [int(v) for v in learn.dls.vocab]
+        self.thresholds, self.size = np.asarray(thresholds), size
+        self.device = next(self.model.parameters()).device
+        self.mean = torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1)
+        self.std = torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1)
+
+    def __call__(self, crops: list[Image.Image]) -> list[list[int]]:
+        if not crops:
+            return []
+        arrays = [np.asarray(c.convert("RGB").resize((self.size, self.size)), dtype=np.float32) for c in crops]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
+        x = ((x - self.mean) / self.std).to(self.device)
+        with torch.no_grad():
+            probs = torch.sigmoid(self.model(x)).float().cpu().numpy()
+        return [[self.vocab[a] for a in np.flatnonzero(p >= self.thresholds)] for p in probs]

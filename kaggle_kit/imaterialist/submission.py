@@ -1,0 +1,91 @@
+"""From stage-1 probabilities to submission rows: instances at each image's original size, with stage-2 attributes.
+
+Per image and category: threshold the probability map at the model's size, split it into connected components,
+drop the small ones, scale each up to the original size (nearest, by index), and RLE-encode it. Garments of
+categories that carry attributes get them from stage 2, on a crop of the original image. Nothing is kept beyond the
+current chunk: the rows go to the CSV as they are made.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from kaggle_kit.imaterialist.data import format_class_id
+from kaggle_kit.imaterialist.masks import resize_nearest
+from kaggle_kit.imaterialist.stage2 import crop_box, mask_box
+from kaggle_kit.rle import rle_encode
+
+__all__ = ["SubmissionRows", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["ImageId", "EncodedPixels", "ClassId"]
+
+
+class SubmissionRows:
+    """The `to_rows(items, probs)` of a `CsvSink` writing the submission.
+
+    `category_ids`: the stage-1 channel order. `attributes`: a callable from crops to attribute id lists (stage 2),
+    applied to instances of `attribute_categories`. `threshold`: probability above which a pixel belongs to a
+    category. `min_area`: smallest instance kept, as a share of the model-size image. `fallback_class`: the category
+    of the row written for an image where nothing was found (every test image must appear).
+    """
+
+    def __init__(
+        self,
+        category_ids: Sequence[int],
+        attributes: Callable[[list[Image.Image]], list[list[int]]] | None,
+        attribute_categories: Sequence[int] = (),
+        threshold: float = 0.5,
+        min_area: float = 0.002,
+        fallback_class: int = 23,
+    ):
+        self.category_ids = list(category_ids)
+        self.attributes = attributes
+        self.attribute_categories = set(attribute_categories)
+        self.threshold, self.min_area, self.fallback_class = threshold, min_area, fallback_class
+
+    def __call__(self, items: Sequence[Path], probs: np.ndarray) -> list[tuple[str, str, str]]:
+        rows = []
+        for path, prob in zip(items, probs, strict=True):
+            rows += self.image_rows(Path(path), prob)
+        return rows
+
+    def image_rows(self, path: Path, prob: np.ndarray) -> list[tuple[str, str, str]]:
+        """The rows of one image (at least one)."""
+        image_id = path.name
+        if np.isnan(prob).all():  # unreadable image: still one row, so the submission is complete
+            return [(image_id, "1 1", str(self.fallback_class))]
+        with Image.open(path) as opened:
+            width, height = opened.size
+            instances = self.instances(prob, height, width)
+            needs_attrs = [i for i, (c, _m) in enumerate(instances) if c in self.attribute_categories]
+            attrs: dict[int, list[int]] = {}
+            if needs_attrs and self.attributes is not None:
+                image = opened.convert("RGB")
+                crops = [image.crop(crop_box(mask_box(instances[i][1]), height, width)) for i in needs_attrs]
+                attrs = dict(zip(needs_attrs, self.attributes(crops), strict=True))
+        rows = [(image_id, rle_encode(mask), format_class_id(c, attrs.get(i, ()))) for i, (c, mask) in
+                enumerate(instances)]  # fmt: skip
+        return rows or [(image_id, "1 1", str(self.fallback_class))]
+
+    def instances(self, prob: np.ndarray, height: int, width: int) -> list[tuple[int, np.ndarray]]:
+        """(category id, original-size boolean mask) of every instance found in one image's probabilities."""
+        out = []
+        min_pixels = self.min_area * prob.shape[1] * prob.shape[2]
+        for channel, category in enumerate(self.category_ids):
+            binary = prob[channel] > self.threshold
+            if not binary.any():
+                continue
+            labels, n = ndimage.label(binary)
+            sizes = np.bincount(labels.ravel(), minlength=n + 1)
+            for label in range(1, n + 1):
+                if sizes[label] >= min_pixels:
+                    out.append((category, resize_nearest(labels == label, height, width)))
+        return out

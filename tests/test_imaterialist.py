@@ -1,0 +1,182 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kaggle_kit.imaterialist.data import DataError, format_class_id, parse_class_id, read_labels, read_train_csv
+from kaggle_kit.imaterialist.metric import score_submission
+from kaggle_kit.imaterialist.submission import SubmissionRows
+from kaggle_kit.imaterialist.synth import CATEGORY_NAMES, SOLUTION_NAME, make_dataset
+from kaggle_kit.rle import rle_decode, rle_encode
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("fashion"), n_train=16, n_test=4, seed=3)
+
+
+def test_synthetic_labels_follow_the_competition_file(dataset):
+    labels = read_labels(dataset / "label_descriptions.json")
+
+    assert list(labels.categories.values()) == CATEGORY_NAMES
+    assert len(labels.categories) == 46
+    assert labels.categories[31] == "sleeve"
+    assert len(labels.attributes) == 92
+
+
+def test_synthetic_train_csv_is_valid_and_matches_its_images(dataset):
+    labels = read_labels(dataset / "label_descriptions.json")
+
+    train = read_train_csv(dataset / "train.csv", labels)
+
+    assert list(train.columns[:5]) == ["ImageId", "EncodedPixels", "Height", "Width", "ClassId"]
+    for image_id, group in train.groupby("ImageId"):
+        with Image.open(dataset / "train" / image_id) as image:
+            assert image.size == (group["Width"].iloc[0], group["Height"].iloc[0])
+    assert (train["attributes"].map(len) > 0).any()
+    assert train["ClassId"].str.contains("_").any()
+
+
+def test_synthetic_parts_overlap_their_garments(dataset):
+    train = read_train_csv(dataset / "train.csv", read_labels(dataset / "label_descriptions.json"))
+    overlaps = 0
+    for _image_id, group in train.groupby("ImageId"):
+        decoded = [
+            (c, rle_decode(r, (h, w)))
+            for c, r, h, w in zip(
+                group["category"], group["EncodedPixels"], group["Height"], group["Width"], strict=True
+            )
+        ]
+        tops = [m for c, m in decoded if c == 1]
+        sleeves = [m for c, m in decoded if c == 31]
+        overlaps += sum(bool((t & s).any()) for t in tops for s in sleeves)
+    assert overlaps > 0
+
+
+def test_the_same_seed_gives_the_same_dataset(tmp_path):
+    a, b = make_dataset(tmp_path / "a", 3, 1, seed=7), make_dataset(tmp_path / "b", 3, 1, seed=7)
+
+    assert (a / "train.csv").read_bytes() == (b / "train.csv").read_bytes()
+    assert sorted(p.name for p in (a / "train").iterdir()) == sorted(p.name for p in (b / "train").iterdir())
+
+
+def _write_train(tmp_path, dataset, edit):
+    frame = pd.read_csv(dataset / "train.csv", dtype=str)
+    frame = edit(frame)
+    path = tmp_path / "train.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda f: f.drop(columns=["Height"]), "missing column\\(s\\) Height"),
+    (lambda f: f.assign(ClassId=["99"] + list(f["ClassId"][1:])), "line 2 .*unknown category id 99"),
+    (lambda f: f.assign(ClassId=list(f["ClassId"][:2]) + ["1_500"] + list(f["ClassId"][3:])),
+     "line 4 .*unknown attribute id\\(s\\) \\[500\\]"),
+    (lambda f: f.assign(ClassId=["shirt"] + list(f["ClassId"][1:])), "line 2 .*not 'category'"),
+    (lambda f: f.assign(EncodedPixels=["1 2 3"] + list(f["EncodedPixels"][1:])), "line 2 .*odd number"),
+    (lambda f: f.assign(EncodedPixels=["1 999999999"] + list(f["EncodedPixels"][1:])), "line 2 .*runs past"),
+    (lambda f: f.assign(Height=["0"] + list(f["Height"][1:])), "line 2 .*must be positive"),
+    (lambda f: f.assign(Width=["wide"] + list(f["Width"][1:])), "line 2 .*not integers"),
+])  # fmt: skip
+def test_train_csv_errors_name_the_row(edit, message, dataset, tmp_path):
+    labels = read_labels(dataset / "label_descriptions.json")
+
+    with pytest.raises(DataError, match=message):
+        read_train_csv(_write_train(tmp_path, dataset, edit), labels)
+
+
+def test_label_file_errors_are_clear(tmp_path):
+    bad = tmp_path / "label_descriptions.json"
+    bad.write_text(json.dumps({"categories": [{"id": 0, "name": "a"}, {"id": 0, "name": "b"}], "attributes": []}))
+
+    with pytest.raises(DataError, match="categories\\[1\\] repeats id 0"):
+        read_labels(bad)
+
+
+def test_class_ids_parse_and_format():
+    assert parse_class_id("6_28_77") == (6, (28, 77))
+    assert parse_class_id("23") == (23, ())
+    assert format_class_id(6, (77, 28)) == "6_28_77"
+
+
+def _solution(masks):
+    h, w = masks[0][1].shape
+    return pd.DataFrame(
+        [("img.jpg", rle_encode(m), h, w, c) for c, m in masks],
+        columns=["ImageId", "EncodedPixels", "Height", "Width", "ClassId"],
+    )
+
+
+def _box(h, w, top, left, bottom, right):
+    m = np.zeros((h, w), bool)
+    m[top:bottom, left:right] = True
+    return m
+
+
+def test_metric_is_one_for_a_perfect_submission_in_both_modes():
+    truth = _solution([("1_0_3", _box(20, 20, 0, 0, 10, 10)), ("31", _box(20, 20, 0, 0, 4, 4))])
+
+    for mode in ("category", "full"):
+        assert score_submission(truth[["ImageId", "EncodedPixels", "ClassId"]], truth, mode) == 1.0
+
+
+def test_wrong_attributes_count_only_in_full_mode():
+    truth = _solution([("1_0_3", _box(20, 20, 0, 0, 10, 10))])
+    pred = truth.assign(ClassId="1_2")
+
+    assert score_submission(pred, truth, "category") == 1.0
+    assert score_submission(pred, truth, "full") == 0.0
+
+
+def test_metric_averages_over_iou_thresholds():
+    truth = _solution([("8", _box(10, 10, 0, 0, 10, 10))])
+    pred = truth.assign(EncodedPixels=rle_encode(_box(10, 10, 0, 0, 7, 10)))  # IoU 0.7
+
+    # matched at 0.50, 0.55, 0.60, 0.65: 4 of 10 thresholds
+    assert score_submission(pred, truth, "category") == pytest.approx(0.4)
+
+
+def test_a_missing_image_scores_zero_and_extra_predictions_cost():
+    truth = _solution([("8", _box(10, 10, 0, 0, 10, 10))])
+    extra = pd.concat([truth, truth.assign(EncodedPixels=rle_encode(_box(10, 10, 0, 0, 2, 2)))])
+
+    assert score_submission(truth.iloc[0:0], truth) == 0.0
+    assert score_submission(extra, truth) == pytest.approx(0.5)  # TP 1, FP 1
+
+
+def test_submission_rows_find_instances_at_the_original_size(tmp_path):
+    image = tmp_path / "img.jpg"
+    Image.new("RGB", (200, 100), (200, 200, 200)).save(image)
+    probs = np.zeros((46, 20, 20), np.float32)
+    probs[1, 2:8, 2:8] = 0.9  # a top
+    probs[1, 12:18, 12:18] = 0.8  # a second top, not touching the first
+    probs[23, 0, 0] = 0.9  # a one-pixel shoe: too small, dropped
+    rows = SubmissionRows(
+        list(range(46)), attributes=lambda crops: [[3, 0]] * len(crops), attribute_categories=[1], min_area=0.01
+    )
+
+    out = rows([image], probs[None])
+
+    assert [r[2] for r in out] == ["1_0_3", "1_0_3"]
+    first = rle_decode(out[0][1], (100, 200))
+    assert first.sum() == 30 * 60  # 6 x 6 cells of 5 x 10 pixels
+    assert first[10:40, 20:80].all()
+
+
+def test_every_image_gets_a_row_even_with_nothing_found(tmp_path):
+    image = tmp_path / "empty.jpg"
+    Image.new("RGB", (50, 40)).save(image)
+
+    out = SubmissionRows(list(range(46)), None, fallback_class=8)([image], np.zeros((1, 46, 8, 8), np.float32))
+
+    assert out == [("empty.jpg", "1 1", "8")]
+
+
+def test_the_solution_file_scores_itself_perfectly(dataset):
+    solution = pd.read_csv(dataset / SOLUTION_NAME, dtype={"ClassId": str})
+
+    assert score_submission(solution[["ImageId", "EncodedPixels", "ClassId"]], solution, "full") == 1.0
+    assert set(solution["ImageId"]) == {p.name for p in (dataset / "test").glob("*.jpg")}

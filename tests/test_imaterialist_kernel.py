@@ -1,0 +1,82 @@
+"""The iMaterialist kernel end to end under the emulator: interrupted by its time limit, resumed, scored."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from kaggle_kit.demo import run_imaterialist_demo
+from kaggle_kit.imaterialist.data import parse_class_id, read_labels
+from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
+from kaggle_kit.rle import rle_decode
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(tmp_path):
+    out = run_imaterialist_demo(tmp_path, n_train=100, n_test=30, first_time="75s")
+
+    first, last = out["runs"][0], out["runs"][-1]
+    assert len(out["runs"]) == 2, [r.summary() for r in out["runs"]]
+    assert first.verdict == "ok", first.summary()  # stopped by its Deadline, not killed by the time limit
+    assert out["statuses"][0]["status"] == "needs-resume"
+    assert last.verdict == "ok", last.summary()
+    assert out["statuses"][1]["status"] == "done"
+    (model_cat, base_cat), (model_full, base_full) = out["scores"]["category"], out["scores"]["full"]
+    assert model_cat > base_cat + 0.1, out["scores"]
+    assert model_full > base_full + 0.03, out["scores"]
+    assert last.output_files <= 12
+
+
+def test_the_submission_is_valid(tmp_path):
+    out = run_imaterialist_demo(tmp_path, n_train=60, n_test=12, first_time="20min")  # one uninterrupted run
+    data = tmp_path / "fashion-data"
+    labels = read_labels(data / "label_descriptions.json")
+    solution = pd.read_csv(data / SOLUTION_NAME)
+    sizes = solution.groupby("ImageId")[["Height", "Width"]].first()
+
+    submission = pd.read_csv(out["submission"], dtype=str, keep_default_na=False)
+
+    assert list(submission.columns) == ["ImageId", "EncodedPixels", "ClassId"]
+    assert set(submission["ImageId"]) == set(sizes.index)
+    for row in submission.itertuples():
+        category, attributes = parse_class_id(row.ClassId)
+        assert category in labels.categories
+        assert all(a in labels.attributes for a in attributes)
+        height, width = sizes.loc[row.ImageId]
+        assert rle_decode(row.EncodedPixels, (height, width)).any()
+
+
+MEMORY_KERNEL = """
+import json, sys
+from pathlib import Path
+import torch
+from fastai.vision.all import set_seed
+import kaggle_kit as kk
+from kaggle_kit.imaterialist import read_labels, read_train_csv
+from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner
+from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
+
+data = kk.Kernel.current().find_input("fashion")
+labels = read_labels(data / "label_descriptions.json")
+train = read_train_csv(data / "train.csv", labels)
+set_seed(0)
+dls = stage1_dataloaders(data / "train", train, labels.category_ids, 32, 4, Path("../cache"))
+learn = stage1_learner(dls, len(labels.category_ids), "resnet18")
+tests = sorted((data / "test").glob("*.jpg"))[: int(sys.argv[1])]
+rows = SubmissionRows(labels.category_ids, None, threshold=0.5, min_area=0.0)  # random weights: many instances
+summary = kk.stream_predict(learn, tests, kk.CsvSink("submission.csv", rows, COLUMNS), chunk_size=4, progress=False)
+Path("../summary.json").write_text(json.dumps(summary.as_dict()))
+"""
+
+
+def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run_kernel, tmp_path):
+    data = make_dataset(tmp_path / "big", n_train=8, n_test=32, min_size=500, max_size=700, seed=5)
+    peaks = {}
+    for n in (8, 32):
+        run = run_kernel(MEMORY_KERNEL, memory="6GiB", inputs={"fashion": data}, args=[str(n)], name=f"mem{n}")
+        assert run.report.ok, run.explain()
+        assert json.loads((tmp_path / f"sandbox-mem{n}-{0 if n == 8 else 1}/summary.json").read_text())["done"] == n
+        peaks[n] = run.report.peak_memory_bytes
+
+    assert peaks[32] <= peaks[8] * 1.1, peaks
