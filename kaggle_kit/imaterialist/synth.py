@@ -27,9 +27,9 @@ CATEGORY_NAMES = [
     "collar", "lapel", "epaulette", "sleeve", "pocket", "neckline", "buckle", "zipper", "applique", "bead", "bow",
     "flower", "fringe", "ribbon", "rivet", "ruffle", "sequin", "tassel",
 ]  # fmt: skip
-_SUPER = ["upperbody"] * 6 + ["lowerbody"] * 3 + ["wholebody"] * 4 + ["head"] * 3 + ["neck"] + ["arms and hands"] * 2 + [
-    "waist", "legs and feet", "legs and feet", "legs and feet", "legs and feet", "others", "neck", "others"] + [
-    "garment parts"] * 7 + ["closures"] * 2 + ["decorations"] * 10  # fmt: skip
+_SUPER = (["upperbody"] * 6 + ["lowerbody"] * 3 + ["wholebody"] * 4 + ["head"] * 3 + ["neck"] + ["arms and hands"] * 2
+          + ["waist"] + ["legs and feet"] * 4 + ["others", "neck", "others"] + ["garment parts"] * 7 + ["closures"] * 2
+          + ["decorations"] * 10)  # fmt: skip
 SOLUTION_NAME = "synthetic_test_solution.csv"
 TOP, PANTS, SKIRT, SHOE, SLEEVE, POCKET, NECKLINE = 1, 6, 8, 23, 31, 32, 33
 COLOURS = {0: (200, 40, 40), 1: (40, 60, 200), 2: (40, 160, 60)}  # attribute id -> RGB

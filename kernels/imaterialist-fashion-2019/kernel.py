@@ -107,7 +107,7 @@ for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs
         print("kernel: stage 1 stopped before the time limit; run again to resume")
         sys.exit(0)
 
-# --- stage 2: attributes on garment crops ------------------------------------------------------------------------------
+# --- stage 2: attributes on garment crops ----------------------------------------------------------------------------
 attribute_categories = sorted(train.loc[train["attributes"].map(len) > 0, "category"].unique().tolist())
 crops = build_crops(train, data / "train", settings["crop_size"], cache, attribute_categories)
 learn2 = stage2_learner(
@@ -162,5 +162,5 @@ report = {
 }
 (working / "imaterialist-report.json").write_text(json.dumps(report, indent=1))
 if summary.complete:
-    kk.mark_done(submission="submission.csv", rows=sum(1 for _ in open("submission.csv")) - 1)
+    kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
     print(f"kernel: submission.csv written for {summary.done} test images")
