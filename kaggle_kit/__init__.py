@@ -14,6 +14,7 @@ from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
+from kaggle_kit.rle import rle_decode, rle_encode
 
 __version__ = "0.1.0"
 
@@ -36,7 +37,8 @@ _LAZY = {
 
 __all__ = [
     "KaggleKitError", "KernelLayoutError", "LimitsError", "OutputLimitError",
-    "Kernel", "KernelLimits", "MemoryMonitor", "OutputBudget", "parse_duration", "parse_size",
+    "Kernel", "KernelLimits", "MemoryMonitor", "OutputBudget", "parse_duration", "parse_size", "rle_decode",
+    "rle_encode",
     *_LAZY,
 ]  # fmt: skip
 

@@ -2,8 +2,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 from kaggle_kit.emulate import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
 
 GiB = 2**30
@@ -192,13 +190,3 @@ def test_run_local_cli_rejects_a_bad_limit_in_one_line(tmp_path):
     assert proc.stderr.strip() == (
         "kaggle-kit: --memory='lots' is not a size; use bytes or a unit, e.g. '17GB' or '2GiB'"
     )
-
-
-@pytest.mark.parametrize("command", ["run-local"])
-def test_every_command_has_help(command):
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", command, "--help"], capture_output=True, text=True)
-
-    assert proc.returncode == 0
-    assert "usage:" in proc.stdout
