@@ -119,6 +119,7 @@ def run_local(
     report_path: str | os.PathLike | None = None,
     stdout: IO | None = None,
     stderr: IO | None = None,
+    python_args: Sequence[str] = (),
 ) -> RunReport:
     """Run `script` with Python in a Kaggle-shaped sandbox under `limits` and return its report.
 
@@ -127,7 +128,8 @@ def run_local(
     as ``working/``, e.g. a previous run's, to resume in "the same kernel"; default: a fresh ``root/working``.
     `env`: extra environment variables (e.g. KAGGLE_KIT_CONFIG). `grace_s`: seconds between SIGTERM and SIGKILL at
     the time limit. `sample_every_s`: watchdog period. `memory_kind`: "pss" or "rss".
-    The report is also written as JSON to `report_path` (default ``root/run-report.json``).
+    The report is also written as JSON to `report_path` (default ``root/run-report.json``). `python_args` go to the
+    interpreter before the script (e.g. ["-S"] to run without site-packages, as a bundle would on Kaggle).
     """
     script = Path(script).resolve()
     if not script.is_file():

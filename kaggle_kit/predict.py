@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,12 +103,15 @@ def stream_predict(
     `decode`: write the loss function's decoded predictions (class ids, masks) instead of activations.
     `act`: activation (default the loss function's). `tta`: "hflip", "vflip" or a list of them; the model's
     activated outputs on the flipped images (flipped back for masks) are averaged with the plain one, batch by batch.
-    `shard=(i, n)`: predict only items i, i+n, i+2n, ... (see ``sinks.merge_shards``).
+    `shard=(i, n)`: predict only items i, i+n, i+2n, ... (see ``sinks.merge_shards``); by default it comes from
+    KAGGLE_KIT_SHARD="i/n", which a bundle pushed with ``kaggle-kit push --shards n`` sets.
     Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left.
     Writes the sink's files and ``<sink file>.progress.json`` beside them; nothing else.
     """
     bs = int(bs or learn.dls.bs)
     n_total = len(items)
+    if shard is None and os.environ.get("KAGGLE_KIT_SHARD"):  # set by a bundle pushed with --shards
+        shard = _shard_from_env(os.environ["KAGGLE_KIT_SHARD"])
     shard_i, n_shards = _check_args(n_total, bs, chunk_size, shard, memory_fraction)
     flips = _tta_flips(tta)
     positions = np.arange(shard_i, n_total, n_shards)
@@ -408,6 +412,14 @@ def _check_args(n_total, bs, chunk_size, shard, memory_fraction) -> tuple[int, i
     if not (isinstance(shard_i, int) and isinstance(n_shards, int) and 0 <= shard_i < n_shards):
         raise KaggleKitError(f"shard={shard!r} must be (i, n) with 0 <= i < n, e.g. (0, 4)", shard)
     return shard_i, n_shards
+
+
+def _shard_from_env(raw: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in raw.split("/"))
+    except ValueError:
+        raise KaggleKitError(f"KAGGLE_KIT_SHARD={raw!r} must be 'i/n', e.g. '0/4'", raw) from None
+    return i, n
 
 
 def _tta_flips(tta) -> list[str]:

@@ -209,3 +209,16 @@ def kernel_here(tmp_path, monkeypatch):
     (tmp_path / "working").mkdir()
     monkeypatch.chdir(tmp_path / "working")
     return Kernel(tmp_path)
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch):
+    """The official kaggle client pointed at a fake Kaggle API on loopback (see tests/fake_kaggle.py)."""
+    from fake_kaggle import FakeKaggle
+
+    fake = FakeKaggle().start()
+    for key, value in fake.env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "kaggle-config").mkdir()
+    yield fake
+    fake.stop()

@@ -22,7 +22,9 @@ def test_public_names_resolve():
         assert getattr(kk, name) is not None
 
 
-@pytest.mark.parametrize("command", ["run-local", "demo", "synth"])
+@pytest.mark.parametrize(
+    "command", ["run-local", "demo", "synth", "bundle", "push", "status", "output", "chain", "merge"]
+)
 def test_every_command_has_help(command):
     proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", command, "--help"], capture_output=True, text=True)
 

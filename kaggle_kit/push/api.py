@@ -1,0 +1,96 @@
+"""The official `kaggle` client's calls that kaggle-kit needs: push, status, output. Never hand-written HTTP.
+
+Credentials are the client's own (KAGGLE_API_TOKEN, ~/.kaggle/access_token, kaggle.json, KAGGLE_USERNAME and
+KAGGLE_KEY); kaggle-kit checks they exist before any call, never prints or logs them, and warns when kaggle.json is
+readable by others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaggle_kit.errors import KaggleKitError
+
+__all__ = ["KaggleApiError", "PushResult", "client", "push", "status", "output", "check_credentials"]
+
+log = logging.getLogger(__name__)
+
+
+class KaggleApiError(KaggleKitError):
+    """Kaggle refused a request, or no credentials are set."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What Kaggle answered to a push: the kernel's ref ("owner/slug"), its URL and the new version number."""
+
+    ref: str
+    url: str
+    version: int | None
+
+
+def check_credentials(environ: dict | None = None) -> None:
+    """Raise KaggleApiError with the way to set credentials if none are found; warn if kaggle.json is world-readable."""
+    env = os.environ if environ is None else environ
+    config_dir = Path(env.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    kaggle_json = config_dir / "kaggle.json"
+    if kaggle_json.exists() and kaggle_json.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("%s is readable by other users; fix it with: chmod 600 %s", kaggle_json, kaggle_json)
+    if (env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"))
+            or kaggle_json.exists() or (config_dir / "access_token").exists()):  # fmt: skip
+        return
+    raise KaggleApiError(
+        f"no Kaggle credentials: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or put "
+        f"kaggle.json from kaggle.com/settings in {config_dir} (chmod 600)",
+        None,
+    )
+
+
+def client():
+    """An authenticated official KaggleApi (imported here: the kaggle package authenticates at import)."""
+    check_credentials()
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    try:
+        api.authenticate()
+    except SystemExit:
+        raise KaggleApiError("the kaggle client could not authenticate with the credentials found", None) from None
+    return api
+
+
+def push(bundle_dir: str | os.PathLike, api=None) -> PushResult:
+    """Push a bundle folder (from `build_bundle`) with the official client; raise with Kaggle's reason if refused."""
+    api = api or client()
+    try:
+        response = api.kernels_push(str(bundle_dir))
+    except Exception as exc:  # the client raises ValueError / HTTPError with Kaggle's message
+        raise KaggleApiError(f"push of {bundle_dir} failed: {exc}", str(bundle_dir)) from None
+    if getattr(response, "error", None):
+        raise KaggleApiError(f"Kaggle refused the push of {bundle_dir}: {response.error}", response.error)
+    return PushResult(response.ref, response.url, response.version_number)
+
+
+def status(kernel: str, api=None) -> tuple[str, str | None]:
+    """(status name, failure message) of a kernel's latest run: QUEUED, RUNNING, COMPLETE, ERROR, ..."""
+    api = api or client()
+    try:
+        response = api.kernels_status(kernel)
+    except Exception as exc:
+        raise KaggleApiError(f"status of {kernel} failed: {exc}", kernel) from None
+    return response.status.name, response.failure_message
+
+
+def output(kernel: str, dest: str | os.PathLike, api=None) -> list[Path]:
+    """Download every output file of a kernel's latest run (all pages) and its log into `dest`."""
+    api = api or client()
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    try:
+        files, _token = api.kernels_output(kernel, str(dest), force=True, quiet=True)
+    except Exception as exc:
+        raise KaggleApiError(f"output of {kernel} failed: {exc}", kernel) from None
+    return [Path(f) for f in files]

@@ -1,0 +1,117 @@
+"""`kaggle-kit chain`: push a kernel, follow it, and push resume runs until its job is done.
+
+Run 1 is the bundle as it is. When a run completes and its output's kaggle-kit-status.json says "needs-resume", the
+next run is pushed with the kernel itself in kernel_sources, so the previous run's output (its checkpoints) is under
+/kaggle/input and kk.Deadline resumes from it. The chain stops when a run says "done", errors, or after `max_runs`.
+Its history is kept in <bundle>/chain.json (atomic), so an interrupted `chain` picks up where the chain is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.push import api as kaggle_api
+from kaggle_kit.push.metadata import METADATA_NAME
+from kaggle_kit.status import DONE, NEEDS_RESUME, read_status
+
+__all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
+
+log = logging.getLogger(__name__)
+
+CHAIN_NAME = "chain.json"
+_RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
+
+
+class ChainOutcome(dict):
+    """{"result": "done" | "error" | "max-runs" | "no-status", "reason": str, "runs": [...]}."""
+
+
+def run_chain(
+    bundle_dir: str | Path,
+    max_runs: int,
+    api=None,
+    *,
+    poll_s: float = 30.0,
+    max_poll_s: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = log.info,
+) -> ChainOutcome:
+    """Push and follow runs of the kernel bundled in `bundle_dir` until done, an error, or `max_runs` runs.
+
+    Polls the run's status with back-off from `poll_s` to `max_poll_s` seconds. Re-invoking it with the same bundle
+    continues the recorded chain instead of starting another.
+    """
+    bundle_dir = Path(bundle_dir)
+    api = api or kaggle_api.client()
+    meta = json.loads((bundle_dir / METADATA_NAME).read_text())
+    ref = meta["id"]
+    state_path = bundle_dir / CHAIN_NAME
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"kernel": ref, "runs": []}
+    runs: list[dict[str, Any]] = state["runs"]
+    if runs:
+        say(f"continuing the chain of {ref}: {len(runs)} run(s) recorded")
+    while True:
+        if not runs or runs[-1]["state"] == NEEDS_RESUME:
+            if len(runs) >= max_runs:
+                return _finish(state, state_path, "max-runs", f"{max_runs} run(s) pushed, the job still needs more")
+            if runs:
+                _add_self_as_source(bundle_dir, meta, ref)
+            pushed = kaggle_api.push(bundle_dir, api)
+            runs.append({"run": len(runs) + 1, "version": pushed.version, "url": pushed.url, "state": "pushed",
+                         "pushed_at": time.time()})  # fmt: skip
+            atomic_write_json(state_path, state)
+            say(f"run {len(runs)}: pushed version {pushed.version} ({pushed.url})")
+        run = runs[-1]
+        if run["state"] == "pushed":
+            name, failure = _wait(api, ref, poll_s, max_poll_s, sleep)
+            run["kernel_status"] = name
+            if name != "COMPLETE":
+                run["state"] = "error"
+                atomic_write_json(state_path, state)
+                return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
+            dest = bundle_dir / f"run-{run['run']}-output"
+            kaggle_api.output(ref, dest, api)
+            status = read_status(dest)
+            if status is None:
+                run["state"] = "no-status"
+                atomic_write_json(state_path, state)
+                return _finish(state, state_path, "no-status", f"run {run['run']} left no kaggle-kit-status.json")
+            run["state"] = status["status"]
+            run.update({k: status.get(k) for k in ("stage", "epoch", "iteration", "time_used_s")})
+            atomic_write_json(state_path, state)
+            say(
+                f"run {run['run']}: {status['status']} (stage {status.get('stage')}, epoch {status.get('epoch')}, "
+                f"batch {status.get('iteration')})"
+            )
+        if run["state"] == DONE:
+            return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
+        if run["state"] not in (NEEDS_RESUME, "pushed"):
+            return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
+
+
+def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, str | None]:
+    delay = poll_s
+    while True:
+        name, failure = kaggle_api.status(ref, api)
+        if name not in _RUNNING:
+            return name, failure
+        sleep(delay)
+        delay = min(max_poll_s, delay * 2)
+
+
+def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:
+    if ref not in meta["kernel_sources"]:
+        meta["kernel_sources"] = [*meta["kernel_sources"], ref]
+        atomic_write_json(bundle_dir / METADATA_NAME, meta)
+
+
+def _finish(state: dict, state_path: Path, result: str, reason: str) -> ChainOutcome:
+    state["result"], state["reason"] = result, reason
+    atomic_write_json(state_path, state)
+    return ChainOutcome(result=result, reason=reason, runs=state["runs"])

@@ -1,0 +1,256 @@
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from conftest import make_images
+
+from kaggle_kit.push import api
+from kaggle_kit.push.bundle import BOOTSTRAP_MARK, build_bundle
+from kaggle_kit.push.chain import run_chain
+
+SECRET = "s3cr3t-key-0123456789"
+
+
+def _kernel(
+    folder: Path, script: str = "import kaggle_kit as kk\nprint('kernel ran with', kk.__file__)\n", **meta
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.py").write_text(script)
+    (folder / "kaggle.json").write_text(json.dumps({"username": "tester", "key": SECRET}))  # must never travel
+    metadata = {"id": "tester/my-fashion-kernel", "title": "My fashion kernel", "code_file": "kernel.py",
+                "language": "python", "kernel_type": "script", "competition_sources": ["imaterialist-fashion-2019-FGVC6"],
+                "enable_gpu": True, **meta}  # fmt: skip
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kaggle_kit.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_push_sends_the_bundled_script_and_metadata_but_no_credential(fake_kaggle, weird_path):
+    kernel = _kernel(weird_path / "kernel")
+
+    proc = _cli("push", str(kernel), "--out", str(weird_path / "build"))
+
+    assert proc.returncode == 0, proc.stderr
+    assert "version 1 https://www.kaggle.com/code/tester/my-fashion-kernel" in proc.stdout
+    (body,) = fake_kaggle.calls("SaveKernel")
+    assert body["slug"] == "tester/my-fashion-kernel"
+    assert body["text"].startswith(BOOTSTRAP_MARK)
+    assert body["text"].endswith((kernel / "kernel.py").read_text())
+    assert body["competitionDataSources"] == ["imaterialist-fashion-2019-FGVC6"]
+    assert (body["enableInternet"], body["enableGpu"], body["isPrivate"]) == (False, True, True)
+    assert SECRET not in json.dumps(body)
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({"id": "tester/My Kernel"}, "id 'tester/My Kernel' must be 'owner/kernel-slug'"),
+    ({"id": "tester/my-fashion-kernel/3"}, "without a version"),
+    ({"title": "Dog"}, "title 'Dog' must have at least 5 characters"),
+    ({"title": "Another title"}, "becomes the slug 'another-title', not 'my-fashion-kernel'"),
+    ({"code_file": "missing.py"}, "code_file 'missing.py' does not exist"),
+    ({"language": "r"}, "language 'r' must be 'python'"),
+    ({"kernel_type": "app"}, "kernel_type 'app' must be 'script' or 'notebook'"),
+    ({"dataset_sources": ["just-a-slug"]}, "dataset_sources entry 'just-a-slug' must be 'owner/dataset-slug'"),
+    ({"kernel_sources": ["a/b/c"]}, "kernel_sources entry 'a/b/c' must be 'owner/kernel-slug'"),
+    ({"model_sources": ["google/gemma"]}, "model_sources entry 'google/gemma' must be"),
+    ({"enable_internet": "no"}, "enable_internet 'no' must be true or false"),
+    ({"machine_shape": "big gpu"}, "machine_shape 'big gpu' must be a name"),
+])  # fmt: skip
+def test_invalid_metadata_is_refused_before_any_request(meta, message, fake_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel", **meta)
+
+    proc = _cli("push", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert fake_kaggle.requests == []
+
+
+def test_missing_credentials_say_how_to_set_them(tmp_path, monkeypatch):
+    for key in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "empty"))
+
+    proc = _cli("status", "tester/my-fashion-kernel")
+
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("kaggle-kit: no Kaggle credentials: set KAGGLE_API_TOKEN")
+
+
+def test_a_kaggle_json_readable_by_others_gets_a_warning(tmp_path, caplog):
+    config = tmp_path / "cfg"
+    config.mkdir()
+    (config / "kaggle.json").write_text("{}")
+    (config / "kaggle.json").chmod(0o644)
+
+    api.check_credentials({"KAGGLE_CONFIG_DIR": str(config)})
+
+    assert "chmod 600" in caplog.text
+
+
+def _site_packages_only_env() -> dict:
+    # PYTHONPATH entries do not run .pth files, so the editable install of kaggle_kit is invisible with -S
+    return {"PYTHONPATH": sysconfig.get_paths()["purelib"]}
+
+
+def test_the_bundle_runs_where_kaggle_kit_is_not_installed_without_writing_to_working(run_kernel, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    check = subprocess.run(
+        [sys.executable, "-S", "-c", "import kaggle_kit"],
+        env=_site_packages_only_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+
+    run = run_kernel(bundle / "kernel.py", python_args=["-S"], env=_site_packages_only_env())
+
+    assert check.returncode != 0  # kaggle_kit really is not importable there
+    assert run.report.ok, run.explain()
+    assert "kernel ran with" in run.stdout
+    assert ".zip/kaggle_kit/__init__.py" in run.stdout
+    assert run.report.output_files == 0
+
+
+def test_a_tampered_bundle_refuses_to_run(run_kernel, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    script = bundle / "kernel.py"
+    text = script.read_text()
+    i = text.index('    "', text.index("_KK_PACKAGE")) + 10
+    script.write_text(text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1 :])
+
+    run = run_kernel(script)
+
+    assert run.report.exit_code == 1
+    assert "fails its checksum" in run.stderr
+
+
+def _status_output(status: str) -> dict[str, bytes]:
+    return {
+        "kaggle-kit-status.json": json.dumps({"status": status, "stage": 0, "epoch": 3, "iteration": 7}).encode(),
+        "checkpoints/checkpoints.json": b"{}",
+    }
+
+
+def test_chain_pushes_a_resume_run_with_the_previous_output_until_done(fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    fake_kaggle.statuses.extend([("RUNNING", None), ("COMPLETE", None), ("COMPLETE", None)])
+    fake_kaggle.outputs.extend([_status_output("needs-resume"), _status_output("done")])
+    waits = []
+
+    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=waits.append)
+
+    first, second = fake_kaggle.calls("SaveKernel")
+    assert outcome["result"] == "done"
+    assert [r["state"] for r in outcome["runs"]] == ["needs-resume", "done"]
+    assert "kernelDataSources" not in first or "tester/my-fashion-kernel" not in first["kernelDataSources"]
+    assert second["kernelDataSources"] == ["tester/my-fashion-kernel"]
+    assert waits == [1]
+    assert (bundle / "run-1-output/kaggle-kit-status.json").exists()
+
+
+def test_chain_stops_with_the_reason_on_error(fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    fake_kaggle.statuses.append(("ERROR", "Your notebook tried to allocate more memory than is available."))
+
+    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
+
+    assert outcome["result"] == "error"
+    assert "run 1 ended ERROR: Your notebook tried to allocate more memory" in outcome["reason"]
+    assert len(fake_kaggle.calls("SaveKernel")) == 1
+
+
+def test_an_interrupted_chain_continues_without_pushing_twice(fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    fake_kaggle.statuses.extend([("COMPLETE", None), ("RUNNING", None), ("COMPLETE", None)])
+    fake_kaggle.outputs.extend([_status_output("needs-resume"), _status_output("done")])
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(bundle, max_runs=5, poll_s=1, sleep=interrupt)  # stopped while run 2 is running
+    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
+
+    assert outcome["result"] == "done"
+    assert len(fake_kaggle.calls("SaveKernel")) == 2
+
+
+def test_chain_stops_after_max_runs(fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    fake_kaggle.outputs.extend([_status_output("needs-resume")] * 3)
+
+    outcome = run_chain(bundle, max_runs=2, poll_s=1, sleep=lambda s: None)
+
+    assert outcome["result"] == "max-runs"
+    assert len(fake_kaggle.calls("SaveKernel")) == 2
+
+
+def test_status_and_output_commands_use_the_official_client(fake_kaggle, tmp_path):
+    fake_kaggle.current_output = {f"part-{i:02d}.csv": b"a,b\n" for i in range(25)}  # more than one page
+
+    status = _cli("status", "tester/my-fashion-kernel")
+    output = _cli("output", "tester/my-fashion-kernel", "-o", str(tmp_path / "out"))
+
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.strip() == "tester/my-fashion-kernel: COMPLETE"
+    assert output.returncode == 0, output.stderr
+    assert len(list((tmp_path / "out").glob("part-*.csv"))) == 25
+
+
+def test_push_with_shards_pushes_one_kernel_per_shard(fake_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel")
+
+    proc = _cli("push", str(kernel), "--shards", "3", "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 0, proc.stderr
+    slugs = [b["slug"] for b in fake_kaggle.calls("SaveKernel")]
+    assert slugs == [f"tester/my-fashion-kernel-shard-{i}-of-3" for i in range(3)]
+    assert all(f"'KAGGLE_KIT_SHARD': '{i}/3'" in b["text"] for i, b in enumerate(fake_kaggle.calls("SaveKernel")))
+
+
+def test_sharded_kernels_merge_into_the_unsharded_submission(run_kernel, tmp_path):
+    images = make_images(tmp_path / "images", 20)
+    script = f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        import kaggle_kit as kk
+        from conftest import make_learner
+        images = sorted(Path({str(images[0].parent)!r}).glob("*.png"))
+        learn = make_learner("tiny", images)
+        rows = lambda items, preds: [(p.stem, int(x.argmax())) for p, x in zip(items, preds)]
+        kk.stream_predict(learn, images, kk.CsvSink("submission.csv", rows, ["id", "label"]), progress=False)
+    """
+    whole = run_kernel(script, name="whole")
+    shards = [run_kernel(script, name=f"shard{i}", env={"KAGGLE_KIT_SHARD": f"{i}/2"}) for i in range(2)]
+    keys = tmp_path / "keys.csv"
+    keys.write_text("id\n" + "\n".join(p.stem for p in images) + "\n")
+
+    proc = _cli(
+        "merge",
+        str(tmp_path / "merged.csv"),
+        *[str(Path(s.report.working_dir) / "submission.csv") for s in shards],
+        "--key-column",
+        "id",
+        "--keys-csv",
+        str(keys),
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert all(s.report.ok for s in [whole, *shards])
+    assert (tmp_path / "merged.csv").read_bytes() == (Path(whole.report.working_dir) / "submission.csv").read_bytes()
