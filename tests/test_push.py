@@ -22,8 +22,8 @@ def _kernel(
     (folder / "kernel.py").write_text(script)
     (folder / "kaggle.json").write_text(json.dumps({"username": "tester", "key": SECRET}))  # must never travel
     metadata = {"id": "tester/my-fashion-kernel", "title": "My fashion kernel", "code_file": "kernel.py",
-                "language": "python", "kernel_type": "script", "competition_sources": ["imaterialist-fashion-2019-FGVC6"],
-                "enable_gpu": True, **meta}  # fmt: skip
+                "language": "python", "kernel_type": "script", "enable_gpu": True,
+                "competition_sources": ["imaterialist-fashion-2019-FGVC6"], **meta}  # fmt: skip
     (folder / "kernel-metadata.json").write_text(json.dumps(metadata))
     return folder
 
