@@ -254,3 +254,20 @@ def test_sharded_kernels_merge_into_the_unsharded_submission(run_kernel, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert all(s.report.ok for s in [whole, *shards])
     assert (tmp_path / "merged.csv").read_bytes() == (Path(whole.report.working_dir) / "submission.csv").read_bytes()
+
+
+def test_the_official_kaggle_cli_pushes_a_bundle_folder_as_it_is(fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "kaggle"), "kernels", "push", "-p", str(bundle)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (body,) = fake_kaggle.calls("SaveKernel")
+    assert body["text"] == (bundle / "kernel.py").read_text()
+    assert body["enableInternet"] is False
