@@ -33,6 +33,9 @@ _LAZY = {
     "CheckpointSaver": "kaggle_kit.checkpoint",
     "mark_done": "kaggle_kit.status",
     "read_status": "kaggle_kit.status",
+    "clean_images": "kaggle_kit.data",
+    "tags_rows": "kaggle_kit.writers",
+    "top_k_rows": "kaggle_kit.writers",
 }
 
 __all__ = [

@@ -162,6 +162,33 @@ def _build_parser() -> argparse.ArgumentParser:
         "submission); its --key-column gives the order",
     )
     merge.set_defaults(handler=_merge)
+
+    clean = sub.add_parser(
+        "clean",
+        help="find and fix images that would break training",
+        description="Check every image under DIR: convert PNG/GIF/BMP/TIFF content named .jpg, "
+        "CMYK, palette, 16-bit and alpha images to RGB in place; move zero-byte, "
+        "undecodable and oversized ones to a quarantine folder (never deletes unless "
+        "--delete). Writes a JSON report.",
+    )
+    clean.add_argument("dir")
+    clean.add_argument("--quarantine", help="where unusable files go (default DIR-quarantine beside DIR)")
+    clean.add_argument("--dry-run", action="store_true", help="report only; change nothing")
+    clean.add_argument("--delete", action="store_true", help="delete unusable files instead of quarantining them")
+    clean.add_argument("--max-pixels", type=int, default=None, help="larger images count as unsafe to decode")
+    clean.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count, max 4)")
+    clean.add_argument("--report", help="report path (default DIR-clean-report.json beside DIR)")
+    clean.set_defaults(handler=_clean)
+
+    convert = sub.add_parser(
+        "convert-imat2018",
+        help="iMaterialist-2018 JSON to a fastai-ready CSV",
+        description="Write image,url,labels rows (labels space-separated) from the 2018 "
+        "competition's train/validation/test JSON.",
+    )
+    convert.add_argument("json")
+    convert.add_argument("csv")
+    convert.set_defaults(handler=_convert)
     return parser
 
 
@@ -352,6 +379,39 @@ def _merge(args: argparse.Namespace) -> int:
         keys = list(dict.fromkeys(pd.read_csv(args.keys_csv, dtype=str)[args.key_column]))
     dest = merge_shards(args.shards, args.dest, keys=keys, key_column=args.key_column)
     print(f"kaggle-kit merge: {dest}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from kaggle_kit.data import DEFAULT_MAX_PIXELS, clean_images
+
+    if not Path(args.dir).is_dir():
+        raise KaggleKitError(f"{args.dir} is not a folder of images", args.dir)
+    report = clean_images(
+        args.dir,
+        quarantine=args.quarantine,
+        dry_run=args.dry_run,
+        delete=args.delete,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        workers=args.workers,
+        report_path=args.report,
+    )
+    print(f"kaggle-kit clean: {report.summary()}" + (" (dry run: nothing changed)" if args.dry_run else ""))
+    for entry in report.files[:20]:
+        print(f"  {entry['path']}: {entry['problem']} ({entry['detail']}) -> {entry['action']}")
+    if len(report.files) > 20:
+        print(f"  ... {len(report.files) - 20} more in the report")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from kaggle_kit.atomic import atomic_open
+    from kaggle_kit.convert import imat2018_to_frame
+
+    frame = imat2018_to_frame(args.json)
+    with atomic_open(Path(args.csv), "w") as f:
+        frame.to_csv(f, index=False)
+    print(f"kaggle-kit convert-imat2018: {len(frame)} images ({(frame['labels'] != '').sum()} labelled) in {args.csv}")
     return 0
 
 
