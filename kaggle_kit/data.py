@@ -2,9 +2,9 @@
 
 Problems found: zero-byte files, truncated or undecodable images, content whose real format differs from its
 extension (a PNG saved as .jpg), CMYK, palette, 16-bit and alpha images, and images too large to decode safely (a
-decompression-bomb sized header). Convertible ones are rewritten in place as RGB (JPEG for .jpg/.jpeg names), atomically;
-the others move to a quarantine folder keeping their relative paths. Nothing is deleted unless asked. Files are
-checked in parallel processes, streamed from the directory walk, with a progress bar.
+decompression-bomb sized header). Convertible ones are rewritten in place as RGB (JPEG for .jpg/.jpeg names),
+atomically; the others move to a quarantine folder keeping their relative paths. Nothing is deleted unless asked.
+Files are checked in parallel processes, streamed from the directory walk, with a progress bar.
 """
 
 from __future__ import annotations
