@@ -13,8 +13,15 @@ from kaggle_kit.rle import rle_decode
 pytestmark = pytest.mark.e2e
 
 
-def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(tmp_path):
-    out = run_imaterialist_demo(tmp_path, n_train=100, n_test=30, first_time="75s")
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One demo run (two kernel runs), shared: it takes minutes."""
+    root = tmp_path_factory.mktemp("imaterialist-demo")
+    return root, run_imaterialist_demo(root, n_train=100, n_test=30, first_time="75s")
+
+
+def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(demo):
+    _root, out = demo
 
     first, last = out["runs"][0], out["runs"][-1]
     assert len(out["runs"]) == 2, [r.summary() for r in out["runs"]]
@@ -28,9 +35,9 @@ def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(tmp_path):
     assert last.output_files <= 12
 
 
-def test_the_submission_is_valid(tmp_path):
-    out = run_imaterialist_demo(tmp_path, n_train=60, n_test=12, first_time="20min")  # one uninterrupted run
-    data = tmp_path / "fashion-data"
+def test_the_submission_is_valid(demo):
+    root, out = demo
+    data = root / "fashion-data"
     labels = read_labels(data / "label_descriptions.json")
     solution = pd.read_csv(data / SOLUTION_NAME)
     sizes = solution.groupby("ImageId")[["Height", "Width"]].first()

@@ -1,0 +1,80 @@
+"""The classification kernel end to end under the emulator, on synthetic single-label and multi-label sets."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from kaggle_kit.demo import kernels_dir
+from kaggle_kit.synthetic import make_colour_squares
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = kernels_dir() / "image-classification" / "kernel.py"
+FAST = {"size": 32, "bs": 16, "epochs": 4, "lr": 1e-2, "num_workers": 0, "reserve": 0.1, "safety": 0.05}
+
+
+def _write_config(tmp_path, **settings):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({**FAST, **settings}))
+    return {"KAGGLE_KIT_CONFIG": str(path)}
+
+
+def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
+    data = tmp_path / "shapes"
+    for i, path in enumerate(make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False)):
+        target = data / "train" / path.name.split("_")[1] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), target)
+    test = make_colour_squares(data / "test", 40, seed=2, masks=False)
+    (data / "train/red/00999_red_big.png").write_bytes(b"")  # would kill training: left out
+    (data / "test/00999_blue_big.png").write_bytes(b"")  # unreadable test image: still gets a row
+
+    run = run_kernel(SCRIPT, inputs={"images": data}, memory="6GiB", env=_write_config(tmp_path, top_k=2))
+
+    assert run.report.ok, run.explain()
+    working = Path(run.report.working_dir)
+    submission = pd.read_csv(working / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "predicted"]
+    assert len(submission) == len(test) + 1
+    scored = submission[submission["id"] != "00999_blue_big"]
+    accuracy = (scored["predicted"].str.split().str[0] == scored["id"].str.split("_").str[1]).mean()
+    assert accuracy > 0.8, submission  # chance is 0.5
+    assert submission.set_index("id").loc["00999_blue_big", "predicted"] == ""
+    report = json.loads((working / "classification-report.json").read_text())
+    assert report["clean_up"] == {"zero bytes": 1}
+    for picture in ("confusion_matrix.png", "most_wrong.png"):
+        with Image.open(working / picture) as image:
+            assert image.size[0] > 100
+    assert run.report.output_files <= 10
+
+
+def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
+    data = tmp_path / "planet"
+    paths = make_colour_squares(data / "train", 200, seed=3, masks=False)
+    pd.DataFrame({"image": [p.stem for p in paths], "labels": [" ".join(p.stem.split("_")[1:]) for p in paths]}
+                 ).to_csv(data / "labels.csv", index=False)  # fmt: skip
+    test = make_colour_squares(data / "test", 40, seed=4, masks=False)
+
+    run = run_kernel(
+        SCRIPT,
+        inputs={"images": data},
+        memory="6GiB",
+        env=_write_config(
+            tmp_path, layout="csv", multi_label=True, image_suffix=".png", id_column="image_name", epochs=6
+        ),
+    )
+
+    assert run.report.ok, run.explain()
+    working = Path(run.report.working_dir)
+    submission = pd.read_csv(working / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["image_name", "tags"]
+    assert sorted(submission["image_name"]) == sorted(p.stem for p in test)
+    truth = {p.stem: set(p.stem.split("_")[1:]) for p in test}
+    exact = sum(set(tags.split()) == truth[name] for name, tags in zip(submission["image_name"], submission["tags"]))
+    assert exact / len(test) > 0.6, submission  # 4 equally likely tag pairs: chance is 0.25
+    report = json.loads((working / "classification-report.json").read_text())
+    assert report["validation"]["f_beta"] > 0.8
