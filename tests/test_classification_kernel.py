@@ -25,7 +25,7 @@ def _write_config(tmp_path, **settings):
 
 def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     data = tmp_path / "shapes"
-    for i, path in enumerate(make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False)):
+    for _i, path in enumerate(make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False)):
         target = data / "train" / path.name.split("_")[1] / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), target)
@@ -74,7 +74,10 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     assert list(submission.columns) == ["image_name", "tags"]
     assert sorted(submission["image_name"]) == sorted(p.stem for p in test)
     truth = {p.stem: set(p.stem.split("_")[1:]) for p in test}
-    exact = sum(set(tags.split()) == truth[name] for name, tags in zip(submission["image_name"], submission["tags"]))
+    exact = sum(
+        set(tags.split()) == truth[name]
+        for name, tags in zip(submission["image_name"], submission["tags"], strict=False)
+    )
     assert exact / len(test) > 0.6, submission  # 4 equally likely tag pairs: chance is 0.25
     report = json.loads((working / "classification-report.json").read_text())
     assert report["validation"]["f_beta"] > 0.8
