@@ -25,7 +25,7 @@ def _write_config(tmp_path, **settings):
 
 def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     data = tmp_path / "shapes"
-    for _i, path in enumerate(make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False)):
+    for path in make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False):
         target = data / "train" / path.name.split("_")[1] / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(path), target)
