@@ -1,0 +1,115 @@
+"""The two halves of a streaming prediction's chunk loop: how big the next chunk may be, and writing it out.
+
+`ChunkPlanner` sizes chunks (whole batches) from the memory the previous chunk measured; `ChunkWriter` writes and
+commits each chunk in a background thread while the next one is predicted. Sizes in bytes, times in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.memory import MemoryMonitor
+from kaggle_kit.sinks import Sink
+
+__all__ = ["ChunkPlanner", "ChunkWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class ChunkWriter:
+    """Writes and commits chunks in a background thread, one at a time and in order, while the next one predicts.
+
+    The model's kernels release the GIL, so the sink's conversion, the fsync and the manifest overlap with compute.
+    A chunk is committed (sink durable, then manifest replaced) before the next one is written.
+    """
+
+    def __init__(self, sink: Sink, manifest: dict, manifest_path: Path, items):
+        self.sink, self.manifest, self.manifest_path, self.items = sink, manifest, manifest_path, items
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, index: np.ndarray, preds: np.ndarray, ok: np.ndarray, skipped: dict[int, str], done: int) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._commit, args=(index, preds, ok, skipped, done), name="kaggle-kit-writer", daemon=True
+        )
+        self._thread.start()
+
+    def wait(self, raise_errors: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None and raise_errors:
+            error, self._error = self._error, None
+            raise error
+
+    def _commit(self, index, preds, ok, skipped, done) -> None:
+        try:
+            chunk_items = _take(self.items, index)
+            self.sink.write(chunk_items, preds, ok, index)
+            self.manifest["sink_state"] = self.sink.commit()
+            self.manifest["skipped"] += [{"index": int(index[i]), "item": _describe(self.items, index[i]),
+                                          "reason": reason} for i, reason in skipped.items()]  # fmt: skip
+            self.manifest["done"] = done
+            self.manifest["chunks"] += 1
+            self.manifest["complete"] = done == self.manifest["total"]
+            atomic_write_json(self.manifest_path, self.manifest)  # the commit point: sink state and count together
+        except BaseException as exc:  # handed to the main thread at its next submit or wait
+            self._error = exc
+
+
+class ChunkPlanner:
+    """Picks each chunk's size (a multiple of bs) from the memory the previous chunk measured."""
+
+    def __init__(
+        self,
+        bs: int,
+        monitor: MemoryMonitor,
+        fixed: int | None,
+        fraction: float,
+        max_chunk_bytes: int,
+        commit_every_s: float,
+    ):
+        self.bs, self.monitor, self.fraction, self.max_chunk_bytes = bs, monitor, fraction, max_chunk_bytes
+        self.commit_every_s = commit_every_s
+        self.size = -(-fixed // bs) * bs if fixed else 2 * bs  # a small probe first, unless told
+        self.fixed = fixed is not None
+        self.seconds_per_item = 0.0
+
+    def next_size(self) -> int:
+        return self.size
+
+    def observe(self, n: int, base: int, peak: int, pred_bytes_per_item: float, seconds: float) -> None:
+        self.seconds_per_item = seconds / max(1, n)
+        if self.fixed:
+            return
+        target = self.monitor.limit_bytes * self.fraction
+        # one chunk fills while the previous one is written: three chunk-sized buffers at worst
+        per_item = max(3 * pred_bytes_per_item, (peak - base) / max(1, n), 1.0)
+        budget = min(self.max_chunk_bytes, target - self.monitor.usage_bytes())
+        if peak > target:
+            size = self.size // 2
+            log.warning(
+                "memory peaked at %d bytes, over %.0f%% of the limit: halving the chunk", peak, 100 * self.fraction
+            )
+        else:
+            size = min(int(budget // per_item), int(self.commit_every_s / max(self.seconds_per_item, 1e-6)))
+        self.size = max(self.bs, size // self.bs * self.bs)
+
+
+def _take(items, index):
+    if isinstance(items, pd.DataFrame):
+        return items.iloc[list(index)]
+    return [items[int(i)] for i in index]
+
+
+def _describe(items, position) -> str:
+    if isinstance(items, pd.DataFrame):
+        return str(items.iloc[int(position)].to_dict())
+    return str(items[int(position)])
