@@ -234,3 +234,23 @@ def test_predicting_with_a_deadline_attached_is_not_a_fit(images, tmp_path, fake
     assert sorted(p.name for p in (tmp_path / "working/checkpoints").iterdir())[:2] == files_after_fit[:2]
     assert deadline.stage == 1
     assert read_status(tmp_path / "working")["status"] == "trained"
+
+
+def test_with_dataloader_workers_the_resumed_loss_curve_matches(images, tmp_path, fake_clock):
+    def train(root, clockwork=None):
+        learn = make_learner(
+            "tiny", images, num_workers=2
+        )  # deterministic item transforms: workers' seeds don't matter
+        deadline = Deadline(every=10**6, reserve=0, safety=0, kernel=_kernel(root, fake_clock))
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(3, 1e-2, cbs=[deadline, *([clockwork] if clockwork else [])])
+        return learn
+
+    reference = train(tmp_path / "reference")
+    train(tmp_path / "run", Clockwork(fake_clock, jump_after_batch=7))
+    fake_clock.now += 10**8
+    resumed = train(tmp_path / "run")
+
+    expected, got = torch.stack(reference.recorder.losses), torch.stack(resumed.recorder.losses)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-6, rtol=0)
