@@ -94,15 +94,8 @@ class Deadline(Callback):
         self.signature = fit_signature(self.learn)
         self._last_save_s = self.kernel.elapsed_s()
         found = find_latest_checkpoint(self.kernel, self.saver) if self.resume else None
-        write_status(
-            self.kernel.working_dir,
-            NEEDS_RESUME,
-            stage=self.stage,
-            epoch=0,
-            iteration=0,
-            time_used_s=self.kernel.elapsed_s(),
-        )
         if found is None:
+            self._write_status(NEEDS_RESUME, 0, 0)  # training starts: until it ends, the job needs this kernel
             return
         state, path = found
         if state["stage"] > self.stage:
@@ -115,6 +108,7 @@ class Deadline(Callback):
             self.finished = True
             raise CancelFitException()
         if state["stage"] < self.stage:
+            self._write_status(NEEDS_RESUME, 0, 0)
             return  # the newest checkpoint is an earlier stage's: this stage starts fresh
         self._check_signature(state, path)
         restore_learner(self.learn, state["learner"])
@@ -122,7 +116,9 @@ class Deadline(Callback):
         if state["fit_done"]:
             log.info("training stage %d already finished in %s: skipping it", self.stage, path)
             self.finished = True
+            self._write_status(TRAINED, state["epoch"], state["iteration"])
             raise CancelFitException()
+        self._write_status(NEEDS_RESUME, state["epoch"], state["iteration"])
         self._resume = state
         epoch, it = (state["epoch"] + 1, 0) if state["epoch_done"] else (state["epoch"], state["iteration"])
         self._resume_at = (epoch, it)
@@ -131,7 +127,8 @@ class Deadline(Callback):
     def after_fit(self) -> None:
         if not self.run:
             return
-        if not self.stopped and self.learn.epoch == self.learn.n_epoch - 1 and not self.finished:
+        last_epoch = self.learn.epoch == self.learn.n_epoch - 1
+        if not self.stopped and not self.finished and (last_epoch or self._ended_by_other):
             self.finished = True
             self._save(epoch_done=True, fit_done=True)
             write_status(
@@ -190,6 +187,8 @@ class Deadline(Callback):
 
     def after_cancel_fit(self) -> None:
         _unwrap(self.learn.dls.train)  # a stop mid-epoch skips after_train
+        # Another callback ended the fit (EarlyStoppingCallback, say): by the user's own rule it is finished.
+        self._ended_by_other = not self.stopped and not self.finished
 
     # --- batches: time the work, save on the timer, stop before the cutoff -----------------------------------------
 
@@ -257,6 +256,17 @@ class Deadline(Callback):
             )
         return path
 
+    def _write_status(self, status: str, epoch: int, iteration: int, **info: Any) -> None:
+        write_status(
+            self.kernel.working_dir,
+            status,
+            stage=self.stage,
+            epoch=int(epoch),
+            iteration=int(iteration),
+            time_used_s=self.kernel.elapsed_s(),
+            **info,
+        )
+
     def _check_signature(self, state: dict[str, Any], path) -> None:
         saved = state["signature"]
         differ = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in self.signature.items() if saved.get(k) != v]
@@ -277,6 +287,7 @@ class Deadline(Callback):
         self._resume: dict[str, Any] | None = None
         self._resume_at = (0, 0)
         self._stashed_cbs = None
+        self._ended_by_other = False
         self._offset = self._epoch_iteration = 0
         self._order: list[int] = []
 

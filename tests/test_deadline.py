@@ -254,3 +254,28 @@ def test_with_dataloader_workers_the_resumed_loss_curve_matches(images, tmp_path
     expected, got = torch.stack(reference.recorder.losses), torch.stack(resumed.recorder.losses)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+
+
+class StopAfterFirstEpoch(Callback):
+    """What EarlyStoppingCallback does when it gives up: cancel the fit after an epoch."""
+
+    order = 70  # after Deadline's own epoch-end work
+
+    def after_epoch(self):
+        from fastai.callback.core import CancelFitException
+
+        raise CancelFitException()
+
+
+def test_a_fit_ended_by_early_stopping_counts_as_finished(images, tmp_path, fake_clock):
+    _, deadline = _train(images, tmp_path, fake_clock, clockwork=StopAfterFirstEpoch())
+    status_after_first = read_status(tmp_path / "working")["status"]
+    counter = Clockwork(fake_clock)
+
+    _, again = _train(images, tmp_path, fake_clock, clockwork=counter)
+
+    assert deadline.finished
+    assert status_after_first == "trained"
+    assert again.finished
+    assert counter.batches == 0
+    assert read_status(tmp_path / "working")["status"] == "trained"  # a skipped, finished fit stays finished
