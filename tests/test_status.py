@@ -1,0 +1,19 @@
+from kaggle_kit.status import mark_done, read_status, write_status
+
+
+def test_mark_done_keeps_the_training_details(tmp_path):
+    write_status(tmp_path, "trained", stage=1, epoch=3, iteration=10)
+
+    mark_done(tmp_path, submission="submission.csv")
+
+    status = read_status(tmp_path)
+    assert (status["status"], status["stage"], status["epoch"], status["submission"]) == (
+        "done",
+        1,
+        3,
+        "submission.csv",
+    )
+
+
+def test_no_status_file_reads_as_none(tmp_path):
+    assert read_status(tmp_path) is None
