@@ -29,16 +29,18 @@ class ChunkWriter:
     A chunk is committed (sink durable, then manifest replaced) before the next one is written.
     """
 
-    def __init__(self, sink: Sink, manifest: dict, manifest_path: Path, items):
-        self.sink, self.manifest, self.manifest_path, self.items = sink, manifest, manifest_path, items
+    def __init__(self, sink: Sink, manifest: dict, manifest_path: Path):
+        self.sink, self.manifest, self.manifest_path = sink, manifest, manifest_path
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def submit(self, index: np.ndarray, preds: np.ndarray, ok: np.ndarray, skipped: dict[int, str], done: int) -> None:
+    def submit(
+        self, chunk_items, index: np.ndarray, preds: np.ndarray, ok: np.ndarray, skipped: dict[int, str], done: int
+    ) -> None:
+        """Write `preds` of `chunk_items` (at positions `index`) once the previous chunk is committed."""
         self.wait()
-        self._thread = threading.Thread(
-            target=self._commit, args=(index, preds, ok, skipped, done), name="kaggle-kit-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._commit, args=(chunk_items, index, preds, ok, skipped, done),
+                                        name="kaggle-kit-writer", daemon=True)  # fmt: skip
         self._thread.start()
 
     def wait(self, raise_errors: bool = True) -> None:
@@ -49,12 +51,11 @@ class ChunkWriter:
             error, self._error = self._error, None
             raise error
 
-    def _commit(self, index, preds, ok, skipped, done) -> None:
+    def _commit(self, chunk_items, index, preds, ok, skipped, done) -> None:
         try:
-            chunk_items = _take(self.items, index)
             self.sink.write(chunk_items, preds, ok, index)
             self.manifest["sink_state"] = self.sink.commit()
-            self.manifest["skipped"] += [{"index": int(index[i]), "item": _describe(self.items, index[i]),
+            self.manifest["skipped"] += [{"index": int(index[i]), "item": _describe(chunk_items, i),
                                           "reason": reason} for i, reason in skipped.items()]  # fmt: skip
             self.manifest["done"] = done
             self.manifest["chunks"] += 1
@@ -101,12 +102,6 @@ class ChunkPlanner:
         else:
             size = min(int(budget // per_item), int(self.commit_every_s / max(self.seconds_per_item, 1e-6)))
         self.size = max(self.bs, size // self.bs * self.bs)
-
-
-def _take(items, index):
-    if isinstance(items, pd.DataFrame):
-        return items.iloc[list(index)]
-    return [items[int(i)] for i in index]
 
 
 def _describe(items, position) -> str:

@@ -148,7 +148,7 @@ def stream_predict(
     if resumed_at:
         show(resumed_at)
     sink.open(len(positions), manifest["sink_state"])
-    writer = ChunkWriter(sink, manifest, manifest_path, items)
+    writer = ChunkWriter(sink, manifest, manifest_path)
     chunk_sizes: list[int] = []
     monitor.usage_bytes()
     start = manifest["done"]
@@ -166,9 +166,10 @@ def stream_predict(
             index = positions[start : start + size]
             chunk_start = time.monotonic()
             base = monitor.usage_bytes()
+            chunk_items = _take(items, index)
             preds, ok, skipped = _predict_chunk(
                 learn,
-                _take(items, index),
+                chunk_items,
                 bs,
                 num_workers,
                 activation,
@@ -177,7 +178,9 @@ def stream_predict(
                 monitor,
                 lambda k, s=start: show(s + k),
             )
-            writer.submit(index, preds, ok, skipped, start + len(index))  # written while the next chunk predicts
+            writer.submit(
+                chunk_items, index, preds, ok, skipped, start + len(index)
+            )  # written while the next chunk predicts
             peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))

@@ -12,7 +12,7 @@ import numpy as np
 
 from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["rle_encode", "rle_decode", "RleError"]
+__all__ = ["rle_encode", "rle_decode", "rle_runs", "RleError"]
 
 # A slice assignment costs about as much as laying out this many pixels with np.repeat (measured, benchmarks/rle.py)
 _PIXELS_PER_RUN = 4000
@@ -65,22 +65,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
         raise RleError(f"RLE must be a string of 'start length' pairs, got {type(rle).__name__}", rle)
     if not text:
         return np.zeros((width, height), dtype=bool).T
-    try:
-        values = np.array(text.split(), dtype=np.int64)
-    except (ValueError, OverflowError):
-        raise RleError(f"RLE {_clip(text)!r} holds a value that is not an integer", rle) from None
-    if values.size % 2:
-        raise RleError(f"RLE {_clip(text)!r} has an odd number of values; it needs 'start length' pairs", rle)
-    starts, lengths = values[0::2] - 1, values[1::2]
-    if (starts < 0).any() or (lengths <= 0).any():
-        raise RleError(f"RLE {_clip(text)!r} has a start below 1 or a length below 1", rle)
-    ends = starts + lengths
-    if (starts[1:] < ends[:-1]).any():
-        raise RleError(f"RLE {_clip(text)!r} has runs out of order or overlapping", rle)
-    if ends[-1] > n:
-        raise RleError(
-            f"RLE {_clip(text)!r} runs to pixel {int(ends[-1])}, past the {height}x{width} image ({n} pixels)", rle
-        )
+    starts, ends = rle_runs(text, n, shape_text=f"{height}x{width}")
+    lengths = ends - starts
     if starts.size * _PIXELS_PER_RUN >= n:
         # Many runs for the image: lay out gap, run, gap, ..., gap in one np.repeat pass over every pixel.
         counts = np.empty(2 * starts.size + 1, dtype=np.int64)
@@ -95,6 +81,31 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
             flat[lo:hi] = True
     return flat.reshape(width, height).T
+
+
+def rle_runs(rle: str, n_pixels: int, shape_text: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The runs of a non-empty RLE string as (starts, ends): 0-based, end exclusive, in column-major pixel order.
+
+    Raises RleError for non-integers, an odd number of values, zero or negative starts and lengths, runs out of
+    order or overlapping, and runs past `n_pixels`. `shape_text` ("HxW") only makes the message clearer.
+    """
+    text = rle.strip()
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise RleError(f"RLE {_clip(text)!r} holds a value that is not an integer", rle) from None
+    if values.size % 2:
+        raise RleError(f"RLE {_clip(text)!r} has an odd number of values; it needs 'start length' pairs", rle)
+    starts, lengths = values[0::2] - 1, values[1::2]
+    if (starts < 0).any() or (lengths <= 0).any():
+        raise RleError(f"RLE {_clip(text)!r} has a start below 1 or a length below 1", rle)
+    ends = starts + lengths
+    if (starts[1:] < ends[:-1]).any():
+        raise RleError(f"RLE {_clip(text)!r} has runs out of order or overlapping", rle)
+    if ends[-1] > n_pixels:
+        image = f"the {shape_text} image" if shape_text else "the image"
+        raise RleError(f"RLE {_clip(text)!r} runs past {image} (to pixel {int(ends[-1])} of {n_pixels})", rle)
+    return starts, ends
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -222,3 +222,14 @@ def fake_kaggle(tmp_path, monkeypatch):
     (tmp_path / "kaggle-config").mkdir()
     yield fake
     fake.stop()
+
+
+def start_kernel_process(script: Path, root: Path, env: dict | None = None):
+    """Start `script` as a kernel in the sandbox `root` (cwd root/working) in its own process group, for tests that
+    kill it with SIGKILL at a moment of their choosing; stdout and stderr go to one pipe."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, str(script)], cwd=root / "working",
+                            env={**os.environ, "KAGGLE_KIT_ROOT": str(root), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

@@ -5,14 +5,12 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
+from conftest import make_images, start_kernel_process
 
 pytestmark = pytest.mark.e2e
 
@@ -40,18 +38,6 @@ torch.save(learn.model.state_dict(), "final.pt")
 """
 
 
-def _start(script, root):
-    env = {**os.environ, "KAGGLE_KIT_ROOT": str(root)}
-    return subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=root / "working",
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def _root(tmp_path, name):
     (tmp_path / name / "working").mkdir(parents=True)
     return tmp_path / name
@@ -62,7 +48,7 @@ def test_kill_9_at_random_points_then_rerun_gives_the_uninterrupted_weights(tmp_
     script = tmp_path / "train_kernel.py"
     script.write_text(KERNEL.format(tests=str(Path(__file__).parent), images=str(images[0].parent)))
     clean = _root(tmp_path, "clean")
-    proc = _start(script, clean)
+    proc = start_kernel_process(script, clean)
     assert proc.wait(300) == 0, proc.stdout.read().decode()
 
     killed = _root(tmp_path, "killed")
@@ -70,7 +56,7 @@ def test_kill_9_at_random_points_then_rerun_gives_the_uninterrupted_weights(tmp_
     rng = random.Random(1234)
     progress = []
     for _ in range(3):
-        proc = _start(script, killed)
+        proc = start_kernel_process(script, killed)
         saved_before = manifest.read_text() if manifest.exists() else ""
         deadline = time.time() + 120
         while (not manifest.exists() or manifest.read_text() == saved_before) and time.time() < deadline:
@@ -80,7 +66,7 @@ def test_kill_9_at_random_points_then_rerun_gives_the_uninterrupted_weights(tmp_
         proc.wait()
         newest = json.loads(manifest.read_text())["checkpoints"][-1]
         progress.append((newest["epoch"], newest["iteration"]))
-    proc = _start(script, killed)
+    proc = start_kernel_process(script, killed)
     out = proc.communicate(timeout=300)[0].decode()
 
     assert proc.returncode == 0, out

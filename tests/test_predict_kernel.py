@@ -3,13 +3,11 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import make_images
+from conftest import make_images, start_kernel_process
 
 from kaggle_kit.emulate import OK, OUT_OF_MEMORY
 
@@ -80,18 +78,6 @@ def test_stream_predict_finishes_under_a_ram_limit_that_kills_get_preds(run_kern
     assert stream_run.report.output_files == 2
 
 
-def _start(script, root, config):
-    env = {**os.environ, "KAGGLE_KIT_ROOT": str(root), "KAGGLE_KIT_CONFIG": str(config)}
-    return subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=root / "working",
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 def _done(root):
     try:
         return json.loads((root / "working/submission.csv.progress.json").read_text())["done"]
@@ -111,13 +97,13 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_csv(tmp_pat
     cfg = {"channels": 5, "bs": 4, "chunk_size": 4, "mode": "stream", "row_delay_s": 0.03}
     images, script, config = _setup(tmp_path, 48, 32, cfg)
     clean = _sandbox(tmp_path, "clean", images)
-    proc = _start(script, clean, config)
+    proc = start_kernel_process(script, clean, {"KAGGLE_KIT_CONFIG": str(config)})
     assert proc.wait(300) == 0, proc.stdout.read().decode()
 
     killed = _sandbox(tmp_path, "killed", images)
     kills = []
     for after_items in (8, 20, 36):
-        proc = _start(script, killed, config)
+        proc = start_kernel_process(script, killed, {"KAGGLE_KIT_CONFIG": str(config)})
         deadline = time.time() + 120
         while _done(killed) < after_items and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
@@ -125,7 +111,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_csv(tmp_pat
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         kills.append(_done(killed))
-    proc = _start(script, killed, config)
+    proc = start_kernel_process(script, killed, {"KAGGLE_KIT_CONFIG": str(config)})
     out = proc.communicate(timeout=300)[0].decode()
 
     assert proc.returncode == 0, out

@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.rle import RleError, rle_runs
 
 __all__ = ["Labels", "DataError", "read_labels", "read_train_csv", "parse_class_id", "format_class_id", "TRAIN_COLUMNS"]
 
@@ -130,13 +130,6 @@ def _check_rle(rle: object, height: int, width: int, where: str, line: int) -> N
     if not isinstance(rle, str) or not rle.strip():
         raise DataError(f"{where}: EncodedPixels is empty", line)
     try:
-        values = np.array(rle.split(), dtype=np.int64)
-    except (ValueError, OverflowError):
-        raise DataError(f"{where}: EncodedPixels holds a value that is not an integer", line) from None
-    if values.size % 2:
-        raise DataError(f"{where}: EncodedPixels has an odd number of values ('start length' pairs)", line)
-    starts, lengths = values[0::2], values[1::2]
-    if (starts < 1).any() or (lengths < 1).any() or (starts[1:] < starts[:-1] + lengths[:-1]).any():
-        raise DataError(f"{where}: EncodedPixels has runs that are not increasing and positive", line)
-    if starts[-1] + lengths[-1] - 1 > height * width:
-        raise DataError(f"{where}: EncodedPixels runs past the {height}x{width} image", line)
+        rle_runs(rle, height * width, f"{height}x{width}")
+    except RleError as exc:
+        raise DataError(f"{where}: EncodedPixels {exc}", line) from None

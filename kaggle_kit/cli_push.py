@@ -1,0 +1,169 @@
+"""The `kaggle-kit` commands that talk to Kaggle: bundle, push (and --shards), status, output, chain, merge.
+
+Part of the command line (it prints, like cli.py); the work is done by kaggle_kit.push and kaggle_kit.sinks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kaggle_kit.errors import KaggleKitError
+
+__all__ = ["add_push_commands"]
+
+
+def add_push_commands(sub) -> None:
+    """Add the push family of subcommands to the `kaggle-kit` parser's subparsers `sub`."""
+    bundle = sub.add_parser(
+        "bundle",
+        help="build one self-contained kernel script with kaggle_kit embedded",
+        description="Validate KERNEL_DIR/kernel-metadata.json and write build/<slug>/ holding the "
+        "script with kaggle_kit embedded (no internet needed) and its metadata.",
+    )
+    bundle.add_argument("kernel_dir")
+    bundle.add_argument("--out", default="build", help="where bundles go (default ./build)")
+    bundle.set_defaults(handler=_bundle)
+
+    push = sub.add_parser(
+        "push",
+        help="bundle, validate and push a kernel with the official Kaggle client",
+        description="Bundle KERNEL_DIR and push it; --shards N pushes N kernels, kernel i "
+        "predicting shard i of N (stream_predict reads KAGGLE_KIT_SHARD).",
+    )
+    push.add_argument("kernel_dir")
+    push.add_argument("--shards", type=int, default=0, help="push N kernels, one per shard of the test set")
+    push.add_argument("--out", default="build")
+    push.set_defaults(handler=_push)
+
+    status = sub.add_parser(
+        "status",
+        help="the status of a kernel's latest run",
+        description="Print the status (QUEUED, RUNNING, COMPLETE, ERROR...) of owner/slug's latest run.",
+    )
+    status.add_argument("kernel", help="owner/kernel-slug")
+    status.set_defaults(handler=_status)
+
+    output = sub.add_parser(
+        "output",
+        help="download all output files of a kernel's latest run",
+        description="Download every output file (all pages) and the log of owner/slug.",
+    )
+    output.add_argument("kernel", help="owner/kernel-slug")
+    output.add_argument("-o", "--dest", default=None, help="folder (default ./<slug>-output)")
+    output.set_defaults(handler=_output)
+
+    chain = sub.add_parser(
+        "chain",
+        help="push, follow and re-push a kernel until its job is done",
+        description="Push KERNEL_DIR; when a run completes with needs-resume, push the next one "
+        "with the previous output attached; stop when done, on error or after "
+        "--max-runs. Re-run it to continue an interrupted chain.",
+    )
+    chain.add_argument("kernel_dir")
+    chain.add_argument("--max-runs", type=int, default=5)
+    chain.add_argument("--poll", default="30s", help="first status poll interval (doubles up to 10 minutes)")
+    chain.add_argument("--out", default="build")
+    chain.set_defaults(handler=_chain)
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge shard outputs back into one submission in the original order",
+        description="Merge CSVs (or .npy files) written by stream_predict(shard=(i, n)), given "
+        "in shard order, into DEST.",
+    )
+    merge.add_argument("dest")
+    merge.add_argument("shards", nargs="+")
+    merge.add_argument("--key-column", help="CSV column naming the item (e.g. ImageId)")
+    merge.add_argument(
+        "--keys-csv",
+        help="a CSV listing every item's key in the original order (e.g. the sample "
+        "submission); its --key-column gives the order",
+    )
+    merge.set_defaults(handler=_merge)
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from kaggle_kit.push.bundle import build_bundle
+
+    out = build_bundle(args.kernel_dir, args.out)
+    print(f"kaggle-kit bundle: {out}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from kaggle_kit.push import api
+    from kaggle_kit.push.bundle import build_bundle
+
+    if args.shards < 0 or args.shards == 1:
+        raise KaggleKitError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
+    if not args.shards:
+        bundles = [build_bundle(args.kernel_dir, args.out)]
+    else:
+        bundles = [
+            build_bundle(
+                args.kernel_dir, args.out, {"KAGGLE_KIT_SHARD": f"{i}/{args.shards}"}, f"-shard-{i}-of-{args.shards}"
+            )
+            for i in range(args.shards)
+        ]
+    client = api.client()
+    for bundle in bundles:
+        result = api.push(bundle, client)
+        print(f"kaggle-kit push: {result.ref} version {result.version} {result.url}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kaggle_kit.push import api
+
+    name, failure = api.status(args.kernel)
+    print(f"{args.kernel}: {name}" + (f" ({failure})" if failure else ""))
+    return 0
+
+
+def _output(args: argparse.Namespace) -> int:
+    from kaggle_kit.push import api
+
+    dest = args.dest or f"{args.kernel.split('/')[-1]}-output"
+    files = api.output(args.kernel, dest)
+    print(f"kaggle-kit output: {len(files)} file(s) in {dest}")
+    return 0
+
+
+def _chain(args: argparse.Namespace) -> int:
+    from kaggle_kit.limits import parse_duration
+    from kaggle_kit.push.bundle import build_bundle
+    from kaggle_kit.push.chain import CHAIN_NAME, run_chain
+    from kaggle_kit.push.metadata import load_metadata
+
+    slug = load_metadata(args.kernel_dir).get("id", "").split("/")[-1]
+    existing = Path(args.out) / slug
+    bundle = existing if (existing / CHAIN_NAME).exists() else build_bundle(args.kernel_dir, args.out)
+    outcome = run_chain(
+        bundle,
+        args.max_runs,
+        poll_s=parse_duration(args.poll, "--poll"),
+        say=lambda line: print(f"kaggle-kit chain: {line}", flush=True),
+    )
+    for run in outcome["runs"]:
+        print(
+            f"  run {run['run']}: version {run.get('version')}, {run.get('kernel_status', '?')}, {run['state']}"
+            + (f" at stage {run.get('stage')} epoch {run.get('epoch')}" if run.get("epoch") is not None else "")
+        )
+    print(f"kaggle-kit chain: {outcome['result']}: {outcome['reason']}")
+    return 0 if outcome["result"] == "done" else 1
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from kaggle_kit.sinks import merge_shards
+
+    keys = None
+    if args.keys_csv:
+        if not args.key_column:
+            raise KaggleKitError("--keys-csv needs --key-column", None)
+        keys = list(dict.fromkeys(pd.read_csv(args.keys_csv, dtype=str)[args.key_column]))
+    dest = merge_shards(args.shards, args.dest, keys=keys, key_column=args.key_column)
+    print(f"kaggle-kit merge: {dest}")
+    return 0
