@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.memory import MemoryMonitor
+from kaggle_kit.progress import ProgressManifest
 from kaggle_kit.sinks import Sink
 
 __all__ = ["ChunkPlanner", "ChunkWriter"]
@@ -26,10 +26,11 @@ class ChunkWriter:
     """Writes and commits chunks in a background thread, one at a time and in order, while the next one predicts.
 
     The model's kernels release the GIL, so the sink's conversion, the fsync and the manifest overlap with compute.
-    A chunk is committed (sink durable, then manifest replaced) before the next one is written.
+    A chunk is committed (sink durable, then manifest replaced) before the next one is written. Only this thread
+    touches the manifest while chunks are in flight; the caller reads it after `wait`.
     """
 
-    def __init__(self, sink: Sink, manifest: dict, manifest_path: Path):
+    def __init__(self, sink: Sink, manifest: ProgressManifest, manifest_path: Path):
         self.sink, self.manifest, self.manifest_path = sink, manifest, manifest_path
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -54,13 +55,10 @@ class ChunkWriter:
     def _commit(self, chunk_items, index, preds, ok, skipped, done) -> None:
         try:
             self.sink.write(chunk_items, preds, ok, index)
-            self.manifest["sink_state"] = self.sink.commit()
-            self.manifest["skipped"] += [{"index": int(index[i]), "item": _describe(chunk_items, i),
-                                          "reason": reason} for i, reason in skipped.items()]  # fmt: skip
-            self.manifest["done"] = done
-            self.manifest["chunks"] += 1
-            self.manifest["complete"] = done == self.manifest["total"]
-            atomic_write_json(self.manifest_path, self.manifest)  # the commit point: sink state and count together
+            bad = [{"index": int(index[i]), "item": _describe(chunk_items, i), "reason": reason}
+                   for i, reason in skipped.items()]  # fmt: skip
+            self.manifest.record(done, self.sink.commit(), bad)
+            self.manifest.commit(self.manifest_path)  # the commit point: sink state, count and file digest together
         except BaseException as exc:  # handed to the main thread at its next submit or wait
             self._error = exc
 

@@ -9,8 +9,6 @@ bytes, times seconds.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -27,18 +25,20 @@ from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
 from torch import nn
 
+from kaggle_kit.atomic import remove_stale_temps
 from kaggle_kit.chunks import ChunkPlanner, ChunkWriter
-from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
+from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.identity import callable_identity, items_digest, model_digest
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
+from kaggle_kit.progress import ProgressManifest, SinkLock, adopt_from_inputs, manifest_path_for
 from kaggle_kit.sinks import Sink
 
 __all__ = ["stream_predict", "PredictSummary", "progress_path", "is_placeholder"]
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
 _FLIPS = {"hflip": (-1,), "vflip": (-2,)}
 
 
@@ -64,8 +64,7 @@ class PredictSummary:
 
 def progress_path(sink: Sink) -> Path:
     """The manifest file that records a sink's committed progress: ``<first sink file>.progress.json``."""
-    first = sink.paths()[0]
-    return first.with_name(first.name + ".progress.json")
+    return manifest_path_for(sink.paths()[0])
 
 
 def is_placeholder(pred: np.ndarray) -> bool:
@@ -116,71 +115,96 @@ def stream_predict(
     positions = np.arange(shard_i, n_total, n_shards)
     kernel = kernel or Kernel.current()
     monitor = monitor or MemoryMonitor(kernel.limits)
-    manifest_path = progress_path(sink)
-
-    fingerprint = {
-        "items": _items_digest(items), "n_items": n_total, "shard": [shard_i, n_shards], "decode": decode,
-        "act": _name(act), "tta": flips, "sink": sink.signature(), "model": _model_digest(learn.model),
+    first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
+    roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
+    fingerprint = {  # what identifies this run in any process or kernel (see kaggle_kit.identity)
+        "items": items_digest(items, roots), "n_items": n_total, "shard": [shard_i, n_shards], "decode": decode,
+        "act": callable_identity(act, "act"), "tta": flips, "sink": sink.signature(),
+        "model": model_digest(learn.model),
     }  # fmt: skip
-    manifest = _load_manifest(manifest_path, fingerprint)
-    started = time.monotonic()
     files = [str(p) for p in [*sink.paths(), manifest_path]]
-    if manifest and manifest["complete"]:
-        log.info("predictions in %s are already complete (%d items)", sink.paths()[0], manifest["done"])
-        return PredictSummary(
-            len(positions), 0, manifest["done"], True, 0, [], 0, 0.0, files, manifest["skipped"], manifest["done"]
+    new_files = [p for p in [*sink.paths(), manifest_path] if not p.exists()]
+    OutputBudget(kernel.working_dir, kernel.limits).check_new_files(len(new_files), what="stream_predict")
+    started = time.monotonic()
+    with SinkLock(first):  # one writer per sink, for the whole call
+        for path in [*sink.paths(), manifest_path]:
+            remove_stale_temps(path)
+        manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
+        resumed_at = manifest.done
+        if manifest.complete:
+            log.info("predictions in %s are already complete (%d items, verified)", first, manifest.done)
+            return PredictSummary(len(positions), 0, manifest.done, True, 0, [], 0, 0.0, files, manifest.skipped,
+                                  resumed_at)  # fmt: skip
+        chunk_sizes = _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size, decode,
+                                      act, flips, num_workers, memory_fraction, max_chunk_bytes, commit_every_s,
+                                      kernel, monitor, reserve_s, progress)  # fmt: skip
+    if manifest.skipped:
+        log.warning(
+            "%d item(s) could not be read and got placeholder predictions: %s",
+            len(manifest.skipped),
+            ", ".join(s["item"] for s in manifest.skipped[:5]),
         )
-    if manifest is None:
-        new_files = [p for p in [*sink.paths(), manifest_path] if not p.exists()]
-        OutputBudget(kernel.working_dir, kernel.limits).check_new_files(len(new_files), what="stream_predict")
-        manifest = {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "done": 0, "total": len(positions),
-                    "sink_state": None, "skipped": [], "chunks": 0, "complete": False}  # fmt: skip
-    resumed_at = manifest["done"]
-    if resumed_at:
-        log.info("resuming predictions at item %d of %d", resumed_at, len(positions))
+    return PredictSummary(
+        len(positions),
+        manifest.done - resumed_at,
+        manifest.done,
+        manifest.complete,
+        len(chunk_sizes),
+        chunk_sizes,
+        monitor.peak_bytes(float("inf")),
+        round(time.monotonic() - started, 3),
+        files,
+        manifest.skipped,
+        resumed_at,
+    )
 
+
+def _verified_progress(first: Path, manifest_path: Path, fingerprint: dict, total: int, kernel: Kernel):
+    """This run's progress, checked against its files: from working/, else from an attached input, else fresh."""
+    manifest = ProgressManifest.load(manifest_path, fingerprint)
+    if manifest is not None:
+        manifest = manifest.resume(first, manifest_path)
+    if manifest is None or not manifest.done:
+        try:  # the same place in a previous kernel's output, attached as an input
+            relative = first.parent.relative_to(os.path.abspath(kernel.working_dir))
+        except ValueError:
+            relative = None
+        if relative is not None:
+            folders = [folder for _slug, path in kernel.inputs() for folder in (path / relative, path)]
+            manifest = adopt_from_inputs(first, manifest_path, folders, fingerprint) or manifest
+    return manifest or ProgressManifest(fingerprint, total)
+
+
+def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size, decode, act, flips,
+                    num_workers, memory_fraction, max_chunk_bytes, commit_every_s, kernel, monitor, reserve_s,
+                    progress) -> list[int]:  # fmt: skip
+    """The chunk loop: predict a chunk while the previous one is written; return the sizes of the chunks done."""
     planner = ChunkPlanner(bs, monitor, chunk_size, memory_fraction, max_chunk_bytes, commit_every_s)
     activation = act or getattr(learn.loss_func, "activation", _identity)
     decodes = getattr(learn.loss_func, "decodes", _identity) if decode else None
     bar = progress_bar(range(len(positions)), leave=False) if progress else None
     show = bar.update if bar else _identity
     show(0)
-    if resumed_at:
-        show(resumed_at)
-    sink.open(len(positions), manifest["sink_state"])
+    if manifest.done:
+        show(manifest.done)
+    sink.open(len(positions), manifest.sink_state)
     writer = ChunkWriter(sink, manifest, manifest_path)
     chunk_sizes: list[int] = []
     monitor.usage_bytes()
-    start = manifest["done"]
+    start = manifest.done
     try:
         while start < len(positions):
             size = min(planner.next_size(), len(positions) - start)
             if chunk_sizes and kernel.remaining_s() < reserve_s + planner.seconds_per_item * size:
-                log.warning(
-                    "stopping predictions at %d of %d items: %.0fs left in the kernel",
-                    start,
-                    len(positions),
-                    kernel.remaining_s(),
-                )
+                log.warning("stopping predictions at %d of %d items: %.0fs left in the kernel", start, len(positions),
+                            kernel.remaining_s())  # fmt: skip
                 break
             index = positions[start : start + size]
-            chunk_start = time.monotonic()
-            base = monitor.usage_bytes()
+            chunk_start, base = time.monotonic(), monitor.usage_bytes()
             chunk_items = _take(items, index)
-            preds, ok, skipped = _predict_chunk(
-                learn,
-                chunk_items,
-                bs,
-                num_workers,
-                activation,
-                decodes,
-                flips,
-                monitor,
-                lambda k, s=start: show(s + k),
-            )
-            writer.submit(
-                chunk_items, index, preds, ok, skipped, start + len(index)
-            )  # written while the next chunk predicts
+            preds, ok, skipped = _predict_chunk(learn, chunk_items, bs, num_workers, activation, decodes, flips,
+                                                monitor, lambda k, s=start: show(s + k))  # fmt: skip
+            writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
             peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))
@@ -190,27 +214,9 @@ def stream_predict(
     finally:
         writer.wait(raise_errors=False)
         sink.close()
-    if manifest["complete"]:
+    if manifest.complete:
         show(len(positions))
-    if manifest["skipped"]:
-        log.warning(
-            "%d item(s) could not be read and got placeholder predictions: %s",
-            len(manifest["skipped"]),
-            ", ".join(s["item"] for s in manifest["skipped"][:5]),
-        )
-    return PredictSummary(
-        len(positions),
-        manifest["done"] - resumed_at,
-        manifest["done"],
-        manifest["complete"],
-        len(chunk_sizes),
-        chunk_sizes,
-        monitor.peak_bytes(float("inf")),
-        round(time.monotonic() - started, 3),
-        files,
-        manifest["skipped"],
-        resumed_at,
-    )
+    return chunk_sizes
 
 
 class _Collect(Callback):
@@ -349,52 +355,6 @@ def _take(items, index):
     if isinstance(items, pd.DataFrame):
         return items.iloc[list(index)]
     return [items[int(i)] for i in index]
-
-
-def _items_digest(items) -> str:
-    h = hashlib.sha256()
-    if isinstance(items, pd.DataFrame):
-        h.update(pd.util.hash_pandas_object(items, index=True).to_numpy().tobytes())
-        h.update(",".join(map(str, items.columns)).encode())
-    else:
-        for item in items:
-            h.update(str(item).encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest()
-
-
-def _model_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        if tensor.numel():
-            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _load_manifest(path: Path, fingerprint: dict) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ResumeMismatchError(
-            f"{path} is not a readable progress manifest ({exc}); delete it and the "
-            "predictions beside it to start over",
-            str(path),
-        ) from None
-    saved = manifest.get("fingerprint", {})
-    differ = [k for k in fingerprint if saved.get(k) != json.loads(json.dumps(fingerprint[k]))]
-    if differ:
-        raise ResumeMismatchError(
-            f"{path} holds progress of a run with other {', '.join(differ)}; pass the same "
-            f"arguments to resume, or delete it and the predictions beside it to start over",
-            differ,
-        )
-    return manifest
-
-
-def _name(fn) -> str | None:
-    return None if fn is None else getattr(fn, "__qualname__", repr(fn))
 
 
 def _identity(x):

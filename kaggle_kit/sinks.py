@@ -1,9 +1,12 @@
 """Where streamed predictions go: one .npy or one CSV, written chunk by chunk and committed durably.
 
 A sink is a small class with these methods (``Sink`` spells them out); ``stream_predict`` calls them in order
-``paths -> signature -> open -> (write -> commit)* -> close``. Each commit returns a small JSON-able state that
-``stream_predict`` stores in its manifest; a resumed run hands it back to ``open``, and the sink throws away
-anything written after it, so a killed run resumes with no duplicate and no missing row.
+``paths -> signature -> open -> (write -> commit)* -> close``. Each commit returns a small JSON-able state that the
+run's ``ProgressManifest`` (``kaggle_kit.progress``, the owner of the manifest file) records; a resumed run hands it
+back to ``open``, and the sink throws away anything written after it, so a killed run resumes with no duplicate and
+no missing row. A sink writes its first file front to back: each commit state carries ``bytes`` (how long the
+committed content of that file is) and ``sha256`` (the digest of the bytes written since the previous commit), which
+is what the manifest checks the file against before trusting it.
 
 Placeholder predictions (bad images) arrive as NaN rows with ``ok[i] == False``.
 """
@@ -11,6 +14,7 @@ Placeholder predictions (bad images) arrive as NaN rows with ``ok[i] == False``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from kaggle_kit.atomic import fsync_dir
+from kaggle_kit.identity import callable_identity
 
 __all__ = ["Sink", "ArraySink", "CsvSink", "merge_shards"]
 
@@ -44,7 +49,7 @@ class Sink(Protocol):
         """Write one chunk: `preds[i]` belongs to `items[i]`; `ok[i]` is False for a placeholder."""
 
     def commit(self) -> dict[str, Any]:
-        """Make everything written so far durable; return the state to resume from."""
+        """Make everything written so far durable; return the state to resume from, with "bytes" and "sha256"."""
 
     def close(self) -> None:
         """Release files; the output is complete when the last commit was."""
@@ -66,6 +71,7 @@ class ArraySink:
         self._rows = 0
         self._offset = 0
         self._row_shape: tuple[int, ...] | None = None
+        self._segment = hashlib.sha256()  # bytes written since the last commit
 
     def paths(self) -> list[Path]:
         return [self.path]
@@ -79,6 +85,7 @@ class ArraySink:
 
     def open(self, n_items: int, state: dict[str, Any] | None) -> None:
         self._n_items = n_items
+        self._segment = hashlib.sha256()
         if state and state.get("rows"):
             self._rows, self._row_shape = state["rows"], tuple(state["row_shape"])
             self.dtype, self._offset = np.dtype(state["dtype"]), state["offset"]
@@ -92,17 +99,22 @@ class ArraySink:
         data = np.ascontiguousarray(preds, dtype=self.dtype)
         row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
         self._file.seek(self._offset + self._rows * row_bytes)
-        self._file.write(memoryview(data).cast("B"))
+        view = memoryview(data).cast("B")
+        self._file.write(view)
+        self._segment.update(view)
         self._rows += len(data)
 
     def commit(self) -> dict[str, Any]:
         if self._file is None:
-            return {"rows": 0}
+            return {"rows": 0, "bytes": 0, "sha256": self._segment.hexdigest()}
         self._file.flush()
         os.fsync(self._file.fileno())
         if hasattr(os, "posix_fadvise"):  # written pages are clean now: let a cgroup-limited kernel drop them
             os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        return {"rows": self._rows, "row_shape": list(self._row_shape), "dtype": self.dtype.str, "offset": self._offset}
+        row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
+        digest, self._segment = self._segment.hexdigest(), hashlib.sha256()
+        return {"rows": self._rows, "row_shape": list(self._row_shape), "dtype": self.dtype.str, "offset": self._offset,
+                "bytes": self._offset + self._rows * row_bytes, "sha256": digest}  # fmt: skip
 
     def close(self) -> None:
         if self._file is not None:
@@ -115,7 +127,10 @@ class ArraySink:
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
                   "shape": (self._n_items, *self._row_shape)}  # fmt: skip
         self._file = open(self.path, "w+b")  # noqa: SIM115 - kept open across chunks, closed in close()
-        np.lib.format.write_array_header_2_0(self._file, header)
+        header_bytes = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header_bytes, header)
+        self._file.write(header_bytes.getvalue())
+        self._segment.update(header_bytes.getvalue())
         self._offset = self._file.tell()
         self._file.truncate(self._offset + self._n_items * int(np.prod(self._row_shape)) * self.dtype.itemsize)
         self._rows = 0
@@ -138,24 +153,27 @@ class CsvSink:
         self.columns = list(columns)
         self._file: io.BufferedRandom | None = None
         self._rows = 0
+        self._segment = hashlib.sha256()  # bytes written since the last commit
 
     def paths(self) -> list[Path]:
         return [self.path]
 
     def signature(self) -> dict[str, Any]:
+        """Path name, columns and `to_rows` by a name stable across processes (see ``identity.callable_identity``)."""
         return {"sink": "CsvSink", "path": self.path.name, "columns": self.columns,
-                "to_rows": getattr(self.to_rows, "__qualname__", repr(self.to_rows))}  # fmt: skip
+                "to_rows": callable_identity(self.to_rows, "to_rows")}  # fmt: skip
 
     def open(self, n_items: int, state: dict[str, Any] | None) -> None:
         # binary mode: tell() is an exact byte offset to truncate back to on resume
-        if state and self.path.exists():
+        self._segment = hashlib.sha256()
+        if state:
             self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open across chunks, closed in close()
             self._file.truncate(state["bytes"])  # drop rows written after the last commit
             self._file.seek(state["bytes"])
             self._rows = state["rows"]
         else:
             self._file = open(self.path, "w+b")  # noqa: SIM115 - kept open across chunks, closed in close()
-            self._file.write(_csv_text([self.columns]))
+            self._write(_csv_text([self.columns]))
             self._rows = 0
             fsync_dir(self.path.parent)
 
@@ -170,13 +188,18 @@ class CsvSink:
                     f"to_rows gave a row of {len(row)} values, expected {len(self.columns)} "
                     f"({', '.join(self.columns)}): {row!r}"
                 )
-        self._file.write(_csv_text(rows))
+        self._write(_csv_text(rows))
         self._rows += len(rows)
 
     def commit(self) -> dict[str, Any]:
         self._file.flush()
         os.fsync(self._file.fileno())
-        return {"rows": self._rows, "bytes": self._file.tell()}
+        digest, self._segment = self._segment.hexdigest(), hashlib.sha256()
+        return {"rows": self._rows, "bytes": self._file.tell(), "sha256": digest}
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._segment.update(data)
 
     def close(self) -> None:
         if self._file is not None:

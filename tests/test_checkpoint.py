@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ def test_save_then_load_latest_round_trips_the_state(tmp_path):
 
     state, path = saver.load_latest()
 
-    assert path.name == "ckpt-s00-e0001-i0000005.pth"
+    assert re.fullmatch(r"ckpt-s00-e0001-i0000005-[0-9a-f]{16}\.pth", path.name)
     assert state["step"] == 1
     assert torch.equal(state["w"], torch.ones(3))
 
@@ -27,8 +28,8 @@ def test_rotation_keeps_the_newest_two_files_and_the_manifest(tmp_path):
     for step in range(5):
         saver.save(_state(0, step, 0, step))
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoints.json", "ckpt-s00-e0003-i0000000.pth", "ckpt-s00-e0004-i0000000.pth"]  # fmt: skip
+    assert [p.name[:23] for p in sorted(tmp_path.iterdir())] == [
+        "checkpoints.json", "ckpt-s00-e0003-i0000000", "ckpt-s00-e0004-i0000000"]  # fmt: skip
     manifest = json.loads((tmp_path / "checkpoints.json").read_text())
     assert [e["epoch"] for e in manifest["checkpoints"]] == [3, 4]
     assert all(len(e["sha256"]) == 64 for e in manifest["checkpoints"])
@@ -43,7 +44,7 @@ def test_load_latest_falls_back_when_newest_is_truncated(tmp_path, caplog):
     state, path = saver.load_latest()
 
     assert state["step"] == 1
-    assert path.name == "ckpt-s00-e0000-i0000010.pth"
+    assert path.name.startswith("ckpt-s00-e0000-i0000010-")
     assert "checksum" in caplog.text
 
 
@@ -95,3 +96,77 @@ def test_no_checkpoint_anywhere_gives_none(tmp_path):
     (tmp_path / "input/datasets/me/data").mkdir(parents=True)
 
     assert find_latest_checkpoint(kernel, CheckpointSaver(kernel.working_dir / "checkpoints")) is None
+
+
+def _saved_pair(tmp_path):
+    saver = CheckpointSaver(tmp_path, keep=2)
+    older = saver.save(_state(0, 0, 10, 1))
+    newer = saver.save(_state(0, 0, 20, 2))
+    return saver, older, newer
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied", "not json"])
+def test_a_lost_manifest_still_resumes_from_the_newest_valid_file(damage, tmp_path, caplog):
+    saver, _older, newer = _saved_pair(tmp_path)
+    manifest = tmp_path / "checkpoints.json"
+    if damage == "deleted":
+        manifest.unlink()
+    elif damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:30])
+    elif damage == "emptied":
+        manifest.write_text('{"checkpoints": []}')
+    else:
+        manifest.write_text("[]")
+
+    state, path = saver.load_latest()
+
+    assert (state["step"], path) == (2, newer)
+    assert "found 2 checkpoint file(s) by name" in caplog.text
+
+
+def test_without_a_manifest_a_corrupt_newest_file_falls_back_to_the_previous(tmp_path, caplog):
+    saver, _older, newer = _saved_pair(tmp_path)
+    (tmp_path / "checkpoints.json").unlink()
+    data = bytearray(newer.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: torch.load alone would not notice
+    newer.write_bytes(bytes(data))
+
+    state, _path = saver.load_latest()
+
+    assert state["step"] == 1
+    assert "fails its checksum" in caplog.text
+
+
+def test_rotation_never_removes_a_checkpoint_newer_than_the_one_saved(tmp_path):
+    saver, older, newer = _saved_pair(tmp_path)
+    (tmp_path / "checkpoints.json").unlink()
+
+    again = saver.save(_state(0, 0, 5, 3))  # a fit that went back to an earlier point
+
+    assert {older, newer, again} <= set(tmp_path.iterdir())
+    state, path = saver.load_latest()
+    assert (state["step"], path) == (2, newer)
+
+
+def test_every_file_corrupt_warns_and_starts_fresh_deleting_nothing(tmp_path, caplog):
+    kernel = Kernel(tmp_path)
+    saver = CheckpointSaver(kernel.working_dir / "checkpoints")
+    files = [saver.save(_state(0, 0, i, i)) for i in (1, 2)]
+    for f in files:
+        f.write_bytes(b"garbage")
+
+    assert find_latest_checkpoint(kernel, saver) is None
+    assert "starting from scratch" in caplog.text
+    assert all(f.name in caplog.text for f in files)
+    assert all(f.exists() for f in files)
+
+
+def test_a_killed_save_leaves_no_temp_file_after_the_next_save(tmp_path):
+    saver = CheckpointSaver(tmp_path)
+    saver.save(_state(0, 0, 1, 1))
+    (tmp_path / ".ckpt-s00-e0000-i0000002.ab12cd34.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / ".checkpoints.json.zz99yy88.tmp").write_text("{")
+
+    saver.save(_state(0, 0, 3, 3))
+
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

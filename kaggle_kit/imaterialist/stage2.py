@@ -21,6 +21,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
 from PIL import Image
 
+from kaggle_kit.identity import array_digest, model_digest
 from kaggle_kit.imaterialist.stage1 import encoder
 from kaggle_kit.rle import rle_decode
 
@@ -117,6 +118,11 @@ class AttributePredictor:
         self.device = next(self.model.parameters()).device
         self.mean = torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1)
         self.std = torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1)
+
+    def signature(self) -> dict:
+        """What decides the attributes: the model's weights, the thresholds, the crop size and the vocabulary."""
+        return {"model": model_digest(self.model), "thresholds": array_digest(self.thresholds), "size": self.size,
+                "vocab": self.vocab}  # fmt: skip
 
     def __call__(self, crops: list[Image.Image]) -> list[list[int]]:
         if not crops:

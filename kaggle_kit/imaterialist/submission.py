@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from kaggle_kit.identity import callable_identity
 from kaggle_kit.imaterialist.data import format_class_id
 from kaggle_kit.imaterialist.masks import resize_nearest
 from kaggle_kit.imaterialist.stage2 import crop_box, mask_box
@@ -50,6 +51,17 @@ class SubmissionRows:
         self.attributes = attributes
         self.attribute_categories = set(attribute_categories)
         self.threshold, self.min_area, self.fallback_class = threshold, min_area, fallback_class
+
+    def signature(self) -> dict:
+        """The settings that decide the rows (what identifies this writer when a submission resumes)."""
+        return {
+            "category_ids": self.category_ids,
+            "attributes": callable_identity(self.attributes, "attributes"),
+            "attribute_categories": sorted(self.attribute_categories),
+            "threshold": float(self.threshold),
+            "min_area": float(self.min_area),
+            "fallback_class": int(self.fallback_class),
+        }
 
     def __call__(self, items: Sequence[Path], probs: np.ndarray) -> list[tuple[str, str, str]]:
         rows = []

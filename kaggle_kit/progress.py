@@ -1,0 +1,262 @@
+"""How far a streaming prediction got, proven against its files: the one owner of ``<sink file>.progress.json``.
+
+`ProgressManifest` is the only code that creates, reads, checks, updates and commits a prediction manifest. For every
+commit it records the items done, the sink's state, and what the sink's file must hold: its committed length in bytes
+and the SHA-256 of the bytes added since the commit before. On resume (and before saying "already complete") it reads
+the file once, front to back, and keeps the last commit whose bytes, and all bytes before them, still match; anything
+after it is thrown away. A missing, cut or changed file therefore rewinds the run (or starts it over), with one log
+line saying which; it never counts as done.
+
+`SinkLock` keeps a second call off the same sink: an advisory ``flock`` on the sink's file, held for the whole call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kaggle_kit.atomic import atomic_write_json, fsync_dir
+from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
+
+__all__ = ["ProgressManifest", "Commit", "ProgressError", "SinkBusyError", "SinkLock", "manifest_path_for"]
+
+log = logging.getLogger(__name__)
+
+VERSION = 2
+_BLOCK = 1 << 22
+
+
+class ProgressError(KaggleKitError):
+    """A progress manifest cannot be read or was written by another version: it must be deleted to start over."""
+
+
+class SinkBusyError(KaggleKitError):
+    """Another process (or call) is writing the same sink right now."""
+
+
+def manifest_path_for(first_file: Path) -> Path:
+    """The manifest beside a sink's first file: ``<file>.progress.json``."""
+    return first_file.with_name(first_file.name + ".progress.json")
+
+
+@dataclass
+class Commit:
+    """One durable step of a run: `done` items, the sink's state, and the file bytes that prove it."""
+
+    done: int
+    skipped: int  # how many entries of the manifest's `skipped` list existed at this commit
+    sink_state: dict[str, Any]
+    bytes: int  # committed length of the sink's file
+    sha256: str  # digest of the file's bytes from the previous commit's length up to `bytes`
+
+
+@dataclass
+class ProgressManifest:
+    """The record of one prediction run (see the module docstring). Units: items and bytes."""
+
+    fingerprint: dict[str, Any]
+    total: int
+    commits: list[Commit] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"index", "item", "reason"} per unreadable item
+
+    @property
+    def done(self) -> int:
+        return self.commits[-1].done if self.commits else 0
+
+    @property
+    def complete(self) -> bool:
+        return self.done == self.total
+
+    @property
+    def sink_state(self) -> dict[str, Any] | None:
+        return self.commits[-1].sink_state if self.commits else None
+
+    # --- reading ----------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: dict[str, Any]) -> ProgressManifest | None:
+        """The manifest at `path` if it belongs to the run `fingerprint` names; None if there is none.
+
+        Raises `ProgressError` for a file that is not a manifest of this version and `ResumeMismatchError` for one of
+        another run, each naming what to delete.
+        """
+        if not path.exists():
+            return None
+        delete = f"delete {path} and the predictions beside it to start over"
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("version") != VERSION:
+                raise ProgressError(
+                    f"{path} is a progress manifest of version {raw.get('version')!r}, this kaggle_kit writes "
+                    f"{VERSION}; {delete}",
+                    str(path),
+                )
+            manifest = cls(raw["fingerprint"], int(raw["total"]), [Commit(**c) for c in raw["commits"]],
+                           list(raw["skipped"]))  # fmt: skip
+        except ProgressError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProgressError(f"{path} is not a readable progress manifest ({exc}); {delete}", str(path)) from None
+        wanted = json.loads(json.dumps(fingerprint))
+        differ = [k for k in wanted if manifest.fingerprint.get(k) != wanted[k]]
+        if differ:
+            raise ResumeMismatchError(
+                f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
+                f"or {delete}",
+                differ,
+            )
+        return manifest
+
+    def verified(self, file: Path) -> ProgressManifest:
+        """This manifest cut back to the last commit that `file` still proves (reads `file` once)."""
+        good = 0
+        try:
+            with open(file, "rb") as f:
+                position = 0
+                for commit in self.commits:
+                    if commit.bytes < position or _digest(f, commit.bytes - position) != commit.sha256:
+                        break
+                    position = commit.bytes
+                    good += 1
+        except FileNotFoundError:
+            pass
+        return self._cut(good)
+
+    def resume(self, file: Path, path: Path) -> ProgressManifest:
+        """Check `file` against this manifest, log what was found, and commit the verified record to `path`."""
+        verified = self.verified(file)
+        if verified.done == self.done:
+            if self.complete and file.stat().st_size > self.commits[-1].bytes:
+                log.warning("%s grew after the run completed: cutting it back to the committed %d bytes", file,
+                            self.commits[-1].bytes)  # fmt: skip
+                os.truncate(file, self.commits[-1].bytes)
+            elif self.done:
+                log.info("resuming predictions at item %d of %d (%s verified)", self.done, self.total, file)
+            return self
+        what = "is missing" if not file.exists() else "does not hold what the manifest recorded (cut or changed)"
+        if verified.done:
+            log.warning("%s %s: rewinding from item %d to %d, the last commit it still proves", file, what,
+                        self.done, verified.done)  # fmt: skip
+        else:
+            log.warning("%s %s: starting its %d items over", file, what, self.total)
+        verified.commit(path)
+        return verified
+
+    # --- writing ----------------------------------------------------------------------------------------------------
+
+    def record(self, done: int, sink_state: dict[str, Any], skipped: Iterable[dict[str, Any]]) -> None:
+        """Add a commit: `done` items, the sink state `sink.commit()` returned, and new unreadable items."""
+        self.skipped += list(skipped)
+        self.commits.append(Commit(done, len(self.skipped), dict(sink_state), int(sink_state["bytes"]),
+                                   str(sink_state["sha256"])))  # fmt: skip
+
+    def commit(self, path: Path) -> None:
+        """Write the manifest atomically: the run's commit point, after the sink's bytes are durable."""
+        atomic_write_json(path, {"version": VERSION, "fingerprint": self.fingerprint, "total": self.total,
+                                 "done": self.done, "complete": self.complete, "skipped": self.skipped,
+                                 "commits": [asdict(c) for c in self.commits]})  # fmt: skip
+
+    def _cut(self, n_commits: int) -> ProgressManifest:
+        if n_commits == len(self.commits):
+            return self
+        commits = self.commits[:n_commits]
+        skipped = self.skipped[: commits[-1].skipped] if commits else []
+        return ProgressManifest(self.fingerprint, self.total, commits, skipped)
+
+
+def adopt_from_inputs(
+    file: Path, manifest_path: Path, candidates: Iterable[Path], fingerprint: dict[str, Any]
+) -> ProgressManifest | None:
+    """Continue from an earlier kernel's output: the furthest verified run of `fingerprint` among `candidates`.
+
+    Each candidate is a folder that may hold ``file.name`` and its manifest (an attached input). The chosen file is
+    copied into `file` (in place, so a lock on it holds) and its verified manifest committed to `manifest_path`.
+    """
+    best: tuple[ProgressManifest, Path] | None = None
+    for folder in candidates:
+        source = folder / file.name
+        try:
+            found = ProgressManifest.load(manifest_path_for(source), fingerprint)
+        except KaggleKitError as exc:  # an input may hold another run's files: not this run's to resume
+            log.info("not resuming from %s: %s", source, exc)
+            continue
+        if found is not None and (found := found.verified(source)).done and (best is None or found.done > best[0].done):
+            best = (found, source)
+    if best is None:
+        return None
+    manifest, source = best
+    with open(source, "rb") as src, open(file, "r+b") as dst:
+        dst.truncate(0)
+        shutil.copyfileobj(src, dst, _BLOCK)
+        dst.flush()
+        os.fsync(dst.fileno())
+    manifest.commit(manifest_path)
+    fsync_dir(file.parent)
+    log.info("continuing predictions from %s: %d of %d items already done", source, manifest.done, manifest.total)
+    return manifest
+
+
+class SinkLock:
+    """An exclusive advisory lock on a sink's first file for one call (created empty if missing).
+
+    ``with SinkLock(path): ...``; a second holder fails at once with `SinkBusyError` naming the holder's pid.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> SinkLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _flock_holder(fd)
+            os.close(fd)
+            who = f"process {holder}" if holder else "another process"
+            raise SinkBusyError(
+                f"{self.path} is being written by {who}; wait for it to finish or stop it before predicting again",
+                holder,
+            ) from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file behind `fd`, from /proc/locks (Linux); None if it cannot be told."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4].isdigit():
+            return int(fields[4])
+    return None
+
+
+def _digest(f, n_bytes: int) -> str | None:
+    """SHA-256 of the next `n_bytes` of `f`, or None if the file ends first."""
+    h = hashlib.sha256()
+    while n_bytes > 0:
+        block = f.read(min(_BLOCK, n_bytes))
+        if not block:
+            return None
+        h.update(block)
+        n_bytes -= len(block)
+    return h.hexdigest()
