@@ -66,8 +66,9 @@ def callable_identity(fn: Any, what: str = "to_rows") -> Any:
     if not _ADDRESS.search(text):
         return {"class": _qualified(type(fn)), "repr": text}
     raise IdentityError(
-        f"{what}={text} has no name that stays the same in the next process, so a resumed run could not be "
-        f"checked; give {type(fn).__name__} a signature() method returning its settings, or pass a function",
+        f"{what} (a {_qualified(type(fn))} object) has no name that stays the same in the next process, so a resumed "
+        f"run could not be checked; give {type(fn).__name__} a signature() method returning its settings, or pass a "
+        "function",
         text,
     )
 
@@ -92,7 +93,7 @@ def items_digest(items: Sequence[Any] | pd.DataFrame, roots: Sequence[tuple[str,
     if isinstance(items, pd.DataFrame):
         frame = items.copy(deep=False)
         for column in frame.columns:
-            if frame[column].dtype == object:
+            if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
                 frame[column] = [str(relative_item(v, roots)) for v in frame[column]]
         h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
         h.update(",".join(map(str, frame.columns)).encode())

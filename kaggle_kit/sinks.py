@@ -90,6 +90,8 @@ class ArraySink:
             self._rows, self._row_shape = state["rows"], tuple(state["row_shape"])
             self.dtype, self._offset = np.dtype(state["dtype"]), state["offset"]
             self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open across chunks, closed in close()
+            row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
+            self._file.truncate(self._offset + n_items * row_bytes)  # exactly the array: nothing after, nothing short
 
     def write(self, items: Sequence[Any], preds: np.ndarray, ok: np.ndarray, index: np.ndarray) -> None:
         if self._file is None:

@@ -1,4 +1,9 @@
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -233,3 +238,132 @@ def test_bad_arguments_fail_before_any_work(kwargs, message, learners, images, k
     with pytest.raises(Exception, match=message):
         stream_predict(learners("single"), images, ArraySink("p.npy"), kernel=kernel_here, progress=False, **kwargs)
     assert _files(kernel_here.working_dir) == []
+
+
+# --- resume you can trust: the files are checked, not the manifest's word ---------------------------------------
+
+
+def _sink(kind):
+    if kind == "csv":
+        return CsvSink("out.csv", _label_rows, ["id", "label", "score"])
+    return ArraySink("out.npy")
+
+
+@pytest.fixture(scope="module")
+def tiny(images):
+    from conftest import make_learner
+
+    return make_learner("tiny", images[:16])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, images, tmp_path_factory):
+    """The bytes of an uninterrupted run, per sink kind."""
+    out = {}
+    for kind in ("csv", "npy"):
+        root = tmp_path_factory.mktemp(f"uninterrupted-{kind}")
+        (root / "working").mkdir()
+        sink = _sink(kind)
+        sink.path = root / "working" / sink.path.name
+        stream_predict(tiny, images[:12], sink, chunk_size=4, kernel=Kernel(root), progress=False)
+        out[kind] = sink.path.read_bytes()
+    return out
+
+
+def _partial_run(learn, items, kind, tmp_path, fake_clock, calls=2):
+    """`calls` calls that each commit one chunk of 4 and stop for lack of time, as a kernel near its cutoff does."""
+    kernel = Kernel(tmp_path, KernelLimits(time_s=100.0), started_at=fake_clock.now - 95, clock=fake_clock)
+    for _ in range(calls):
+        summary = stream_predict(learn, items, _sink(kind), chunk_size=4, kernel=kernel, progress=False)
+    assert summary.done == 4 * calls
+    assert not summary.complete
+    return summary
+
+
+_DAMAGES = {
+    "deleted": lambda p: p.unlink(),
+    "cut 15 bytes short": lambda p: os.truncate(p, p.stat().st_size - 15),
+    "cut to 100 bytes": lambda p: os.truncate(p, 100),
+    "one byte changed": lambda p: p.write_bytes(_flip(p.read_bytes(), 140)),
+    "longer and different": lambda p: p.write_bytes(p.read_bytes() + b"x,1,0.5\n"),
+}
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    data = bytearray(data)
+    data[at] ^= 0x01
+    return bytes(data)
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["unfinished", "finished"])
+@pytest.mark.parametrize("damage", list(_DAMAGES))
+@pytest.mark.parametrize("kind", ["csv", "npy"])
+def test_tampered_files_are_never_reported_complete(kind, damage, finished, tiny, images, uninterrupted, kernel_here,
+                                                    fake_clock, caplog):  # fmt: skip
+    items = images[:12]
+    if finished:
+        stream_predict(tiny, items, _sink(kind), chunk_size=4, kernel=kernel_here, progress=False)
+    else:
+        _partial_run(tiny, items, kind, kernel_here.root, fake_clock)
+    path = kernel_here.working_dir / _sink(kind).path.name
+    _DAMAGES[damage](path)
+
+    summary = stream_predict(tiny, items, _sink(kind), chunk_size=4, kernel=kernel_here, progress=False)
+
+    assert summary.complete
+    assert path.read_bytes() == uninterrupted[kind]
+    # bytes past the last commit of an unfinished run are not progress: dropping them is the normal resume
+    only_uncommitted = not finished and (
+        damage == "longer and different" or (kind, damage) == ("npy", "cut 15 bytes short")
+    )
+    assert (path.name in caplog.text) != only_uncommitted  # one log line says what was lost and what happens
+
+
+def test_a_partial_run_resumes_byte_identical_in_a_new_process(tiny, images, uninterrupted, kernel_here, fake_clock):
+    _partial_run(tiny, images[:12], "csv", kernel_here.root, fake_clock)
+    script = kernel_here.root / "finish.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from conftest import make_images, make_learner
+        from pathlib import Path
+        from test_predict import _label_rows
+        from kaggle_kit.kernel import Kernel
+        from kaggle_kit.predict import stream_predict
+        from kaggle_kit.sinks import CsvSink
+
+        images = sorted(Path({str(images[0].parent)!r}).glob("*.png"))[:12]
+        learn = make_learner("tiny", sorted(Path({str(images[0].parent)!r}).glob("*.png"))[:16])
+        summary = stream_predict(learn, images, CsvSink("out.csv", _label_rows, ["id", "label", "score"]),
+                                 chunk_size=4, kernel=Kernel(Path({str(kernel_here.root)!r})), progress=False)
+        print(summary.resumed_at, summary.complete)
+    """)
+    )
+
+    done = subprocess.run([sys.executable, str(script)], cwd=kernel_here.working_dir, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["8", "True"], done.stdout + done.stderr
+    assert (kernel_here.working_dir / "out.csv").read_bytes() == uninterrupted["csv"]
+
+
+def test_a_second_call_on_a_busy_sink_fails_at_once_and_the_first_finishes(tiny, images, uninterrupted, kernel_here):
+    from kaggle_kit.progress import SinkBusyError, SinkLock
+
+    sink = _sink("csv")
+    with SinkLock(kernel_here.working_dir / "out.csv"), pytest.raises(SinkBusyError, match="being written by"):
+        stream_predict(tiny, images[:12], sink, chunk_size=4, kernel=kernel_here, progress=False)
+
+    stream_predict(tiny, images[:12], sink, chunk_size=4, kernel=kernel_here, progress=False)
+    assert sink.path.read_bytes() == uninterrupted["csv"]
+
+
+def test_stale_temp_files_of_a_killed_commit_are_removed(tiny, images, kernel_here):
+    litter = kernel_here.working_dir / ".out.csv.progress.json.k3j9x0aa.tmp"
+    litter.write_text("{")
+
+    stream_predict(tiny, images[:4], _sink("csv"), kernel=kernel_here, progress=False)
+
+    assert _files(kernel_here.working_dir) == ["out.csv", "out.csv.progress.json"]
