@@ -45,7 +45,7 @@ if cfg["mode"] == "get_preds":
     pd.DataFrame(to_rows(images, preds), columns=["id", "cls", "score"]).to_csv("submission.csv", index=False)
 else:
     summary = stream_predict(learn, images, CsvSink("submission.csv", to_rows, ["id", "cls", "score"]),
-                             chunk_size=cfg.get("chunk_size"), progress=False)
+                             chunk_size=cfg.get("chunk_size"), reserve_s=cfg.get("reserve_s", 60.0), progress=False)
     Path("../summary.json").write_text(json.dumps(summary.as_dict()))
 """
 
@@ -120,3 +120,28 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_csv(tmp_pat
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["resumed_at"] == kills[-1]
     assert (killed / "working/submission.csv").read_bytes() == (clean / "working/submission.csv").read_bytes()
+
+
+def test_the_next_kernel_continues_from_the_previous_kernels_output_byte_identical(run_kernel, tmp_path):
+    images, script, config = _setup(tmp_path, 24, 32, {"channels": 5, "bs": 4, "chunk_size": 4, "mode": "stream"})
+    env = {"KAGGLE_KIT_CONFIG": str(config)}
+    clean = run_kernel(script, memory="4GiB", inputs={"images": images[0].parent}, env=env, name="clean")
+    config.write_text(
+        json.dumps({**json.loads(config.read_text()), "reserve_s": 10**9})
+    )  # one chunk, then "out of time"
+    first = run_kernel(script, memory="4GiB", inputs={"images": images[0].parent}, env=env, name="first")
+    config.write_text(json.dumps({**json.loads(config.read_text()), "reserve_s": 0}))
+
+    # a new sandbox (other absolute paths) with the first kernel's output attached, as Kaggle attaches it
+    second = run_kernel(script, memory="4GiB", inputs={"images": images[0].parent, "run-1": first.report.working_dir},
+                        env=env, name="second")  # fmt: skip
+
+    for run in (clean, first, second):
+        assert run.report.ok, run.explain()
+    partial = json.loads((Path(first.report.root) / "summary.json").read_text())
+    assert (partial["done"], partial["complete"]) == (4, False)
+    summary = json.loads((Path(second.report.root) / "summary.json").read_text())
+    assert (summary["resumed_at"], summary["complete"]) == (4, True), second.explain()
+    assert (Path(second.report.working_dir) / "submission.csv").read_bytes() == (
+        Path(clean.report.working_dir) / "submission.csv"
+    ).read_bytes()
