@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, OutputLimitError
+from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, OutputLimitError, ResumeMismatchError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
 from kaggle_kit.memory import MemoryMonitor
@@ -28,6 +28,9 @@ _LAZY = {
     "ArraySink": "kaggle_kit.sinks",
     "CsvSink": "kaggle_kit.sinks",
     "merge_shards": "kaggle_kit.sinks",
+    "ProgressError": "kaggle_kit.progress",
+    "SinkBusyError": "kaggle_kit.progress",
+    "IdentityError": "kaggle_kit.identity",
     "load_settings": "kaggle_kit.config",
     "Deadline": "kaggle_kit.deadline",
     "CheckpointSaver": "kaggle_kit.checkpoint",
@@ -39,7 +42,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "KaggleKitError", "KernelLayoutError", "LimitsError", "OutputLimitError",
+    "KaggleKitError", "KernelLayoutError", "LimitsError", "OutputLimitError", "ResumeMismatchError",
     "Kernel", "KernelLimits", "MemoryMonitor", "OutputBudget", "parse_duration", "parse_size", "rle_decode",
     "rle_encode",
     *_LAZY,

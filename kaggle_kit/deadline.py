@@ -20,7 +20,7 @@ from typing import Any
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 
-from kaggle_kit.checkpoint import CHECKPOINT_DIR, CheckpointSaver, find_latest_checkpoint
+from kaggle_kit.checkpoint import CHECKPOINT_DIR, CheckpointSaver
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
 from kaggle_kit.resume import Replay, ResumePoint
@@ -85,7 +85,13 @@ class Deadline(Callback):
         self.reserve_s = self._reserve_s()
         self.signature = fit_signature(self.learn)
         self._last_save_s = self.kernel.elapsed_s()
-        point = self._resume_point()
+        if not self.resume and self.saver.exists():
+            log.warning("Deadline(resume=False): ignoring the checkpoints in %s", self.saver.directory)
+        point = ResumePoint.find(self.kernel, self.saver, self.stage, self.signature) if self.resume else None
+        if point is not None and point.stage > self.stage:
+            log.info("stage %d was finished in an earlier run (%s is stage %d)", self.stage, point.path, point.stage)
+            self.finished = True
+            raise CancelFitException()
         self._replay = Replay(self.learn, point)
         if point is None:
             self._write_status(NEEDS_RESUME, 0, 0)  # until training ends, the job needs this kernel
@@ -173,26 +179,6 @@ class Deadline(Callback):
         if not fit_done:
             self._write_status(NEEDS_RESUME, self.learn.epoch, iteration, checkpoint=path.name)
         return path
-
-    def _resume_point(self) -> ResumePoint | None:
-        """The checkpoint this fit continues from, or None to start it fresh (CancelFitException: already done)."""
-        if not self.resume:
-            if self.saver.exists():
-                log.warning("Deadline(resume=False): ignoring the checkpoints in %s", self.saver.directory)
-            return None
-        found = find_latest_checkpoint(self.kernel, self.saver)
-        if found is None:
-            return None
-        point = ResumePoint.from_checkpoint(*found)
-        if point.stage > self.stage:
-            log.info("stage %d was finished in an earlier run (%s is stage %d): skipping it", self.stage, point.path,
-                     point.stage)  # fmt: skip
-            self.finished = True
-            raise CancelFitException()
-        if point.stage < self.stage:
-            return None  # the newest checkpoint is an earlier stage's: this stage starts fresh
-        point.check(self.signature)
-        return point
 
     def _write_status(self, status: str, epoch: int, iteration: int, **info: Any) -> None:
         write_status(self.kernel.working_dir, status, stage=self.stage, epoch=int(epoch), iteration=int(iteration),

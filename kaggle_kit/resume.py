@@ -21,7 +21,8 @@ from fastai.callback.core import CancelEpochException
 from fastai.learner import Learner
 from fastcore.foundation import L
 
-from kaggle_kit.checkpoint import CheckpointError
+from kaggle_kit.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
+from kaggle_kit.kernel import Kernel
 from kaggle_kit.train_state import capture_learner, capture_rng, restore_callbacks, restore_learner, restore_rng
 
 __all__ = ["ResumePoint", "Replay", "FORMAT"]
@@ -64,6 +65,18 @@ class ResumePoint:
 
     stage = property(lambda self: int(self.state["stage"]))
     fit_done = property(lambda self: bool(self.state["fit_done"]))
+
+    @classmethod
+    def find(cls, kernel: Kernel, saver: CheckpointSaver, stage: int, signature: dict[str, Any]) -> ResumePoint | None:
+        """The point fit `stage` continues from: the most advanced valid checkpoint (working dir or attached inputs)
+        of this stage, or of a later one (then this stage finished earlier); None to start fresh."""
+        found = find_latest_checkpoint(kernel, saver)
+        point = cls.from_checkpoint(*found) if found is not None else None
+        if point is None or point.stage < stage:
+            return None  # nothing, or an earlier stage's checkpoint: this stage starts fresh
+        if point.stage == stage:
+            point.check(signature)
+        return point
 
     def continue_at(self) -> tuple[int, int]:
         """(epoch, batch) where training goes on."""

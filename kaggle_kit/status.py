@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.atomic import atomic_write_json, remove_stale_temps
 
 __all__ = ["STATUS_NAME", "write_status", "read_status", "mark_done", "DONE", "NEEDS_RESUME", "TRAINED"]
 
@@ -25,7 +25,9 @@ def write_status(working_dir: str | os.PathLike, status: str, **info: Any) -> Pa
     """Atomically write {"status": status, **info, "updated_at": unix time} to working/kaggle-kit-status.json."""
     if status not in (DONE, NEEDS_RESUME, TRAINED):
         raise ValueError(f"status={status!r}; expected {DONE!r}, {NEEDS_RESUME!r} or {TRAINED!r}")
-    return atomic_write_json(Path(working_dir) / STATUS_NAME, {"status": status, **info, "updated_at": time.time()})
+    path = Path(working_dir) / STATUS_NAME
+    remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
+    return atomic_write_json(path, {"status": status, **info, "updated_at": time.time()})
 
 
 def read_status(directory: str | os.PathLike) -> dict[str, Any] | None:

@@ -1,6 +1,10 @@
 """The iMaterialist kernel end to end under the emulator: interrupted by its time limit, resumed, scored."""
 
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -87,3 +91,70 @@ def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run
         peaks[n] = run.report.peak_memory_bytes
 
     assert peaks[32] <= peaks[8] * 1.1, peaks
+
+
+# --- kill -9 in every phase, each rerun a new process: the submission is byte-identical ---------------------------
+
+KILL_SETTINGS = {
+    "encoder": "resnet18", "sizes": [32], "epochs": [2], "lrs": [1e-2], "bs": 4, "num_workers": 0, "valid_pct": 0.25,
+    "crop_size": 32, "stage2_epochs": 2, "stage2_lr": 3e-3, "stage2_bs": 8, "min_area": 0.0, "threshold": 0.3,
+    "checkpoint_every": 0.0005, "reserve": 0.0, "safety": 0.0,
+}  # fmt: skip
+
+
+def _start(tmp_path, name, data):
+    from conftest import start_kernel_process
+
+    root = tmp_path / name
+    if not root.exists():
+        (root / "input").mkdir(parents=True)
+        (root / "input" / "imaterialist-fashion-2019-FGVC6").symlink_to(data)
+        (root / "working").mkdir()
+        (root / "tmp").mkdir()
+    kernel = Path(__file__).parents[1] / "kernels/imaterialist-fashion-2019/kernel.py"
+    # a private temp dir: the kernel's mask and crop cache is rebuilt (and killed in) per sandbox
+    env = {"KAGGLE_KIT_CONFIG": str(tmp_path / "kill.json"), "TMPDIR": str(root / "tmp")}
+    return root, start_kernel_process(kernel, root, env)
+
+
+def _phase_reached(root, phase):
+    working = root / "working"
+    if phase == "stage 1":
+        return any((working / "checkpoints/stage1").glob("ckpt-*.pth"))
+    if phase == "stage 2":
+        return any((working / "checkpoints/stage2").glob("ckpt-*.pth"))
+    if phase == "validation":
+        return any(root.glob("tmp/kaggle-kit-imaterialist/*/validation_predictions.csv.progress.json"))
+    manifest = working / "submission.csv.progress.json"
+    try:
+        return json.loads(manifest.read_text())["done"] > 0
+    except (OSError, ValueError):
+        return False
+
+
+def test_a_kill_in_any_phase_then_a_new_process_gives_the_uninterrupted_submission(tmp_path):
+    data = make_dataset(tmp_path / "data", n_train=16, n_test=8, min_size=64, max_size=96, seed=3)
+    (tmp_path / "kill.json").write_text(json.dumps(KILL_SETTINGS))
+    clean, proc = _start(tmp_path, "clean", data)
+    out = proc.communicate(timeout=900)[0].decode()
+    assert proc.returncode == 0, out
+
+    kills = []
+    for phase, extra_s in [("stage 1", 0), ("stage 2", 0), ("validation", 0), ("submission", 0), ("submission", 0.3)]:
+        root, proc = _start(tmp_path, "killed", data)
+        deadline = time.monotonic() + 600
+        while not _phase_reached(root, phase) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(extra_s)  # the second submission kill lands later: inside the next chunk or its commit
+        finished = proc.poll() is not None
+        os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate()[0].decode()
+        assert not finished or proc.returncode == 0, output
+        kills.append((phase, finished))
+    root, proc = _start(tmp_path, "killed", data)
+    out = proc.communicate(timeout=900)[0].decode()
+
+    assert proc.returncode == 0, out
+    assert (root / "working/submission.csv").read_bytes() == (clean / "working/submission.csv").read_bytes()
+    assert not [p.name for p in (root / "working").rglob("*.tmp")]
+    assert [finished for _phase, finished in kills[:-1]] == [False] * 4, kills  # the kills landed mid-run

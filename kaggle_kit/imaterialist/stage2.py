@@ -21,6 +21,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
 from PIL import Image
 
+from kaggle_kit.atomic import atomic_open
 from kaggle_kit.identity import array_digest, model_digest
 from kaggle_kit.imaterialist.stage1 import encoder
 from kaggle_kit.rle import rle_decode
@@ -64,7 +65,9 @@ def build_crops(
                 box = mask_box(rle_decode(row.EncodedPixels, (row.Height, row.Width)))
                 if box is None:
                     continue
-                image.crop(crop_box(box, row.Height, row.Width)).resize((size, size)).save(path, quality=95)
+                crop = image.crop(crop_box(box, row.Height, row.Width)).resize((size, size))
+                with atomic_open(path) as f:  # a kill mid-save must not leave a half crop that exists() accepts
+                    crop.save(f, format="JPEG", quality=95)
             rows.append((str(path), " ".join(str(a) for a in row.attributes)))
     return pd.DataFrame(rows, columns=["crop", "attributes"])
 

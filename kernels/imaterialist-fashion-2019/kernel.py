@@ -21,6 +21,7 @@ import pandas as pd
 from fastai.vision.all import set_seed
 
 import kaggle_kit as kk
+from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.checkpoint import CheckpointSaver
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission
 from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner
@@ -160,7 +161,7 @@ report = {
     "thresholds": np.round(thresholds, 2).tolist(),
     "attribute_categories": attribute_categories,
 }
-(working / "imaterialist-report.json").write_text(json.dumps(report, indent=1))
+atomic_write_json(working / "imaterialist-report.json", report)
 if summary.complete:
     kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
     print(f"kernel: submission.csv written for {summary.done} test images")
