@@ -90,7 +90,10 @@ def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run
         assert json.loads((tmp_path / f"sandbox-mem{n}-{0 if n == 8 else 1}/summary.json").read_text())["done"] == n
         peaks[n] = run.report.peak_memory_bytes
 
-    assert peaks[32] <= peaks[8] * 1.1, peaks
+    # Measured (8, 16, 32, 64 images): 0.975, 0.978, 0.984, 0.970 GiB, a spread of about 1.5%. Before, every instance
+    # of an image was held at full size until its rows were written, so the peak followed the worst image seen and
+    # rose with the test set (1.10 GiB at 8 to 1.18 GiB at 64).
+    assert peaks[32] <= peaks[8] * 1.05, peaks
 
 
 # --- kill -9 in every phase, each rerun a new process: the submission is byte-identical ---------------------------

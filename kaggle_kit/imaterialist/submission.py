@@ -9,7 +9,7 @@ current chunk: the rows go to the CSV as they are made.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,20 +76,23 @@ class SubmissionRows:
             return [(image_id, "1 1", str(self.fallback_class))]
         with Image.open(path) as opened:
             width, height = opened.size
-            instances = self.instances(prob, height, width)
-            needs_attrs = [i for i, (c, _m) in enumerate(instances) if c in self.attribute_categories]
+            found = []  # (category, RLE, box): one full-size mask alive at a time, whatever the instance count
+            for category, mask in self.instances(prob, height, width):
+                box = mask_box(mask) if category in self.attribute_categories else None
+                found.append((category, rle_encode(mask), box))
+                del mask
+            needs_attrs = [i for i, (_c, _rle, box) in enumerate(found) if box is not None]
             attrs: dict[int, list[int]] = {}
             if needs_attrs and self.attributes is not None:
                 image = opened.convert("RGB")
-                crops = [image.crop(crop_box(mask_box(instances[i][1]), height, width)) for i in needs_attrs]
+                crops = [image.crop(crop_box(found[i][2], height, width)) for i in needs_attrs]
                 attrs = dict(zip(needs_attrs, self.attributes(crops), strict=True))
-        rows = [(image_id, rle_encode(mask), format_class_id(c, attrs.get(i, ()))) for i, (c, mask) in
-                enumerate(instances)]  # fmt: skip
+        rows = [(image_id, rle, format_class_id(c, attrs.get(i, ()))) for i, (c, rle, _box) in enumerate(found)]
         return rows or [(image_id, "1 1", str(self.fallback_class))]
 
-    def instances(self, prob: np.ndarray, height: int, width: int) -> list[tuple[int, np.ndarray]]:
-        """(category id, original-size boolean mask) of every instance found in one image's probabilities."""
-        out = []
+    def instances(self, prob: np.ndarray, height: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(category id, original-size boolean mask) of each instance found in one image's probabilities, one by one
+        (an image may have hundreds: they are never all held at full size)."""
         min_pixels = self.min_area * prob.shape[1] * prob.shape[2]
         for channel, category in enumerate(self.category_ids):
             binary = prob[channel] > self.threshold
@@ -99,5 +102,4 @@ class SubmissionRows:
             sizes = np.bincount(labels.ravel(), minlength=n + 1)
             for label in range(1, n + 1):
                 if sizes[label] >= min_pixels:
-                    out.append((category, resize_nearest(labels == label, height, width)))
-        return out
+                    yield category, resize_nearest(labels == label, height, width)
