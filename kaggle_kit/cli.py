@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kaggle_kit.cli_push import add_push_commands
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import KaggleKitError, LimitsError, UsageError
 from kaggle_kit.limits import KernelLimits
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+    """Entry point of the console script; returns the exit code.
+
+    The one error boundary: a `KaggleKitError` or an `OSError` becomes ``kaggle-kit: <one line>`` on stderr with exit
+    code 2 for a usage error (a bad argument or setting) and 1 for a failure; a traceback only with ``--debug`` or
+    KAGGLE_KIT_DEBUG=1.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    script_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    script_args: list[str] = []
+    if "run-local" in argv and "--" in argv[argv.index("run-local") :]:  # only run-local passes arguments on
+        split = argv.index("--", argv.index("run-local"))
+        argv, script_args = argv[:split], argv[split + 1 :]
     parser = _build_parser()
-    args = parser.parse_args(argv[: len(argv) - len(script_args) - (1 if "--" in argv else 0)])
+    args = parser.parse_args(argv)
     args.script_args = script_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not getattr(args, "handler", None):
@@ -28,17 +37,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except KaggleKitError as exc:
-        print(f"kaggle-kit: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("kaggle-kit: interrupted", file=sys.stderr)
         return 130
+    except (KaggleKitError, OSError) as exc:
+        if args.debug or os.environ.get("KAGGLE_KIT_DEBUG") == "1":
+            raise
+        print(f"kaggle-kit: {_one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError | LimitsError) else 1
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, KaggleKitError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}:{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kaggle-kit", description=__doc__.split(":")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also KAGGLE_KIT_DEBUG=1)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -148,7 +167,7 @@ def _run_local(args: argparse.Namespace) -> int:
     if args.config:
         config = Path(args.config).resolve()
         if not config.is_file():
-            raise KaggleKitError(f"--config {args.config}: no such file", args.config)
+            raise UsageError(f"--config {args.config}: no such file", args.config)
         env["KAGGLE_KIT_CONFIG"] = str(config)
     report = run_local(
         script,
@@ -175,9 +194,12 @@ def _demo(args: argparse.Namespace) -> int:
     if not args.streaming:
         return _imaterialist_demo(args)
     from kaggle_kit.demo import run_streaming_demo
-    from kaggle_kit.limits import format_size
+    from kaggle_kit.limits import format_size, parse_size
 
+    if args.test_images < 1:
+        raise UsageError(f"--test-images {args.test_images}: need at least 1", args.test_images)
     args.memory = args.memory or "3GiB"
+    parse_size(args.memory, "--memory")
     print(f"kaggle-kit demo: running kernels/streaming-demo under a {args.memory} emulated kernel ...", flush=True)
     outcome = run_streaming_demo(args.out, n_test=args.test_images, memory=args.memory)
     report, result = outcome["report"], outcome["result"]
@@ -197,6 +219,7 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
     from kaggle_kit.limits import format_size
 
     memory = args.memory or "6GiB"
+    KernelLimits().with_overrides(memory=memory, time=args.first_time, names=("--memory", "--first-time", ""))
     print(
         f"kaggle-kit demo: iMaterialist-2019 kernel on synthetic data, {memory} RAM; first run limited to "
         f"{args.first_time} ...",
@@ -225,8 +248,10 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from kaggle_kit.imaterialist.synth import make_dataset
 
+    if args.train < 1 or args.test < 1:
+        raise UsageError(f"--train {args.train} / --test {args.test}: need at least 1 image each", None)
     if args.min_size < 16 or args.max_size < args.min_size:
-        raise KaggleKitError(f"--min-size {args.min_size} / --max-size {args.max_size}: need 16 <= min <= max", None)
+        raise UsageError(f"--min-size {args.min_size} / --max-size {args.max_size}: need 16 <= min <= max", None)
     dest = make_dataset(args.dest, args.train, args.test, args.min_size, args.max_size, seed=args.seed)
     print(f"kaggle-kit synth: {args.train} training and {args.test} test images in {dest}")
     return 0
@@ -236,7 +261,7 @@ def _clean(args: argparse.Namespace) -> int:
     from kaggle_kit.data import DEFAULT_MAX_PIXELS, clean_images
 
     if not Path(args.dir).is_dir():
-        raise KaggleKitError(f"{args.dir} is not a folder of images", args.dir)
+        raise UsageError(f"{args.dir} is not a folder of images", args.dir)
     report = clean_images(
         args.dir,
         quarantine=args.quarantine,
@@ -270,10 +295,10 @@ def _kernel_script(folder) -> object:
 
     meta = folder / "kernel-metadata.json"
     if not meta.is_file():
-        raise KaggleKitError(f"{folder} is a folder without kernel-metadata.json; pass the script itself", str(folder))
+        raise UsageError(f"{folder} is a folder without kernel-metadata.json; pass the script itself", str(folder))
     code_file = json.loads(meta.read_text()).get("code_file")
     if not code_file or not (folder / code_file).is_file():
-        raise KaggleKitError(f"{meta}: code_file {code_file!r} does not exist in {folder}", str(meta))
+        raise UsageError(f"{meta}: code_file {code_file!r} does not exist in {folder}", str(meta))
     return folder / code_file
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import UsageError
 
 __all__ = ["add_push_commands"]
 
@@ -80,6 +80,8 @@ def add_push_commands(sub) -> None:
         help="a CSV listing every item's key in the original order (e.g. the sample "
         "submission); its --key-column gives the order",
     )
+    merge.add_argument("--allow-partial", action="store_true",
+                       help="merge even if a shard's progress manifest says it is missing or unfinished")  # fmt: skip
     merge.set_defaults(handler=_merge)
 
 
@@ -96,7 +98,7 @@ def _push(args: argparse.Namespace) -> int:
     from kaggle_kit.push.bundle import build_bundle
 
     if args.shards < 0 or args.shards == 1:
-        raise KaggleKitError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
+        raise UsageError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
     if not args.shards:
         bundles = [build_bundle(args.kernel_dir, args.out)]
     else:
@@ -157,13 +159,20 @@ def _chain(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from kaggle_kit.progress import shard_problems
     from kaggle_kit.sinks import merge_shards
 
     keys = None
     if args.keys_csv:
         if not args.key_column:
-            raise KaggleKitError("--keys-csv needs --key-column", None)
-        keys = list(dict.fromkeys(pd.read_csv(args.keys_csv, dtype=str)[args.key_column]))
+            raise UsageError("--keys-csv needs --key-column", None)
+        frame = pd.read_csv(args.keys_csv, dtype=str)
+        if args.key_column not in frame.columns:
+            raise UsageError(f"--key-column {args.key_column!r} is not a column of {args.keys_csv}", args.key_column)
+        keys = list(dict.fromkeys(frame[args.key_column]))
+    problems = shard_problems([Path(p) for p in args.shards])
+    if problems and not args.allow_partial:
+        raise UsageError(f"{'; '.join(problems)}; pass every shard in order, or --allow-partial", problems)
     dest = merge_shards(args.shards, args.dest, keys=keys, key_column=args.key_column)
     print(f"kaggle-kit merge: {dest}")
     return 0

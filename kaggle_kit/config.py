@@ -7,24 +7,32 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["load_settings", "ConfigError"]
+__all__ = ["load_settings", "ConfigError", "STANDARD_CHECKS"]
 
 
 class ConfigError(KaggleKitError):
     """The settings file is missing, not JSON, or holds a key or value the kernel does not know."""
 
 
-def load_settings(defaults: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """`defaults` updated from the JSON object in the file named by KAGGLE_KIT_CONFIG (if set).
+def load_settings(
+    defaults: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    checks: Mapping[str, Callable[[Any], str | None]] | None = None,
+) -> dict[str, Any]:
+    """`defaults` updated from the JSON object in the file named by KAGGLE_KIT_CONFIG (if set), every value checked.
 
-    An unknown key is an error that lists the known ones; a value whose type differs from the default's (int vs
-    float aside, None allowing anything) is an error too, so a typo fails before hours of work.
+    Each value must have its default's type: a bool is not an int, an int default takes whole numbers only, a float
+    default takes any number, list elements follow the default list's, a None default takes anything. Then the
+    ranges and agreements every kernel here relies on (`STANDARD_CHECKS`: batch sizes and epochs positive,
+    0 < valid_pct < 1, num_workers >= 0, sizes/epochs/lrs of one length, ...) and any `checks` (setting name ->
+    function returning a complaint or None). All of it runs before any long work; one error names the file, the
+    setting and what it should be.
     """
     env = os.environ if environ is None else environ
     settings = dict(defaults)
@@ -48,11 +56,53 @@ def load_settings(defaults: Mapping[str, Any], environ: Mapping[str, str] | None
             unknown,
         )
     for key, value in overrides.items():
-        default = defaults[key]
-        numeric = isinstance(default, int | float) and isinstance(value, int | float)
-        if default is not None and value is not None and not numeric and not isinstance(value, type(default)):
-            raise ConfigError(
-                f"setting {key!r}={value!r} in {path} should be a {type(default).__name__} like {default!r}", key
-            )
-        settings[key] = value
+        expected = _type_complaint(value, defaults[key])
+        if expected:
+            raise ConfigError(f"setting {key!r}={value!r} in {path} should be {expected}", key)
+        settings[key] = float(value) if isinstance(defaults[key], float) and value is not None else value
+    for key, check in {**STANDARD_CHECKS, **(checks or {})}.items():
+        complaint = check(settings) if key.startswith("*") else check(settings[key]) if key in settings else None
+        if complaint:
+            raise ConfigError(f"setting {key.lstrip('*')} in {path}: {complaint}", key)
     return settings
+
+
+def _type_complaint(value: Any, default: Any) -> str | None:
+    """What `value` should be, given `default`, or None when it fits."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"a whole number like {default!r}"
+    if isinstance(default, float):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else f"a number like {default!r}"
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return f"a list like {default!r}"
+        bad = [v for v in value if default and _type_complaint(v, default[0])]
+        return f"a list of {_type_complaint(bad[0], default[0])}s" if bad else None
+    return None if isinstance(value, type(default)) else f"a {type(default).__name__} like {default!r}"
+
+
+def _positive(value: Any) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    return None if all(v is None or v > 0 for v in values) else f"{value!r} must be positive"
+
+
+def _same_lengths(settings: Mapping[str, Any]) -> str | None:
+    lists = {k: settings[k] for k in ("sizes", "epochs", "lrs") if isinstance(settings.get(k), list)}
+    if len(lists) > 1 and len({len(v) for v in lists.values()}) > 1:
+        return f"{', '.join(f'{k}={v!r}' for k, v in lists.items())} need one value each per stage (the same length)"
+    return None
+
+
+STANDARD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    **{key: _positive for key in ("bs", "stage2_bs", "sizes", "epochs", "lrs", "crop_size", "stage2_epochs",
+                                  "stage2_lr", "size", "lr", "max_train_images", "checkpoint_every")},
+    "valid_pct": lambda v: None if v is None or 0 < v < 1 else f"{v!r} must be between 0 and 1, e.g. 0.2",
+    "num_workers": lambda v: None if v is None or v >= 0 else f"{v!r} must be 0 or more",
+    "seed": lambda v: None if v is None or v >= 0 else f"{v!r} must be 0 or more",
+    "reserve": lambda v: None if v is None or v >= 0 else f"{v!r} minutes must be 0 or more",
+    "*stages": _same_lengths,
+}  # fmt: skip

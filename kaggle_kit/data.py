@@ -9,6 +9,7 @@ Files are checked in parallel processes, streamed from the directory walk, with 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kaggle_kit.atomic import atomic_open, atomic_write_json
+from kaggle_kit.errors import KaggleKitError
 
 __all__ = ["clean_images", "inspect_image", "CleanReport", "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS"]
 
@@ -29,7 +31,7 @@ IMAGE_EXTENSIONS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF
                     ".tiff": "TIFF", ".webp": "WEBP"}  # fmt: skip
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own bomb warning threshold
 _CONVERTIBLE = {"wrong format", "cmyk", "palette", "16-bit", "alpha"}
-_UNUSABLE = {"zero bytes", "undecodable", "too large"}
+_UNUSABLE = {"zero bytes", "undecodable", "too large", "unreadable"}
 
 
 @dataclass
@@ -98,27 +100,31 @@ def clean_images(
     """
     from fastprogress.fastprogress import progress_bar
 
-    folder = Path(folder)
+    folder = Path(os.path.abspath(folder))  # "." has no name to put "-quarantine" after
     if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder of images")
+        raise KaggleKitError(f"{folder} is not a folder of images", str(folder))
     quarantine = Path(quarantine) if quarantine else folder.with_name(folder.name + "-quarantine")
+    report_path = Path(report_path) if report_path else folder.with_name(folder.name + "-clean-report.json")
     report = CleanReport(str(folder), dry_run=dry_run)
     paths = list(_image_files(folder))
     workers = workers or min(4, os.cpu_count() or 1)
-    bar = progress_bar(range(len(paths)), leave=False) if progress and paths else None
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_inspect_one, paths, [max_pixels] * len(paths), chunksize=64)
-        for i, (path, (problem, detail)) in enumerate(zip(paths, results, strict=True)):
+        results = zip(paths, pool.map(_inspect_one, paths, [max_pixels] * len(paths), chunksize=64), strict=True)
+        for path, (problem, detail) in progress_bar(results, total=len(paths), leave=False) if progress else results:
             report.checked += 1
-            if bar is not None and (i % 64 == 0 or i == len(paths) - 1):
-                bar.update(i + 1)
             if problem is None:
                 continue
             action = "none (dry run)" if dry_run else _fix(path, problem, folder, quarantine, delete)
             report.files.append({"path": str(path.relative_to(folder)), "problem": problem, "detail": detail,
                                  "action": action})  # fmt: skip
     report.counts = dict(Counter(f["problem"] for f in report.files))
-    atomic_write_json(report_path or folder.with_name(folder.name + "-clean-report.json"), asdict(report))
+    try:
+        atomic_write_json(report_path, asdict(report))
+    except OSError as exc:
+        raise KaggleKitError(
+            f"cannot write the report {report_path} ({exc.strerror or exc}); {report.summary()}; pass --report PATH",
+            str(report_path),
+        ) from None
     log.info("%s", report.summary())
     return report
 
@@ -131,23 +137,47 @@ def _image_files(folder: Path) -> Iterator[Path]:
 
 
 def _inspect_one(path: Path, max_pixels: int) -> tuple[str | None, str]:
-    return inspect_image(path, max_pixels)
+    try:
+        return inspect_image(path, max_pixels)
+    except OSError as exc:  # a dangling link, no permission: this file's problem, not the run's
+        return "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 def _fix(path: Path, problem: str, folder: Path, quarantine: Path, delete: bool) -> str:
+    """What was done to `path`; a failure is reported ("failed: ..."), never raised, and never leaves two copies."""
     if problem in _CONVERTIBLE:
         try:
             _convert_to_rgb(path)
             return "converted to RGB " + ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix)
         except Exception as exc:  # a file that opens but cannot be converted is unusable after all
             log.warning("cannot convert %s (%s): quarantining it", path, exc)
-    if delete:
-        path.unlink()
-        return "deleted"
-    target = quarantine / path.relative_to(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), target)
+    try:
+        if delete:
+            path.unlink()
+            return "deleted"
+        target = quarantine / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _move(path, target)
+    except OSError as exc:
+        log.warning("cannot %s %s: %s", "delete" if delete else "quarantine", path, exc)
+        return f"failed: {type(exc).__name__}: {exc.strerror or exc}"
     return f"moved to {target}"
+
+
+def _move(path: Path, target: Path) -> None:
+    """Rename, or copy then remove across file systems; if the original cannot be removed, the copy goes."""
+    try:
+        os.rename(path, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    shutil.copy2(path, target, follow_symlinks=False)
+    try:
+        path.unlink()
+    except OSError:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def _convert_to_rgb(path: Path) -> None:

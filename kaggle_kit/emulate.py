@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,7 @@ OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR = (
     "too many output files",
     "error",
 )
+SANDBOX_MARKER = ".kaggle-kit-sandbox"
 REPORT_NAME = "run-report.json"
 
 
@@ -136,8 +138,11 @@ def run_local(
         raise KernelLayoutError(f"kernel script {script} does not exist", str(script))
     limits = limits or KernelLimits.from_env()
     pairs = inputs.items() if isinstance(inputs, Mapping) else (parse_input_spec(s) for s in inputs)
-    root = Path(root) if root else Path.cwd() / "kaggle-kit-runs" / f"{script.stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    root = root.resolve()
+    if root is None:  # a fresh folder per run: two runs started in the same second never share one
+        runs = Path.cwd() / "kaggle-kit-runs"
+        runs.mkdir(exist_ok=True)
+        root = tempfile.mkdtemp(prefix=f"{script.stem}-{datetime.now():%Y%m%d-%H%M%S}-", dir=runs)
+    root = Path(root).resolve()
     working_dir = _make_sandbox(root, [(str(s), Path(p)) for s, p in pairs], working)
     report_path = Path(report_path) if report_path else root / REPORT_NAME
     if report_path.resolve().is_relative_to(working_dir.resolve()):
@@ -248,10 +253,33 @@ class _Watchdog:
         self.kill(sig)
 
 
+def _remove_links(folder: Path) -> None:
+    """Remove a tree of symlinks and empty folders; a real file in it is an error, never deleted."""
+    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
+        for name in [*filenames, *dirnames]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                path.unlink()
+            elif path.is_dir():
+                path.rmdir()  # empty by now: OSError (kept) if something real was left in it
+            else:
+                raise KernelLayoutError(f"{path} is a real file in the sandbox's input/; move it out first", str(path))
+    folder.rmdir()
+
+
 def _make_sandbox(root: Path, inputs: list[tuple[str, Path]], working: str | os.PathLike | None) -> Path:
+    """Make (or remake) the sandbox `root`; refuse a folder that holds anything run-local did not make."""
+    marker = root / SANDBOX_MARKER
+    if root.exists() and not marker.exists() and any(root.iterdir()):
+        found = ", ".join(sorted(p.name for p in root.iterdir())[:5])
+        raise KernelLayoutError(
+            f"--root {root} already holds files run-local did not make ({found}); pass a new or empty folder", str(root)
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by kaggle-kit run-local: input/ and working/ here are remade by the next run\n")
     input_dir = root / "input"
     if input_dir.exists():
-        shutil.rmtree(input_dir)  # links only: the data they point at is untouched
+        _remove_links(input_dir)  # links only: the data they point at is untouched
     input_dir.mkdir(parents=True)
     for slug, path in inputs:
         link = input_dir / slug

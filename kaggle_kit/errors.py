@@ -5,7 +5,9 @@ Every exception passes its whole message to ``super().__init__`` so it pickles a
 
 from __future__ import annotations
 
-__all__ = ["KaggleKitError", "LimitsError", "KernelLayoutError", "OutputLimitError", "ResumeMismatchError"]
+__all__ = [
+    "KaggleKitError", "LimitsError", "KernelLayoutError", "OutputLimitError", "ResumeMismatchError", "UsageError",
+]  # fmt: skip
 
 
 class KaggleKitError(Exception):
@@ -33,3 +35,7 @@ class OutputLimitError(KaggleKitError):
 
 class ResumeMismatchError(KaggleKitError):
     """Saved progress belongs to a run with other arguments (items, shard, model, sink); resuming would mix them."""
+
+
+class UsageError(KaggleKitError, ValueError):
+    """A command-line argument or a setting is wrong: fix the call (the CLI exits with code 2)."""

@@ -25,6 +25,10 @@ _NUMBER_UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*
 _COMPOUND_DURATION = re.compile(r"^\s*(?:([0-9.]+)h)?\s*(?:([0-9.]+)m)?\s*(?:([0-9.]+)s)?\s*$", re.IGNORECASE)
 
 
+_MAX_BYTES = 1e15  # sanity caps: a typo, not a kernel
+_MAX_SECONDS = 365 * 24 * 3600.0
+
+
 def parse_size(raw: str | int | float, name: str = "size") -> int:
     """Bytes from an int or a string like "17GB", "2GiB", "512MiB", "1e9"; `name` labels the error."""
     if isinstance(raw, bool):
@@ -36,10 +40,10 @@ def parse_size(raw: str | int | float, name: str = "size") -> int:
         if not match or match.group(2).lower() not in _SIZE_UNITS:
             raise LimitsError(f"{name}={raw!r} is not a size; use bytes or a unit, e.g. '17GB' or '2GiB'", raw)
         value, unit = float(match.group(1)), match.group(2).lower()
-    size = int(value * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise LimitsError(f"{name}={raw!r} must be a positive size, e.g. '17GB'", raw)
-    return size
+    scaled = value * _SIZE_UNITS[unit]
+    if not 0 < scaled < _MAX_BYTES:  # also NaN and infinity ("1e999")
+        raise LimitsError(f"{name}={raw!r} must be a positive size under 1 PB, e.g. '17GB'", raw)
+    return int(scaled)
 
 
 def parse_duration(raw: str | int | float, name: str = "duration") -> float:
@@ -63,8 +67,8 @@ def parse_duration(raw: str | int | float, name: str = "duration") -> float:
             except ValueError:
                 raise LimitsError(f"{name}={raw!r} is not a duration; e.g. '90s', '30min' or '9h'", raw) from None
             seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
-        raise LimitsError(f"{name}={raw!r} must be a positive duration, e.g. '9h'", raw)
+    if not 0 < seconds < _MAX_SECONDS:  # also NaN and infinity ("1e999")
+        raise LimitsError(f"{name}={raw!r} must be a positive duration under a year, e.g. '9h'", raw)
     return seconds
 
 

@@ -26,7 +26,9 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_json, fsync_dir
 from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
 
-__all__ = ["ProgressManifest", "Commit", "ProgressError", "SinkBusyError", "SinkLock", "manifest_path_for"]
+__all__ = [
+    "ProgressManifest", "Commit", "ProgressError", "SinkBusyError", "SinkLock", "manifest_path_for", "shard_problems",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,27 @@ def adopt_from_inputs(
     fsync_dir(file.parent)
     log.info("continuing predictions from %s: %d of %d items already done", source, manifest.done, manifest.total)
     return manifest
+
+
+def shard_problems(paths: list[Path]) -> list[str]:
+    """Why the shard outputs `paths` (given in order 0..n-1) are not a complete set, per their progress manifests.
+
+    A shard without a manifest beside it cannot be checked and is not reported.
+    """
+    problems = []
+    for i, path in enumerate(paths):
+        try:
+            raw = json.loads(manifest_path_for(path).read_text())
+            shard, n = raw["fingerprint"]["shard"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if n != len(paths):
+            problems.append(f"{path} is shard {shard} of {n}, but {len(paths)} shard(s) were given")
+        elif shard != i:
+            problems.append(f"{path} is shard {shard}, given as shard {i}")
+        if not raw.get("complete"):
+            problems.append(f"{path} is unfinished ({raw.get('done')} of {raw.get('total')} items)")
+    return problems
 
 
 class SinkLock:

@@ -8,6 +8,8 @@ The decoder lays out dense masks with one np.repeat and paints sparse ones run b
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from kaggle_kit.errors import KaggleKitError
@@ -59,6 +61,8 @@ def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     overlapping, and runs past the end of the image.
     """
     height, width = int(shape[0]), int(shape[1])
+    if height <= 0 or width <= 0:
+        raise RleError(f"image shape {tuple(shape)} must be positive (height, width)", shape)
     n = height * width
     text = rle.strip() if isinstance(rle, str) else ""
     if not isinstance(rle, str):
@@ -90,12 +94,16 @@ def rle_runs(rle: str, n_pixels: int, shape_text: str = "") -> tuple[np.ndarray,
     order or overlapping, and runs past `n_pixels`. `shape_text` ("HxW") only makes the message clearer.
     """
     text = rle.strip()
-    try:
-        values = np.array(text.split(), dtype=np.int64)
-    except (ValueError, OverflowError):
-        raise RleError(f"RLE {_clip(text)!r} holds a value that is not an integer", rle) from None
-    if values.size % 2:
+    if not _DIGITS.fullmatch(text):  # ASCII digits only: no signs, no other scripts' digits, no decimals
+        raise RleError(f"RLE {_clip(text)!r} holds a value that is not a whole number", rle)
+    fields = text.split()
+    if len(fields) % 2:
         raise RleError(f"RLE {_clip(text)!r} has an odd number of values; it needs 'start length' pairs", rle)
+    # at most 18 digits fit int64 exactly; then no value may pass the pixel count (so start + length cannot overflow)
+    values = np.array(fields, dtype=np.int64) if max(map(len, fields)) <= _MAX_DIGITS else None
+    if values is None or (values > n_pixels).any():
+        raise RleError(f"RLE {_clip(text)!r} has a value larger than {shape_text or 'the image'} ({n_pixels} pixels)",
+                       rle)  # fmt: skip
     starts, lengths = values[0::2] - 1, values[1::2]
     if (starts < 0).any() or (lengths <= 0).any():
         raise RleError(f"RLE {_clip(text)!r} has a start below 1 or a length below 1", rle)
@@ -106,6 +114,10 @@ def rle_runs(rle: str, n_pixels: int, shape_text: str = "") -> tuple[np.ndarray,
         image = f"the {shape_text} image" if shape_text else "the image"
         raise RleError(f"RLE {_clip(text)!r} runs past {image} (to pixel {int(ends[-1])} of {n_pixels})", rle)
     return starts, ends
+
+
+_DIGITS = re.compile(r"[0-9]+(?:\s+[0-9]+)*", re.ASCII)
+_MAX_DIGITS = 18  # int64 holds every 18-digit number; more is past any image anyway
 
 
 def _clip(text: str, limit: int = 60) -> str:

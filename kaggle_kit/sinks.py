@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,12 +26,17 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kaggle_kit.atomic import fsync_dir
+from kaggle_kit.atomic import atomic_open, fsync_dir
+from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.identity import callable_identity
 
-__all__ = ["Sink", "ArraySink", "CsvSink", "merge_shards"]
+__all__ = ["Sink", "ArraySink", "CsvSink", "merge_shards", "MergeError"]
 
 log = logging.getLogger(__name__)
+
+
+class MergeError(KaggleKitError, ValueError):
+    """Shard outputs that cannot be merged into one: missing, out of order, or not of the given items."""
 
 
 class Sink(Protocol):
@@ -219,40 +225,68 @@ def merge_shards(
     """Merge the outputs of ``shard=(i, n)`` runs (given in shard order i = 0..n-1) into `dest`, in item order.
 
     ``.npy`` shards interleave row by row. CSV shards group their rows by `key_column`: pass `keys`, the key of every
-    item in the original order (e.g. the test image ids), so items with zero or several rows merge correctly.
+    item in the original order (e.g. the test image ids), so items with zero or several rows merge correctly. Rows
+    that do not fit the keys (a shard out of order, other items) are a `MergeError`; `dest` is written atomically, so
+    a failed merge leaves no partial file. (``kaggle-kit merge`` also checks each shard's progress manifest: every
+    shard present and complete.)
     """
     paths, dest = [Path(p) for p in paths], Path(dest)
     if not paths:
-        raise ValueError("merge_shards needs at least one shard")
+        raise MergeError("merge_shards needs at least one shard", None)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise MergeError(f"shard file(s) missing: {', '.join(missing)}", missing)
     if paths[0].suffix == ".npy":
-        arrays = [np.load(p, mmap_mode="r") for p in paths]
-        total = sum(len(a) for a in arrays)
-        out = np.lib.format.open_memmap(dest, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]))
-        for i, a in enumerate(arrays):
-            out[i :: len(arrays)] = a
-        out.flush()
-        del out
-        return dest
+        return _merge_arrays(paths, dest)
     if keys is None or key_column is None:
-        raise ValueError("merging CSV shards needs keys (every item's key, in order) and key_column")
+        raise MergeError("merging CSV shards needs keys (every item's key, in order) and key_column", None)
+    header = list(pd.read_csv(paths[0], nrows=0).columns)
+    if key_column not in header:
+        raise MergeError(f"key_column {key_column!r} is not a column of {paths[0]} ({', '.join(header)})", key_column)
     readers = [pd.read_csv(p, dtype=str, keep_default_na=False, chunksize=50_000) for p in paths]
     groups = [_grouped_rows(r, key_column) for r in readers]
     pending: list[tuple[str, list] | None] = [next(g, None) for g in groups]
     n = len(paths)
-    with open(dest, "w", encoding="utf-8", newline="") as f:
+    with atomic_open(dest, "w") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(pd.read_csv(paths[0], nrows=0).columns)
+        writer.writerow(header)
         for j, key in enumerate(keys):
             s = j % n
             if pending[s] is not None and pending[s][0] == str(key):
                 writer.writerows(pending[s][1])
                 pending[s] = next(groups[s], None)
-    left = [str(p) for p, g in zip(paths, pending, strict=True) if g is not None]
-    if left:
-        raise ValueError(
-            f"shard rows were left after every key was merged ({', '.join(left)}): the keys do not "
-            "match the items the shards predicted"
-        )
+        left = [f"{p} (at key {g[0]!r})" for p, g in zip(paths, pending, strict=True) if g is not None]
+        if left:  # raised inside atomic_open: dest is never replaced by a partial merge
+            raise MergeError(
+                f"shard rows were left after every key was merged: {', '.join(left)}; give the shards in order "
+                "0..n-1, with the keys of the items they predicted",
+                left,
+            )
+    return dest
+
+
+def _merge_arrays(paths: list[Path], dest: Path) -> Path:
+    arrays = [np.load(p, mmap_mode="r") for p in paths]
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) > 1 or any(len(a) not in (len(arrays[0]), len(arrays[0]) - 1) for a in arrays):
+        raise MergeError(f"shards {', '.join(map(str, paths))} do not fit together (shapes "
+                         f"{', '.join(str(a.shape) for a in arrays)})", None)  # fmt: skip
+    total = sum(len(a) for a in arrays)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]))
+        for i, a in enumerate(arrays):
+            out[i :: len(arrays)] = a
+        out.flush()
+        del out
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(dest.parent)
     return dest
 
 
@@ -266,7 +300,7 @@ def _grouped_rows(chunks: Iterable[pd.DataFrame], key_column: str) -> Iterable[t
     key, rows = None, []
     for frame in chunks:
         if key_column not in frame.columns:
-            raise ValueError(f"key_column {key_column!r} is not a column ({', '.join(frame.columns)})")
+            raise MergeError(f"key_column {key_column!r} is not a column ({', '.join(frame.columns)})", key_column)
         col = list(frame.columns).index(key_column)
         for row in frame.itertuples(index=False, name=None):
             if rows and row[col] != key:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from kaggle_kit.rle import RleError, rle_runs
 __all__ = ["Labels", "DataError", "read_labels", "read_train_csv", "parse_class_id", "format_class_id", "TRAIN_COLUMNS"]
 
 TRAIN_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width", "ClassId")
+MAX_PIXELS = 200_000_000  # 200 MP: far above any competition photo, far below what would exhaust a kernel
+_POSITIVE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
+_CLASS_ID = re.compile(r"(?:0|[1-9][0-9]{0,8})(?:_(?:0|[1-9][0-9]{0,8}))*", re.ASCII)
 
 
 class DataError(KaggleKitError, ValueError):
@@ -56,10 +60,20 @@ def read_labels(path: str | os.PathLike) -> Labels:
         entries = raw.get(key) if isinstance(raw, dict) else None
         if not isinstance(entries, list):
             raise DataError(f"{path}: no {key!r} list (expected {{'categories': [...], 'attributes': [...]}})", key)
+        if not entries:
+            raise DataError(f"{path}: the {key!r} list is empty; the pipeline needs at least one", key)
         table: dict[int, str] = {}
         for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), int) or "name" not in entry:
-                raise DataError(f"{path}: {key}[{i}] = {entry!r} needs an integer 'id' and a 'name'", entry)
+            ident, name = (entry.get("id"), entry.get("name")) if isinstance(entry, dict) else (None, None)
+            if (
+                isinstance(ident, bool)
+                or not isinstance(ident, int)
+                or ident < 0
+                or not isinstance(name, str)
+                or not name
+            ):
+                raise DataError(f"{path}: {key}[{i}] = {entry!r} needs an integer 'id' (0 or more) and a 'name' "
+                                "string", entry)  # fmt: skip
             if entry["id"] in table:
                 raise DataError(f"{path}: {key}[{i}] repeats id {entry['id']}", entry["id"])
             table[entry["id"]] = str(entry["name"])
@@ -69,11 +83,18 @@ def read_labels(path: str | os.PathLike) -> Labels:
 
 
 def parse_class_id(class_id: str) -> tuple[int, tuple[int, ...]]:
-    """ "6_28_77" -> (6, (28, 77)); "23" -> (23, ()). Raises ValueError for anything else."""
-    parts = str(class_id).strip().split("_")
-    if not all(p.isdigit() for p in parts):
-        raise ValueError(f"ClassId {class_id!r} is not 'category' or 'category_attribute_...' (integers)")
-    return int(parts[0]), tuple(int(p) for p in parts[1:])
+    """ "6_28_77" -> (6, (28, 77)); "23" -> (23, ()). Raises ValueError for anything else.
+
+    Only the canonical form is accepted: ASCII digits without signs or leading zeros, attributes in increasing order
+    without repeats (what train.csv and `format_class_id` write).
+    """
+    text = str(class_id)
+    if not _CLASS_ID.fullmatch(text):
+        raise ValueError(f"ClassId {class_id!r} is not 'category' or 'category_attribute_...' (whole numbers)")
+    category, *attributes = (int(p) for p in text.split("_"))
+    if any(b <= a for a, b in zip(attributes, attributes[1:], strict=False)):
+        raise ValueError(f"ClassId {class_id!r} lists attributes out of order or twice; expected increasing ids")
+    return category, tuple(attributes)
 
 
 def format_class_id(category: int, attributes: tuple[int, ...] | list[int] = ()) -> str:
@@ -88,23 +109,33 @@ def read_train_csv(path: str | os.PathLike, labels: Labels) -> pd.DataFrame:
     EncodedPixels that is malformed or runs outside its image.
     """
     path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype={"ImageId": str, "EncodedPixels": str, "ClassId": str})
+    try:  # every field as text: sizes are checked as written ("42.7" is not 42), extra fields are an error
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as CSV ({exc})", str(path)) from None
+        raise DataError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})", str(path)) from None
     missing = [c for c in TRAIN_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(TRAIN_COLUMNS)}", missing)
     categories, attributes = [], []
+    sizes: dict[str, tuple[int, int, int]] = {}  # ImageId -> (height, width, first line)
+    seen: dict[tuple[str, ...], int] = {}
     for row in frame.itertuples(index=True):
         line = row.Index + 2  # the header is line 1
         where = f"{path.name} line {line} (ImageId {row.ImageId})"
-        try:
-            height, width = int(row.Height), int(row.Width)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: Height/Width {row.Height!r}/{row.Width!r} are not integers", line) from None
-        if height <= 0 or width <= 0:
-            raise DataError(f"{where}: Height/Width {height}x{width} must be positive", line)
+        if not (_POSITIVE.fullmatch(row.Height) and _POSITIVE.fullmatch(row.Width)):
+            raise DataError(f"{where}: Height/Width {row.Height!r}/{row.Width!r} must be positive whole numbers", line)
+        height, width = int(row.Height), int(row.Width)
+        if height * width > MAX_PIXELS:
+            raise DataError(f"{where}: {height}x{width} is over {MAX_PIXELS:,} pixels; not a photo this pipeline "
+                            "can decode", line)  # fmt: skip
+        first = sizes.setdefault(row.ImageId, (height, width, line))
+        if first[:2] != (height, width):
+            raise DataError(f"{where}: {height}x{width}, but line {first[2]} gives this image {first[0]}x{first[1]}",
+                            line)  # fmt: skip
+        key = (row.ImageId, row.EncodedPixels, row.ClassId)
+        if key in seen:
+            raise DataError(f"{where}: repeats line {seen[key]} exactly (same mask and ClassId)", line)
+        seen[key] = line
         try:
             category, attrs = parse_class_id(row.ClassId)
         except ValueError as exc:

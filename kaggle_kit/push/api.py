@@ -58,8 +58,13 @@ def client():
     api = KaggleApi()
     try:
         api.authenticate()
-    except SystemExit:
-        raise KaggleApiError("the kaggle client could not authenticate with the credentials found", None) from None
+    except (SystemExit, Exception) as exc:  # the client exits, or raises requests' HTTPError for a refused token
+        reason = f" ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})" if str(exc) else ""
+        raise KaggleApiError(
+            f"the kaggle client could not authenticate with the credentials found{reason}; check them at "
+            "kaggle.com/settings",
+            None,
+        ) from None
     return api
 
 

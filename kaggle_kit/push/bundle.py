@@ -44,7 +44,12 @@ def _kk_bootstrap():
         raise SystemExit("kaggle-kit bundle: the embedded kaggle_kit package fails its checksum (the script was "
                          "edited or truncated); rebuild it with: kaggle-kit bundle KERNEL_DIR")
     path = _kk_os.path.join(_kk_tempfile.gettempdir(), "kaggle-kit-" + _KK_SHA256[:16] + ".zip")
-    if not _kk_os.path.exists(path):
+    try:  # a zip already there is imported only if it is byte for byte the one embedded here
+        with open(path, "rb") as f:
+            cached = _kk_hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        cached = None
+    if cached != _KK_SHA256:
         tmp = path + ".%d.tmp" % _kk_os.getpid()
         with open(tmp, "wb") as f:
             f.write(data)
@@ -57,6 +62,15 @@ def _kk_bootstrap():
 _kk_bootstrap()
 # --- the kernel's script ---
 """
+
+
+def _notebook(code: str) -> str:
+    """A valid nbformat-4 notebook holding `code` as its one code cell."""
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": code.splitlines(keepends=True)}  # fmt: skip
+    kernelspec = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return json.dumps({"cells": [cell], "metadata": {"kernelspec": kernelspec, "language_info": {"name": "python"}},
+                       "nbformat": 4, "nbformat_minor": 4}, indent=1) + "\n"  # fmt: skip
 
 
 def package_zip() -> bytes:
@@ -105,8 +119,10 @@ def build_bundle(
     )
     out = Path(out_root) / meta["id"].split("/")[1]
     out.mkdir(parents=True, exist_ok=True)
-    code_name = Path(meta["code_file"]).name
-    atomic_write_bytes(out / code_name, (bootstrap + script).encode("utf-8"))
+    code_name, code = Path(meta["code_file"]).name, bootstrap + script
+    if meta.get("kernel_type") == "notebook":  # one code cell: Kaggle runs it as the notebook's only cell
+        code_name, code = Path(code_name).stem + ".ipynb", _notebook(code)
+    atomic_write_bytes(out / code_name, code.encode("utf-8"))
     atomic_write_bytes(out / METADATA_NAME, (json.dumps({**meta, "code_file": code_name}, indent=2) + "\n").encode())
     log.info("bundled %s (%d bytes of kaggle_kit) into %s", kernel_dir, len(data), out)
     return out

@@ -14,7 +14,7 @@ __all__ = ["MetadataError", "load_metadata", "validate_metadata", "METADATA_NAME
 
 METADATA_NAME = "kernel-metadata.json"
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
-_OWNER = re.compile(r"^[A-Za-z0-9_.-]+$")
+_OWNER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # no leading dot: never "." or ".."
 _BOOLS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 _KNOWN = {"id", "id_no", "title", "code_file", "language", "kernel_type", "is_private", "enable_gpu", "enable_tpu",
           "enable_internet", "dataset_sources", "competition_sources", "kernel_sources", "model_sources",
@@ -76,6 +76,10 @@ def _problems(meta: dict[str, Any], kernel_dir: Path):
     code_file = meta.get("code_file")
     if not isinstance(code_file, str) or not code_file:
         yield "code_file is missing: name the kernel's script"
+    elif not code_file.endswith(".py"):
+        yield f"code_file {code_file!r} must be a Python script (.py)"
+    elif not (kernel_dir / code_file).resolve().is_relative_to(kernel_dir.resolve()):
+        yield f"code_file {code_file!r} must be inside {kernel_dir} (no absolute path, '..' or link out)"
     elif not (kernel_dir / code_file).is_file():
         yield f"code_file {code_file!r} does not exist in {kernel_dir}"
     if meta.get("language") != "python":

@@ -10,36 +10,11 @@ named by KAGGLE_KIT_CONFIG overrides them. Locally:
 
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from fastai.vision.all import (  # noqa: E402
-    CategoryBlock,
-    ColReader,
-    DataBlock,
-    ImageBlock,
-    MultiCategoryBlock,
-    PILImage,
-    RandomSplitter,
-    Resize,
-    accuracy,
-    accuracy_multi,
-    parent_label,
-    set_seed,
-    vision_learner,
-)
-
-import kaggle_kit as kk  # noqa: E402
-from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
-from kaggle_kit.imaterialist.stage1 import encoder  # noqa: E402
-from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
+import kaggle_kit as kk
 
 SETTINGS = {
     "input": "images",  # the dataset slug
@@ -71,7 +46,39 @@ SETTINGS = {
     "reserve": 15.0,  # minutes kept for prediction after training
     "safety": 1.0,
 }
-settings = kk.load_settings(SETTINGS)
+try:  # before the heavy imports: a typo in the settings costs a second, not minutes
+    settings = kk.load_settings(SETTINGS)
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
+
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from fastai.vision.all import (  # noqa: E402
+    CategoryBlock,
+    ColReader,
+    DataBlock,
+    ImageBlock,
+    MultiCategoryBlock,
+    PILImage,
+    RandomSplitter,
+    Resize,
+    accuracy,
+    accuracy_multi,
+    parent_label,
+    set_seed,
+    vision_learner,
+)
+
+from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.imaterialist.stage1 import encoder  # noqa: E402
+from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
+
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 data = kernel.find_input(settings["input"])

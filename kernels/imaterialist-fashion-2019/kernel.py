@@ -16,18 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from fastai.vision.all import set_seed
-
 import kaggle_kit as kk
-from kaggle_kit.atomic import atomic_write_json
-from kaggle_kit.checkpoint import CheckpointSaver
-from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission
-from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner
-from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds
-from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
-from kaggle_kit.predict import progress_path
 
 SETTINGS = {
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
@@ -53,7 +42,24 @@ SETTINGS = {
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
     "seed": 42,
 }
-settings = kk.load_settings(SETTINGS)
+try:  # before the heavy imports: a typo in the settings costs a second, not minutes
+    settings = kk.load_settings(SETTINGS)
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
+
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from fastai.vision.all import set_seed  # noqa: E402
+
+from kaggle_kit.atomic import atomic_write_json  # noqa: E402
+from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
+from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner  # noqa: E402
+from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
+from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
+from kaggle_kit.predict import progress_path  # noqa: E402
+
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 working = kernel.working_dir
