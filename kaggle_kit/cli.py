@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kaggle_kit.cli_push import add_push_commands
-from kaggle_kit.errors import KaggleKitError, LimitsError, UsageError
+from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, UsageError
 from kaggle_kit.limits import KernelLimits
 
 __all__ = ["main"]
@@ -20,8 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code.
 
     The one error boundary: a `KaggleKitError` or an `OSError` becomes ``kaggle-kit: <one line>`` on stderr with exit
-    code 2 for a usage error (a bad argument or setting) and 1 for a failure; a traceback only with ``--debug`` or
-    KAGGLE_KIT_DEBUG=1.
+    code 2 for a usage error (a bad argument, setting, metadata or missing credentials: fix the call) and 1 for a
+    failure while working; a traceback only with ``--debug`` or KAGGLE_KIT_DEBUG=1.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     script_args: list[str] = []
@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or os.environ.get("KAGGLE_KIT_DEBUG") == "1":
             raise
         print(f"kaggle-kit: {_one_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError | LimitsError) else 1
+        return 2 if isinstance(exc, _USAGE_ERRORS) else 1
+
+
+# the command line, or a file it names, is wrong (exit 2): fixed by changing the call, not by running it again
+_USAGE_ERRORS = (UsageError, LimitsError, KernelLayoutError)
 
 
 def _one_line(exc: BaseException) -> str:

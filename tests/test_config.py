@@ -43,3 +43,39 @@ def test_a_file_that_is_not_json_is_an_error(tmp_path):
 def test_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(DEFAULTS, {"KAGGLE_KIT_CONFIG": str(tmp_path / "nope.json")})
+
+
+KERNEL_LIKE = {"sizes": [224, 512], "epochs": [4, 4], "lrs": [1e-3, 3e-4], "bs": 8, "valid_pct": 0.1, "seed": 42,
+               "num_workers": 2, "multi_label": False, "tta": ["hflip"], "weights": None}  # fmt: skip
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"bs": True}, "'bs'=True .* should be a whole number"),
+    ({"bs": 8.7}, "'bs'=8.7 .* should be a whole number"),
+    ({"sizes": ["big"]}, "'sizes'=\\['big'\\] .* should be a list of a whole number"),
+    ({"seed": 1.5}, "'seed'=1.5 .* whole number"),
+    ({"multi_label": 1}, "'multi_label'=1 .* true or false"),
+    ({"tta": [1]}, "'tta'=\\[1\\] .* list of a str"),
+    ({"valid_pct": 5}, "valid_pct .* between 0 and 1"),
+    ({"num_workers": -3}, "num_workers .* 0 or more"),
+    ({"bs": 0}, "bs .* must be positive"),
+    ({"epochs": [1, -1]}, "epochs .* must be positive"),
+    ({"sizes": [32]}, "the same length"),
+])  # fmt: skip
+def test_settings_are_typed_from_their_defaults_and_checked(override, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(KERNEL_LIKE, _config(tmp_path, override))
+
+
+def test_a_whole_number_for_a_float_setting_becomes_a_float(tmp_path):
+    settings = load_settings(KERNEL_LIKE, _config(tmp_path, {"lrs": [1, 1], "valid_pct": 0.5, "weights": "w.pth"}))
+
+    assert settings["lrs"] == [1, 1]
+    assert settings["weights"] == "w.pth"
+
+
+def test_a_kernels_own_check_runs_too(tmp_path):
+    checks = {"bs": lambda v: None if v % 2 == 0 else "must be even"}
+
+    with pytest.raises(ConfigError, match="setting bs .* must be even"):
+        load_settings(KERNEL_LIKE, _config(tmp_path, {"bs": 7}), checks=checks)

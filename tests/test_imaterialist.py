@@ -1,8 +1,11 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from kaggle_kit.imaterialist.data import DataError, format_class_id, parse_class_id, read_labels, read_train_csv
@@ -77,9 +80,20 @@ def _write_train(tmp_path, dataset, edit):
      "line 4 .*unknown attribute id\\(s\\) \\[500\\]"),
     (lambda f: f.assign(ClassId=["shirt"] + list(f["ClassId"][1:])), "line 2 .*not 'category'"),
     (lambda f: f.assign(EncodedPixels=["1 2 3"] + list(f["EncodedPixels"][1:])), "line 2 .*odd number"),
-    (lambda f: f.assign(EncodedPixels=["1 999999999"] + list(f["EncodedPixels"][1:])), "line 2 .*runs past"),
-    (lambda f: f.assign(Height=["0"] + list(f["Height"][1:])), "line 2 .*must be positive"),
-    (lambda f: f.assign(Width=["wide"] + list(f["Width"][1:])), "line 2 .*not integers"),
+    (lambda f: f.assign(EncodedPixels=["1 999999999"] + list(f["EncodedPixels"][1:])), "line 2 .*larger than"),
+    (lambda f: f.assign(EncodedPixels=["1 5 9223372036854775000 9223372036854775000"] + list(f["EncodedPixels"][1:])),
+     "line 2 .*larger than"),
+    (lambda f: f.assign(Height=["0"] + list(f["Height"][1:])), "line 2 .*must be positive whole numbers"),
+    (lambda f: f.assign(Width=["wide"] + list(f["Width"][1:])), "line 2 .*must be positive whole numbers"),
+    (lambda f: f.assign(Height=["42.7"] + list(f["Height"][1:])), "line 2 .*'42.7'.* whole numbers"),
+    (lambda f: f.assign(Height=["+1"] + list(f["Height"][1:])), "line 2 .*whole numbers"),
+    (lambda f: f.head(1).assign(Height=["100000"], Width=["100000"]), "line 2 .*over 200,000,000 pixels"),
+    (lambda f: pd.concat([f.head(1), f.head(1).assign(Height=[str(int(f["Height"][0]) + 1)])]),
+     "line 3 .*but line 2 gives this image"),
+    (lambda f: pd.concat([f.head(2), f.head(1)]), "line 4 .*repeats line 2 exactly"),
+    (lambda f: f.assign(ClassId=["1_2_2"] + list(f["ClassId"][1:])), "line 2 .*out of order or twice"),
+    (lambda f: f.assign(ClassId=["+1"] + list(f["ClassId"][1:])), "line 2 .*not 'category'"),
+    (lambda f: f.assign(ClassId=["\u0661"] + list(f["ClassId"][1:])), "line 2 .*not 'category'"),
 ])  # fmt: skip
 def test_train_csv_errors_name_the_row(edit, message, dataset, tmp_path):
     labels = read_labels(dataset / "label_descriptions.json")
@@ -88,12 +102,34 @@ def test_train_csv_errors_name_the_row(edit, message, dataset, tmp_path):
         read_train_csv(_write_train(tmp_path, dataset, edit), labels)
 
 
-def test_label_file_errors_are_clear(tmp_path):
-    bad = tmp_path / "label_descriptions.json"
-    bad.write_text(json.dumps({"categories": [{"id": 0, "name": "a"}, {"id": 0, "name": "b"}], "attributes": []}))
+ONE_ATTRIBUTE = [{"id": 0, "name": "x"}]
 
-    with pytest.raises(DataError, match="categories\\[1\\] repeats id 0"):
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ({"categories": [{"id": 0, "name": "a"}, {"id": 0, "name": "b"}], "attributes": ONE_ATTRIBUTE},
+     "categories\\[1\\] repeats id 0"),
+    ({"categories": [], "attributes": ONE_ATTRIBUTE}, "the 'categories' list is empty"),
+    ({"categories": [{"id": True, "name": "a"}], "attributes": ONE_ATTRIBUTE}, "categories\\[0\\] .* integer 'id'"),
+    ({"categories": [{"id": 1, "name": None}], "attributes": ONE_ATTRIBUTE}, "categories\\[0\\] .*'name' string"),
+    ({"categories": [{"id": 1, "name": "a"}], "attributes": [{"id": "2", "name": "b"}]}, "attributes\\[0\\]"),
+])  # fmt: skip
+def test_label_file_errors_are_clear(labels, message, tmp_path):
+    bad = tmp_path / "label_descriptions.json"
+    bad.write_text(json.dumps(labels))
+
+    with pytest.raises(DataError, match=message):
         read_labels(bad)
+
+
+def test_a_train_row_with_an_extra_field_is_a_clear_error(dataset, tmp_path):
+    lines = (dataset / "train.csv").read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join([lines[0], lines[1] + ",extra", *lines[2:]]) + "\n")
+
+    with pytest.raises(DataError, match="cannot read as CSV"):
+        read_train_csv(tmp_path / "train.csv", read_labels(dataset / "label_descriptions.json"))
+    (tmp_path / "train.csv").write_text("\n".join([*lines[:3], lines[3] + ",extra", *lines[4:]]) + "\n")
+    with pytest.raises(DataError, match="Expected 5 fields in line 4, saw 6"):
+        read_train_csv(tmp_path / "train.csv", read_labels(dataset / "label_descriptions.json"))
 
 
 def test_class_ids_parse_and_format():
@@ -180,3 +216,28 @@ def test_the_solution_file_scores_itself_perfectly(dataset):
 
     assert score_submission(solution[["ImageId", "EncodedPixels", "ClassId"]], solution, "full") == 1.0
     assert set(solution["ImageId"]) == {p.name for p in (dataset / "test").glob("*.jpg")}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-(2**65), 2**65), st.integers(-(2**65), 2**65), st.integers(-(2**65), 2**65),
+       st.integers(-(2**65), 2**65))  # fmt: skip
+def test_train_csv_with_extreme_integers_is_read_or_refused_in_one_line(height, width, start, length):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        labels_path = Path(tmp) / "labels.json"
+        labels_path.write_text(json.dumps({"categories": [{"id": 1, "name": "shirt"}],
+                                           "attributes": [{"id": 2, "name": "long"}]}))  # fmt: skip
+        csv_path = Path(tmp) / "train.csv"
+        csv_path.write_text(f"ImageId,EncodedPixels,Height,Width,ClassId\na.jpg,{start} {length},{height},{width},1\n")
+        try:
+            frame, message = read_train_csv(csv_path, read_labels(labels_path)), None
+        except DataError as exc:
+            frame, message = None, str(exc)
+    if frame is None:
+        assert "\n" not in message
+        return
+    assert start >= 1
+    assert length >= 1
+    assert start + length - 1 <= height * width
+    assert frame["Height"].tolist() == [height]

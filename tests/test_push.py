@@ -271,3 +271,69 @@ def test_the_official_kaggle_cli_pushes_a_bundle_folder_as_it_is(fake_kaggle, tm
     (body,) = fake_kaggle.calls("SaveKernel")
     assert body["text"] == (bundle / "kernel.py").read_text()
     assert body["enableInternet"] is False
+
+
+@pytest.mark.parametrize("code_file", ["ABSOLUTE", "../kaggle.json", "link.py"])
+def test_a_code_file_outside_the_kernel_folder_is_refused_and_no_secret_travels(code_file, fake_kaggle, tmp_path):
+    home = tmp_path / "home" / ".kaggle"
+    home.mkdir(parents=True)
+    (home / "kaggle.json").write_text(json.dumps({"username": "tester", "key": SECRET}))
+    kernel = _kernel(tmp_path / "home" / "kernel")
+    (kernel / "link.py").symlink_to(home / "kaggle.json")
+    name = str(home / "kaggle.json") if code_file == "ABSOLUTE" else code_file
+    meta = json.loads((kernel / "kernel-metadata.json").read_text())
+    (kernel / "kernel-metadata.json").write_text(json.dumps({**meta, "code_file": name}))
+
+    pushed = _cli("push", str(kernel), "--out", str(tmp_path / "build"))
+    bundled = _cli("bundle", str(kernel), "--out", str(tmp_path / "build"))
+
+    for proc in (pushed, bundled):
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert "must be" in pushed.stderr
+    assert fake_kaggle.requests == []
+    assert not any(SECRET in p.read_text() for p in (tmp_path / "build").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({"id": "../x"}, "must be 'owner/kernel-slug'"),
+    ({"dataset_sources": ["../x"]}, "has characters Kaggle does not allow"),
+    ({"kernel_sources": ["./kernel"]}, "has characters Kaggle does not allow"),
+])  # fmt: skip
+def test_paths_are_not_slugs(meta, message, tmp_path):
+    kernel = _kernel(tmp_path / "kernel", **meta)
+
+    proc = _cli("bundle", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_a_notebook_kernel_is_bundled_as_a_valid_notebook(tmp_path):
+    kernel = _kernel(tmp_path / "kernel", kernel_type="notebook")
+
+    out = build_bundle(kernel, tmp_path / "build")
+
+    notebook = json.loads((out / "kernel.ipynb").read_text())
+    assert notebook["nbformat"] == 4
+    (cell,) = notebook["cells"]
+    assert "".join(cell["source"]).startswith(BOOTSTRAP_MARK)
+    assert json.loads((out / "kernel-metadata.json").read_text())["code_file"] == "kernel.ipynb"
+
+
+def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel, tmp_path):
+    out = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    script = (out / "kernel.py").read_text()
+    sha = script.split('_KK_SHA256 = "')[1][:16]
+    planted_dir = tmp_path / "tmp"
+    planted_dir.mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(planted_dir / f"kaggle-kit-{sha}.zip", "w") as zf:
+        zf.writestr("kaggle_kit/__init__.py", "raise SystemExit('planted code ran')\n")
+
+    run = run_kernel(out / "kernel.py", env={"TMPDIR": str(planted_dir)}, python_args=["-S"])
+
+    assert run.report.ok, run.explain()
+    assert "planted code ran" not in run.stdout + run.stderr
+    assert "kernel ran with" in run.stdout

@@ -68,7 +68,9 @@ def test_decoding_accepts_touching_runs():
 
 @pytest.mark.parametrize(("rle", "message"), [
     ("1 2 3", "odd number of values"),
-    ("1 x", "not an integer"),
+    ("1 x", "not a whole number"),
+    ("+1 2", "not a whole number"),
+    ("1 2.0", "not a whole number"),
     ("0 3", "start below 1"),
     ("1 0", "length below 1"),
     ("5 2 1 2", "out of order or overlapping"),
@@ -89,3 +91,29 @@ def test_integer_masks_count_nonzero_as_foreground():
     mask = np.array([[0, 3], [255, 0]], np.uint8)
 
     assert rle_encode(mask) == "2 2"
+
+
+extreme = st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([0, 1, 2**31, 2**63 - 1, 2**63, 2**64])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(extreme, max_size=8), st.integers(1, 40), st.integers(1, 40))
+def test_decoding_any_integers_gives_a_mask_or_a_clear_error(values, height, width):
+    rle = " ".join(map(str, values))
+    try:
+        mask = rle_decode(rle, (height, width))
+    except RleError as exc:
+        message = str(exc)
+        mask = None
+    if mask is None:
+        assert "\n" not in message
+        return
+    assert mask.shape == (height, width)
+    assert np.array_equal(rle_decode(rle_encode(mask), (height, width)), mask)
+
+
+def test_huge_values_never_wrap_around():
+    with pytest.raises(RleError, match="larger than"):
+        rle_decode("1 5 9223372036854775000 9223372036854775000", (100, 100))
+    with pytest.raises(RleError, match="larger than"):
+        rle_decode("2 9223372036854775807", (100, 100))

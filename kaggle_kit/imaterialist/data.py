@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def read_train_csv(path: str | os.PathLike, labels: Labels) -> pd.DataFrame:
     """
     path = Path(path)
     try:  # every field as text: sizes are checked as written ("42.7" is not 42), extra fields are an error
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
-    except (OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas only warns when the first row is long
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+    except (OSError, ValueError, pd.errors.ParserWarning) as exc:
         raise DataError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})", str(path)) from None
     missing = [c for c in TRAIN_COLUMNS if c not in frame.columns]
     if missing:

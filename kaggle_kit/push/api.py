@@ -13,15 +13,28 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import KaggleKitError, UsageError
 
-__all__ = ["KaggleApiError", "PushResult", "client", "push", "status", "output", "check_credentials"]
+__all__ = [
+    "KaggleApiError",
+    "CredentialsError",
+    "PushResult",
+    "client",
+    "push",
+    "status",
+    "output",
+    "check_credentials",
+]
 
 log = logging.getLogger(__name__)
 
 
 class KaggleApiError(KaggleKitError):
     """Kaggle refused a request, or no credentials are set."""
+
+
+class CredentialsError(KaggleApiError, UsageError):
+    """No Kaggle credentials are set where the official client looks."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ def check_credentials(environ: dict | None = None) -> None:
     if (env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"))
             or kaggle_json.exists() or (config_dir / "access_token").exists()):  # fmt: skip
         return
-    raise KaggleApiError(
+    raise CredentialsError(
         f"no Kaggle credentials: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or put "
         f"kaggle.json from kaggle.com/settings in {config_dir} (chmod 600)",
         None,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import UsageError
 
 __all__ = ["MetadataError", "load_metadata", "validate_metadata", "METADATA_NAME"]
 
@@ -21,7 +21,7 @@ _KNOWN = {"id", "id_no", "title", "code_file", "language", "kernel_type", "is_pr
           "machine_shape", "keywords", "docker_image", "docker_image_pinning_type"}  # fmt: skip
 
 
-class MetadataError(KaggleKitError, ValueError):
+class MetadataError(UsageError):
     """kernel-metadata.json is missing, not JSON, or breaks a rule Kaggle enforces; `value` lists the problems."""
 
 

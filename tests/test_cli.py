@@ -1,0 +1,267 @@
+"""Every `kaggle-kit` subcommand run as users run it: the console script in a subprocess, progress bars on.
+
+Bad input gets one line on stderr (``kaggle-kit: ...``), exit code 2 for a usage error and 1 for a failure, and no
+traceback; nothing outside what the command makes is deleted.
+"""
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_images
+from PIL import Image
+
+KAGGLE_KIT = str(Path(sys.executable).parent / "kaggle-kit")
+
+
+def _run(*args, cwd=None, env=None, timeout=600):
+    env = {**os.environ, "KAGGLE_CONFIG_DIR": "/nonexistent-kaggle-config", **(env or {})}  # no real credentials
+    return subprocess.run([KAGGLE_KIT, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=env)  # fmt: skip
+
+
+def _one_line_error(done, code):
+    """Assert the command failed with `code` and exactly one stderr line, no traceback; return that line."""
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("kaggle-kit: "), done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    """Good images, a dangling link, an empty file and a CMYK JPEG: what `clean` exists for."""
+    folder = tmp_path / "images"
+    make_images(folder, 6)
+    (folder / "masks").mkdir(exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    Image.new("CMYK", (8, 8)).save(folder / "cmyk.jpg")
+    return folder
+
+
+# --- clean: the command that crashed on every folder with an image ---------------------------------------------------
+
+
+def test_clean_runs_with_its_progress_bar_on_a_pipe(messy_folder):
+    done = _run("clean", messy_folder)
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(messy_folder.with_name("images-clean-report.json").read_text())
+    problems = {f["path"]: f["problem"] for f in report["files"]}
+    assert problems == {"empty.jpg": "zero bytes", "gone.png": "unreadable", "cmyk.jpg": "cmyk"}
+    assert (messy_folder.with_name("images-quarantine") / "empty.jpg").exists()
+
+
+def test_clean_runs_with_its_progress_bar_in_a_terminal(messy_folder):
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([KAGGLE_KIT, "clean", "--dry-run", str(messy_folder)], stdin=follower, stdout=follower,
+                            stderr=follower, close_fds=True)  # fmt: skip
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the command exits
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+
+    assert proc.wait(timeout=300) == 0, output.decode(errors="replace")
+    assert b"Traceback" not in output
+    assert b"dry run: nothing changed" in output
+
+
+def test_clean_of_the_current_folder_reports_beside_it(tmp_path):
+    folder = tmp_path / "here"
+    make_images(folder, 2)
+
+    done = _run("clean", "--dry-run", ".", cwd=folder)
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "here-clean-report.json").exists()
+
+
+def test_clean_in_a_read_only_folder_reports_the_failure_and_keeps_one_copy(tmp_path):
+    folder = tmp_path / "ro"
+    make_images(folder, 2)
+    (folder / "empty.jpg").write_bytes(b"")
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root): permissions cannot be tested")
+        done = _run("clean", folder, "--report", tmp_path / "report.json")
+    finally:
+        folder.chmod(0o755)
+
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((tmp_path / "report.json").read_text())["files"][0]
+    assert entry["action"].startswith("failed: PermissionError")
+    assert (folder / "empty.jpg").exists()
+    assert not (tmp_path / "ro-quarantine" / "empty.jpg").exists()
+
+
+# --- run-local never deletes what it did not make --------------------------------------------------------------------
+
+
+def test_run_local_refuses_a_root_holding_the_users_data(tmp_path):
+    script = tmp_path / "k.py"
+    script.write_text("print('hi')\n")
+    project = tmp_path / "project"
+    (project / "input").mkdir(parents=True)
+    (project / "input" / "train.csv").write_text("precious\n")
+    (project / "working").mkdir()
+    (project / "working" / "model.pth").write_text("precious\n")
+
+    line = _one_line_error(_run("run-local", script, "--root", project), 2)
+
+    assert "already holds files run-local did not make" in line
+    assert (project / "input" / "train.csv").read_text() == "precious\n"
+    assert (project / "working" / "model.pth").read_text() == "precious\n"
+
+
+def test_run_local_reuses_its_own_root_and_two_default_runs_get_two_roots(tmp_path):
+    script = tmp_path / "k.py"
+    script.write_text("from pathlib import Path\nPath('out.txt').write_text('x')\n")
+
+    first, second = _run("run-local", script, cwd=tmp_path), _run("run-local", script, cwd=tmp_path)
+    again = _run("run-local", script, "--root", tmp_path / "mine", cwd=tmp_path)
+    reused = _run("run-local", script, "--root", tmp_path / "mine", cwd=tmp_path)
+
+    assert [d.returncode for d in (first, second, again, reused)] == [0, 0, 0, 0], reused.stderr
+    assert len(list((tmp_path / "kaggle-kit-runs").iterdir())) == 2
+
+
+# --- one line for every bad input, in every subcommand --------------------------------------------------------------
+
+BAD_INPUTS = [
+    # (arguments, exit code, words the line must hold)
+    (["run-local", "{tmp}/nope.py"], 2, "does not exist"),
+    (["run-local", "{script}", "--memory", "1e999"], 2, "--memory='1e999' must be a positive size"),
+    (["run-local", "{script}", "--time", "1e999"], 2, "--time='1e999' must be a positive duration"),
+    (["run-local", "{script}", "--config", "{tmp}/nope.json"], 2, "no such file"),
+    (["synth", "{file}"], 1, "Not a directory"),
+    (["synth", "{tmp}/data", "--train", "-5"], 2, "--train -5"),
+    (["synth", "{tmp}/data", "--min-size", "4"], 2, "need 16 <= min <= max"),
+    (["demo", "--streaming", "--test-images", "-5"], 2, "--test-images -5: need at least 1"),
+    (["demo", "--memory", "lots"], 2, "--memory='lots' is not a size"),
+    (["clean", "{tmp}/nope"], 2, "is not a folder of images"),
+    (["clean", "--", "--help"], 2, "is not a folder of images"),
+    (["convert-imat2018", "{tmp}/nope.json", "{tmp}/out.csv"], 1, "nope.json"),
+    (["bundle", "{tmp}"], 2, "kernel-metadata.json not found"),
+    (["bundle", "{kernel}", "--out", "{file}/x"], 1, "Not a directory"),
+    (["push", "{tmp}"], 2, "kernel-metadata.json not found"),
+    (["push", "{kernel}", "--shards", "1"], 2, "--shards 1: use 2 or more"),
+    (["status", "someone/some-kernel"], 2, "no Kaggle credentials"),
+    (["output", "someone/some-kernel"], 2, "no Kaggle credentials"),
+    (["chain", "{kernel}"], 2, "no Kaggle credentials"),
+    (["merge", "{tmp}/all.csv", "{tmp}/missing.csv"], 1, "shard file(s) missing"),
+    (["merge", "{tmp}/all.csv", "{shard0}"], 1, "needs keys"),
+    (["merge", "{tmp}/all.csv", "{shard0}", "--keys-csv", "{keys}", "--key-column", "x"], 2, "'x' is not a column"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def places(tmp_path):
+    script = tmp_path / "k.py"
+    script.write_text("print('hi')\n")
+    (tmp_path / "afile").write_text("x")
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "k.py").write_text("print('hi')\n")
+    (kernel / "kernel-metadata.json").write_text(json.dumps({
+        "id": "someone/some-kernel", "title": "Some Kernel", "code_file": "k.py", "language": "python",
+        "kernel_type": "script"}))  # fmt: skip
+    (tmp_path / "shard0.csv").write_text("id,label\na,1\n")
+    (tmp_path / "keys.csv").write_text("id\na\n")
+    return {"tmp": tmp_path, "script": script, "file": tmp_path / "afile", "kernel": kernel,
+            "shard0": tmp_path / "shard0.csv", "keys": tmp_path / "keys.csv"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "code", "words"), BAD_INPUTS, ids=[" ".join(a[:2]) + f" {i}" for i, (a, _c, _w)
+                                                                       in enumerate(BAD_INPUTS)])  # fmt: skip
+def test_bad_input_is_one_line_with_the_right_exit_code(args, code, words, places, tmp_path):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
+    line = _one_line_error(_run(*[a.format(**places) for a in args], cwd=tmp_path), code)
+
+    assert words in line
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert set(before) <= set(after)  # nothing the user had was deleted
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = _run("--debug", "clean", tmp_path / "nope")
+
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr
+
+
+# --- happy paths of the cheap commands -------------------------------------------------------------------------------
+
+
+def test_synth_then_bundle_then_merge_work_as_written(tmp_path):
+    assert _run("synth", tmp_path / "data", "--train", "2", "--test", "2").returncode == 0
+    kernel_dir = Path(__file__).parents[1] / "kernels/imaterialist-fashion-2019"
+    bundled = _run("bundle", kernel_dir, "--out", tmp_path / "build")
+    for i, rows in enumerate(["id,v\na,1\nc,3\n", "id,v\nb,2\n"]):
+        (tmp_path / f"s{i}.csv").write_text(rows)
+    (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
+    merged = _run("merge", tmp_path / "all.csv", tmp_path / "s0.csv", tmp_path / "s1.csv", "--keys-csv",
+                  tmp_path / "keys.csv", "--key-column", "id")  # fmt: skip
+
+    assert bundled.returncode == 0, bundled.stderr
+    assert merged.returncode == 0, merged.stderr
+    assert (tmp_path / "all.csv").read_text() == "id,v\na,1\nb,2\nc,3\n"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir())[:2] == ["label_descriptions.json",
+                                                                          "sample_submission.csv"]  # fmt: skip
+
+
+def test_merge_refuses_shards_out_of_order_and_leaves_no_partial_file(tmp_path):
+    for i, rows in enumerate(["id,v\na,1\nc,3\n", "id,v\nb,2\n"]):
+        (tmp_path / f"s{i}.csv").write_text(rows)
+    (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
+
+    line = _one_line_error(_run("merge", tmp_path / "all.csv", tmp_path / "s1.csv", tmp_path / "s0.csv",
+                                "--keys-csv", tmp_path / "keys.csv", "--key-column", "id"), 1)  # fmt: skip
+
+    assert "shard rows were left" in line
+    assert not (tmp_path / "all.csv").exists()
+
+
+def test_merge_with_a_shard_missing_is_refused_unless_allowed(tmp_path):
+    manifest = {"fingerprint": {"shard": [0, 2]}, "complete": True, "done": 2, "total": 2}
+    (tmp_path / "s0.csv").write_text("id,v\na,1\nc,3\n")
+    (tmp_path / "s0.csv.progress.json").write_text(json.dumps(manifest))
+    (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
+    args = ["merge", tmp_path / "all.csv", tmp_path / "s0.csv", "--keys-csv", tmp_path / "keys.csv", "--key-column",
+            "id"]  # fmt: skip
+
+    line = _one_line_error(_run(*args), 2)
+    allowed = _run(*args, "--allow-partial")
+
+    assert "is shard 0 of 2, but 1 shard(s) were given" in line
+    assert allowed.returncode == 0, allowed.stderr  # asked for: what the one shard holds, in key order
+    assert (tmp_path / "all.csv").read_text() == "id,v\na,1\nc,3\n"
+
+
+def test_a_kernel_with_a_typo_in_its_settings_fails_in_one_line_before_its_imports(tmp_path):
+    config = tmp_path / "typo.json"
+    config.write_text(json.dumps({"bs": 8.7}))
+    kernel = Path(__file__).parents[1] / "kernels/imaterialist-fashion-2019"
+
+    done = _run("run-local", kernel, "--config", config, "--root", tmp_path / "run", cwd=tmp_path)
+
+    assert done.returncode == 1, done.stderr
+    assert "kernel: setting 'bs'=8.7" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert np.isfinite(json.loads((tmp_path / "run/run-report.json").read_text())["elapsed_s"])
