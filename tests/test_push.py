@@ -337,3 +337,27 @@ def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel
     assert run.report.ok, run.explain()
     assert "planted code ran" not in run.stdout + run.stderr
     assert "kernel ran with" in run.stdout
+
+
+@pytest.mark.parametrize("content", [b"[]", b"{}", b'{"status": 3}', b"not json"])
+def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, fake_kaggle, tmp_path):
+    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
+    fake_kaggle.statuses.append(("COMPLETE", None))
+    fake_kaggle.outputs.append({"kaggle-kit-status.json": content})
+
+    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
+
+    assert outcome["result"] == "no-status"
+    assert "run 1 left" in outcome["reason"]
+
+
+def test_a_malformed_chain_record_is_a_one_line_error(fake_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel")
+    bundle = build_bundle(kernel, tmp_path / "build")
+    (bundle / "chain.json").write_text('{"runs": [1]}')
+
+    proc = _cli("chain", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 1
+    assert "cannot be read as a chain record" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.metadata import METADATA_NAME
-from kaggle_kit.status import DONE, NEEDS_RESUME, read_status
+from kaggle_kit.status import DONE, NEEDS_RESUME, TRAINED, read_status
 
 __all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
 
@@ -52,7 +53,7 @@ def run_chain(
     meta = json.loads((bundle_dir / METADATA_NAME).read_text())
     ref = meta["id"]
     state_path = bundle_dir / CHAIN_NAME
-    state = json.loads(state_path.read_text()) if state_path.exists() else {"kernel": ref, "runs": []}
+    state = _load_state(state_path, ref)
     runs: list[dict[str, Any]] = state["runs"]
     if runs:
         say(f"continuing the chain of {ref}: {len(runs)} run(s) recorded")
@@ -78,10 +79,15 @@ def run_chain(
             dest = bundle_dir / f"run-{run['run']}-output"
             kaggle_api.output(ref, dest, api)
             status = read_status(dest)
-            if status is None:
+            if not isinstance(status, dict) or status.get("status") not in (DONE, NEEDS_RESUME, TRAINED):
                 run["state"] = "no-status"
                 atomic_write_json(state_path, state)
-                return _finish(state, state_path, "no-status", f"run {run['run']} left no kaggle-kit-status.json")
+                what = (
+                    "no kaggle-kit-status.json"
+                    if status is None
+                    else f"a status file without a status ({status!r:.80})"
+                )
+                return _finish(state, state_path, "no-status", f"run {run['run']} left {what}")
             run["state"] = status["status"]
             run.update({k: status.get(k) for k in ("stage", "epoch", "iteration", "time_used_s")})
             atomic_write_json(state_path, state)
@@ -93,6 +99,21 @@ def run_chain(
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
             return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
+
+
+def _load_state(path: Path, ref: str) -> dict[str, Any]:
+    """The recorded chain in `path`, or a new one; a file that is not a chain record is a one-line error."""
+    if not path.exists():
+        return {"kernel": ref, "runs": []}
+    try:
+        state = json.loads(path.read_text())
+        if not (isinstance(state, dict) and isinstance(state.get("runs"), list)
+                and all(isinstance(r, dict) and "state" in r and "run" in r for r in state["runs"])):  # fmt: skip
+            raise ValueError("not a chain record")
+    except (OSError, ValueError) as exc:
+        raise KaggleKitError(f"{path} cannot be read as a chain record ({exc}); delete it to start a new chain",
+                             str(path)) from None  # fmt: skip
+    return state
 
 
 def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, str | None]:

@@ -75,6 +75,7 @@ from fastai.vision.all import (  # noqa: E402
     vision_learner,
 )
 
+from kaggle_kit.atomic import atomic_write_json  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import encoder  # noqa: E402
 from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
@@ -188,9 +189,9 @@ else:
 summary = kk.stream_predict(
     learn, test_files, kk.CsvSink("submission.csv", to_rows, [settings["id_column"], answer]), tta=settings["tta"]
 )
-(working / "classification-report.json").write_text(json.dumps(
+atomic_write_json(working / "classification-report.json",
     {"validation": scores, "thresholds": None if thresholds is None else np.round(thresholds, 2).tolist(),
-     "vocab": vocab, "clean_up": report.counts, "prediction": summary.as_dict()}, indent=1))  # fmt: skip
+     "vocab": vocab, "clean_up": report.counts, "prediction": summary.as_dict()})  # fmt: skip
 if summary.complete:
     kk.mark_done(submission="submission.csv")
     print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
