@@ -14,7 +14,7 @@ import numpy as np
 
 from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["rle_encode", "rle_decode", "rle_runs", "RleError"]
+__all__ = ["rle_encode", "rle_encode_resized", "rle_decode", "rle_runs", "nearest_index", "RleError"]
 
 # A slice assignment costs about as much as laying out this many pixels with np.repeat (measured, benchmarks/rle.py)
 _PIXELS_PER_RUN = 4000
@@ -52,6 +52,60 @@ def rle_encode(mask: np.ndarray) -> str:
     runs[:, 1] -= runs[:, 0]
     runs[:, 0] += 1
     return " ".join(map(str, runs.ravel().tolist()))
+
+
+def nearest_index(n_source: int, n_target: int) -> np.ndarray:
+    """For each of `n_target` pixels along an axis, the source pixel a nearest-neighbour resize samples (centres)."""
+    index = ((np.arange(n_target) + 0.5) * n_source / n_target).astype(np.int64)
+    return np.minimum(index, n_source - 1)
+
+
+def rle_encode_resized(mask: np.ndarray, height: int, width: int) -> str:
+    """``rle_encode`` of `mask` resized to (height, width) by nearest neighbour, without making the resized mask.
+
+    The same string as ``rle_encode(mask[nearest_index(h, height)][:, nearest_index(w, width)])``, but the work
+    follows the number of runs written, not the pixel count: each small column's runs are stretched once, then
+    repeated for every output column that samples it (a 46-channel 512-px prediction of a 6 MP photo is encoded
+    without a 6 MP array).
+    """
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise RleError(f"rle_encode_resized needs a 2-D mask (height, width), got shape {m.shape}", m.shape)
+    h, w = m.shape
+    if h == 0 or w == 0 or height <= 0 or width <= 0:
+        return ""
+    rows_used, cols_used = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows_used.size == 0:
+        return ""
+    top, bottom, left, right = rows_used[0], rows_used[-1] + 1, cols_used[0], cols_used[-1] + 1
+    rows, cols = nearest_index(h, height), nearest_index(w, width)
+    j0, j1 = np.searchsorted(cols, [left, right], side="left")  # the output columns that sample the mask's box
+    w = right - left
+    padded = np.zeros((w, bottom - top + 2), dtype=bool)  # column-major: one row per source column, False around
+    padded[:, 1:-1] = m[top:bottom, left:right].T != 0
+    column, position = np.nonzero(padded[:, 1:] != padded[:, :-1])  # run edges, column by column, top to bottom
+    first_row = np.searchsorted(rows, np.arange(top, bottom + 1), side="left")  # first output row at or past a row
+    starts, ends = first_row[position[0::2]], first_row[position[1::2]]  # each source run, stretched to output rows
+    column = column[0::2]
+    keep = ends > starts  # a source run no output row samples (downscaling) writes nothing
+    starts, ends, column = starts[keep], ends[keep], column[keep]
+    per_column = np.bincount(column, minlength=w)
+    first = np.concatenate([[0], np.cumsum(per_column)[:-1]])
+    sources = cols[j0:j1] - left
+    counts = per_column[sources]  # runs of each output column
+    total = int(counts.sum())
+    if total == 0:
+        return ""
+    offsets = np.cumsum(counts) - counts
+    pick = np.repeat(first[sources] - offsets, counts) + np.arange(total)
+    shift = np.repeat(np.arange(j0, j1, dtype=np.int64) * height, counts)
+    run_starts, run_ends = starts[pick] + shift, ends[pick] + shift
+    joined = run_starts[1:] != run_ends[:-1]  # a run reaching a column's bottom continues at the next column's top
+    run_starts = run_starts[np.concatenate([[True], joined])]
+    run_ends = run_ends[np.concatenate([joined, [True]])]
+    pairs = np.empty(2 * run_starts.size, dtype=np.int64)
+    pairs[0::2], pairs[1::2] = run_starts + 1, run_ends - run_starts
+    return " ".join(map(str, pairs.tolist()))
 
 
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:

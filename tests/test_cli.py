@@ -265,3 +265,13 @@ def test_a_kernel_with_a_typo_in_its_settings_fails_in_one_line_before_its_impor
     assert "kernel: setting 'bs'=8.7" in done.stderr
     assert "Traceback" not in done.stderr
     assert np.isfinite(json.loads((tmp_path / "run/run-report.json").read_text())["elapsed_s"])
+
+
+def test_convert_imat2018_writes_the_csv(tmp_path):
+    (tmp_path / "train.json").write_text(json.dumps({"images": [{"imageId": "1", "url": "u"}],
+                                                     "annotations": [{"imageId": "1", "labelId": ["3"]}]}))  # fmt: skip
+
+    done = _run("convert-imat2018", tmp_path / "train.json", tmp_path / "train.csv")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "train.csv").read_text().splitlines() == ["image,url,labels", "1.jpg,u,3"]

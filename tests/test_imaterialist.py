@@ -241,3 +241,43 @@ def test_train_csv_with_extreme_integers_is_read_or_refused_in_one_line(height, 
     assert length >= 1
     assert start + length - 1 <= height * width
     assert frame["Height"].tolist() == [height]
+
+
+def _rows_the_old_way(rows_writer, path, prob):
+    """SubmissionRows as it was: every instance upscaled to a full-size mask, then encoded."""
+    from scipy import ndimage
+
+    from kaggle_kit.imaterialist.masks import resize_nearest
+    from kaggle_kit.rle import rle_encode
+
+    with Image.open(path) as opened:
+        width, height = opened.size
+    out = []
+    for channel, category in enumerate(rows_writer.category_ids):
+        labels, n = ndimage.label(prob[channel] > rows_writer.threshold)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        for label in range(1, n + 1):
+            if sizes[label] >= rows_writer.min_area * prob.shape[1] * prob.shape[2]:
+                out.append((path.name, rle_encode(resize_nearest(labels == label, height, width)), str(category)))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(33, 400), st.integers(33, 400))
+def test_submission_rows_are_the_same_strings_as_upscaling_every_mask(seed, height, width):
+    import tempfile
+
+    from scipy import ndimage
+
+    from kaggle_kit.imaterialist.submission import SubmissionRows
+
+    rng = np.random.default_rng(seed)
+    prob = ndimage.gaussian_filter(rng.random((3, 32, 32)), 1.5)  # blobs of every size, touching the borders
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    writer = SubmissionRows([4, 7, 9], None, threshold=0.55, min_area=0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "img.jpg"
+        Image.new("RGB", (width, height)).save(path)
+
+        assert writer.image_rows(path, prob) == (_rows_the_old_way(writer, path, prob) or
+                                                 [(path.name, "1 1", str(writer.fallback_class))])  # fmt: skip

@@ -117,3 +117,13 @@ def test_huge_values_never_wrap_around():
         rle_decode("1 5 9223372036854775000 9223372036854775000", (100, 100))
     with pytest.raises(RleError, match="larger than"):
         rle_decode("2 9223372036854775807", (100, 100))
+
+
+@settings(max_examples=400, deadline=None)
+@given(masks, st.integers(1, 90), st.integers(1, 90))
+def test_encoding_at_another_size_equals_resizing_then_encoding(mask, height, width):
+    from kaggle_kit.rle import nearest_index, rle_encode_resized
+
+    resized = mask[nearest_index(mask.shape[0], height)][:, nearest_index(mask.shape[1], width)]
+
+    assert rle_encode_resized(mask, height, width) == rle_encode(resized)

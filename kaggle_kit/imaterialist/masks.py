@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from fastai.torch_core import TensorBase
 
-from kaggle_kit.rle import rle_decode
+from kaggle_kit.rle import nearest_index, rle_decode
 
 __all__ = ["MultiLabelMask", "MaskCache", "resize_nearest"]
 
@@ -26,8 +26,7 @@ class MultiLabelMask(TensorBase):
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D array by index sampling (pixel centres), any scale."""
-    rows = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(np.int64), mask.shape[1] - 1)
+    rows, cols = nearest_index(mask.shape[0], height), nearest_index(mask.shape[1], width)
     return mask[rows[:, None], cols[None, :]]
 
 

@@ -1,7 +1,8 @@
 """From stage-1 probabilities to submission rows: instances at each image's original size, with stage-2 attributes.
 
 Per image and category: threshold the probability map at the model's size, split it into connected components,
-drop the small ones, scale each up to the original size (nearest, by index), and RLE-encode it. Garments of
+drop the small ones, and RLE-encode each as it would be scaled to the original size (nearest, by index), straight from
+the model-size mask (``rle_encode_resized``: no full-size array). Garments of
 categories that carry attributes get them from stage 2, on a crop of the original image. Nothing is kept beyond the
 current chunk: the rows go to the CSV as they are made.
 """
@@ -18,9 +19,8 @@ from scipy import ndimage
 
 from kaggle_kit.identity import callable_identity
 from kaggle_kit.imaterialist.data import format_class_id
-from kaggle_kit.imaterialist.masks import resize_nearest
 from kaggle_kit.imaterialist.stage2 import crop_box, mask_box
-from kaggle_kit.rle import rle_encode
+from kaggle_kit.rle import nearest_index, rle_encode_resized
 
 __all__ = ["SubmissionRows", "COLUMNS"]
 
@@ -76,12 +76,12 @@ class SubmissionRows:
             return [(image_id, "1 1", str(self.fallback_class))]
         with Image.open(path) as opened:
             width, height = opened.size
-            found = []  # (category, RLE, box): one full-size mask alive at a time, whatever the instance count
-            for category, mask in self.instances(prob, height, width):
-                box = mask_box(mask) if category in self.attribute_categories else None
-                found.append((category, rle_encode(mask), box))
-                del mask
-            needs_attrs = [i for i, (_c, _rle, box) in enumerate(found) if box is not None]
+            found = []  # (category, RLE, box at the original size)
+            for category, small in self.instances(prob):
+                rle = rle_encode_resized(small, height, width)  # no full-size mask: work follows the runs written
+                if rle:  # an instance too small to cover one pixel of a smaller photo writes nothing
+                    found.append((category, rle, _resized_box(mask_box(small), small.shape, height, width)))
+            needs_attrs = [i for i, (c, _rle, _box) in enumerate(found) if c in self.attribute_categories]
             attrs: dict[int, list[int]] = {}
             if needs_attrs and self.attributes is not None:
                 image = opened.convert("RGB")
@@ -90,16 +90,24 @@ class SubmissionRows:
         rows = [(image_id, rle, format_class_id(c, attrs.get(i, ()))) for i, (c, rle, _box) in enumerate(found)]
         return rows or [(image_id, "1 1", str(self.fallback_class))]
 
-    def instances(self, prob: np.ndarray, height: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(category id, original-size boolean mask) of each instance found in one image's probabilities, one by one
-        (an image may have hundreds: they are never all held at full size)."""
+    def instances(self, prob: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(category id, model-size boolean mask) of each instance found in one image's probabilities, one by one:
+        each channel thresholded, split into connected components, the small ones dropped."""
         min_pixels = self.min_area * prob.shape[1] * prob.shape[2]
-        for channel, category in enumerate(self.category_ids):
-            binary = prob[channel] > self.threshold
-            if not binary.any():
-                continue
-            labels, n = ndimage.label(binary)
+        binary = prob > self.threshold  # every channel in one pass
+        for channel in np.flatnonzero(binary.any(axis=(1, 2))):
+            category = self.category_ids[channel]
+            labels, n = ndimage.label(binary[channel])
             sizes = np.bincount(labels.ravel(), minlength=n + 1)
             for label in range(1, n + 1):
                 if sizes[label] >= min_pixels:
-                    yield category, resize_nearest(labels == label, height, width)
+                    yield category, labels == label
+
+
+def _resized_box(box: tuple[int, int, int, int], shape: tuple[int, int], height: int, width: int):
+    """`mask_box` of the mask resized to (height, width) by `nearest_index`, from the small mask's box."""
+    top, left, bottom, right = box
+    rows, cols = nearest_index(shape[0], height), nearest_index(shape[1], width)
+    first_row = np.searchsorted(rows, [top, bottom], side="left")
+    first_col = np.searchsorted(cols, [left, right], side="left")
+    return int(first_row[0]), int(first_col[0]), int(first_row[1]), int(first_col[1])
