@@ -14,7 +14,7 @@ from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
-from kaggle_kit.rle import rle_decode, rle_encode
+from kaggle_kit.rle import rle_decode, rle_encode, rle_encode_resized
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ _LAZY = {
 __all__ = [
     "KaggleKitError", "KernelLayoutError", "LimitsError", "OutputLimitError", "ResumeMismatchError",
     "Kernel", "KernelLimits", "MemoryMonitor", "OutputBudget", "parse_duration", "parse_size", "rle_decode",
-    "rle_encode",
+    "rle_encode", "rle_encode_resized",
     *_LAZY,
 ]  # fmt: skip
 

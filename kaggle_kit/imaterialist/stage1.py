@@ -16,9 +16,9 @@ from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.transforms import Normalize, RandomSplitter
 from fastai.vision.augment import Resize, ResizeMethod
 from fastai.vision.core import imagenet_stats
-from fastai.vision.data import ImageBlock
 from fastai.vision.learner import unet_learner
 
+from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.masks import MaskCache
 
 __all__ = ["stage1_dataloaders", "stage1_learner", "encoder", "MultiLabelSegLoss"]
@@ -84,11 +84,17 @@ def stage1_dataloaders(
     seed: int = 42,
     num_workers: int = 0,
     image_ids: Sequence[str] | None = None,
+    draft: bool = True,
 ):
-    """DataLoaders of (image, MultiLabelMask) at `size` px, images squished like their masks."""
+    """DataLoaders of (image, MultiLabelMask) at `size` px, images squished like their masks.
+
+    `draft`: decode JPEGs at the smallest DCT scale that still covers `size` (``kaggle_kit.images``), for training
+    and for every test DataLoader made from these; False decodes in full.
+    """
     ids = sorted(train["ImageId"].unique()) if image_ids is None else list(image_ids)
     masks = MaskCache(train, category_ids, size, cache_dir)
-    block = DataBlock(blocks=(ImageBlock, TransformBlock(type_tfms=[masks])), get_x=lambda i: image_dir / i,
+    images = draft_image_block(size if draft else None)
+    block = DataBlock(blocks=(images, TransformBlock(type_tfms=[masks])), get_x=lambda i: image_dir / i,
                       get_y=lambda i: image_dir / i, splitter=RandomSplitter(valid_pct, seed=seed),
                       item_tfms=Resize(size, method=ResizeMethod.Squish),
                       batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip

@@ -45,6 +45,7 @@ SETTINGS = {
     "checkpoint_every": 30.0,  # minutes
     "reserve": 15.0,  # minutes kept for prediction after training
     "safety": 1.0,
+    "draft_decode": True,  # decode JPEGs at the DCT scale nearest `size` (much faster for big photos)
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
     settings = kk.load_settings(SETTINGS)
@@ -63,7 +64,6 @@ from fastai.vision.all import (  # noqa: E402
     CategoryBlock,
     ColReader,
     DataBlock,
-    ImageBlock,
     MultiCategoryBlock,
     PILImage,
     RandomSplitter,
@@ -77,6 +77,7 @@ from fastai.vision.all import (  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import encoder  # noqa: E402
 from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
 
@@ -110,7 +111,8 @@ else:
         settings["label_column"], label_delim=settings["label_delim"] if settings["multi_label"] else None
     )
 multi = settings["multi_label"]
-block = DataBlock(blocks=(ImageBlock, MultiCategoryBlock if multi else CategoryBlock), get_x=get_x, get_y=get_y,
+images = draft_image_block(settings["size"] if settings["draft_decode"] else None)  # test DataLoaders too
+block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock), get_x=get_x, get_y=get_y,
                   splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]),
                   item_tfms=Resize(settings["size"]))  # fmt: skip
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])

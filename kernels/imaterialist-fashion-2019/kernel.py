@@ -41,6 +41,7 @@ SETTINGS = {
     "reserve": 45.0,  # minutes kept for prediction and the submission after training
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
     "seed": 42,
+    "draft_decode": True,  # decode JPEGs at the DCT scale nearest the training size (much faster for big photos)
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
     settings = kk.load_settings(SETTINGS)
@@ -101,6 +102,7 @@ def dls_at(size: int):
         seed=settings["seed"],
         num_workers=settings["num_workers"],
         image_ids=image_ids,
+        draft=settings["draft_decode"],
     )
 
 
