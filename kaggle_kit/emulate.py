@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,17 +43,21 @@ __all__ = [
     "OUT_OF_TIME",
     "TOO_MANY_FILES",
     "ERROR",
+    "STOPPED",
 ]
 
 log = logging.getLogger(__name__)
 
-OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR = (
+OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR, STOPPED = (
     "ok",
     "out of memory",
     "out of time",
     "too many output files",
     "error",
+    "stopped",  # run-local itself got SIGTERM or SIGINT (a CI cancel, Ctrl-C, `timeout`)
 )
+SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
+PSS_EVERY_S = 2.0  # an exact (PSS) sample at least this often; more often near the limit or at a new high
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
 REPORT_NAME = "run-report.json"
 
@@ -72,6 +77,8 @@ class RunReport:
     working_dir: str
     limits: dict = field(default_factory=dict)
     signals: list[str] = field(default_factory=list)
+    samples: int = 0  # memory samples the watchdog took (cheap RSS)
+    exact_samples: int = 0  # of which also exact (PSS)
 
     @property
     def ok(self) -> bool:
@@ -169,11 +176,21 @@ def run_local(
         stderr=stderr,
         start_new_session=True,
     )
-    watch = _Watchdog(proc, limits, grace_s, memory_kind)
+    watch = _Watchdog(proc, limits, grace_s, memory_kind, sample_every_s)
+    stopped_by: int | None = None
     try:
-        while proc.poll() is None:
-            watch.check(time.time() - started_at)
-            time.sleep(sample_every_s)
+        with _signals_raise_stop():
+            while proc.poll() is None:
+                time.sleep(watch.check(time.time() - started_at))
+    except _Stop as stop:  # a CI cancel or Ctrl-C: end the kernel as Kaggle would (TERM, grace, KILL), then report
+        stopped_by = stop.signum
+        watch.kill(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            watch.kill(signal.SIGKILL)
+            proc.wait()
+        watch.signals.append(f"run-local got {signal.Signals(stop.signum).name}: the kernel was stopped")
     except BaseException:
         watch.kill(signal.SIGKILL)  # never leave a kernel running behind an interrupted emulator
         proc.wait()
@@ -183,7 +200,9 @@ def run_local(
 
     code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     used = OutputBudget(working_dir, limits).usage()
-    if watch.verdict == OUT_OF_MEMORY:
+    if stopped_by is not None:
+        verdict, code = STOPPED, 128 + stopped_by
+    elif watch.verdict == OUT_OF_MEMORY:
         verdict, code = OUT_OF_MEMORY, 137
     elif watch.verdict == OUT_OF_TIME:
         verdict = OUT_OF_TIME
@@ -203,28 +222,80 @@ def run_local(
         str(working_dir),
         limits.as_dict(),
         watch.signals,
+        watch.samples,
+        watch.exact_samples,
     )
     atomic_write_json(report_path, asdict(report))
     log.info("%s", report.summary())
+    if stopped_by == signal.SIGINT:
+        raise KeyboardInterrupt  # the kernel is stopped and reported; Ctrl-C still ends whoever called us
     return report
 
 
-class _Watchdog:
-    """Enforces memory and time limits on a process group; records the peak and the signals sent."""
+class _Stop(BaseException):
+    """run-local was asked to stop (SIGTERM or SIGINT)."""
 
-    def __init__(self, proc: subprocess.Popen, limits: KernelLimits, grace_s: float, memory_kind: str):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise_stop():
+    """While running a kernel, SIGTERM and SIGINT raise `_Stop` (main thread only: signals cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, _frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Watchdog:
+    """Enforces memory and time limits on a process group; records the peak and the signals sent.
+
+    Cheap by design (it must not eat the machine it measures): every sample reads the tree's RSS (``statm``, about
+    1 ms), which is never below PSS, so the exact and costly PSS (``smaps_rollup``, ~20 ms for a process with torch
+    loaded) is read only when RSS reaches 85% of the limit, at a new RSS high, or every `PSS_EVERY_S`. The period is
+    `fast_s` (20 ms) when memory is over half the limit or growing, `SLOW_SAMPLE_S` (250 ms) when it is flat.
+    """
+
+    def __init__(self, proc: subprocess.Popen, limits: KernelLimits, grace_s: float, memory_kind: str,
+                 fast_s: float = 0.02):  # fmt: skip
         self.proc, self.limits, self.grace_s, self.memory_kind = proc, limits, grace_s, memory_kind
+        self.fast_s = fast_s
         self.peak_bytes = 0
         self.verdict: str | None = None
         self.signals: list[str] = []
+        self.samples = self.exact_samples = 0
         self._term_at: float | None = None
+        self._last_rss = self._rss_at_exact = 0
+        self._exact_at = -PSS_EVERY_S
 
-    def check(self, elapsed_s: float) -> None:
-        usage = process_tree_memory(self.proc.pid, self.memory_kind)
+    def check(self, elapsed_s: float) -> float:
+        """Sample memory, enforce the limits; return the seconds to wait before the next check."""
+        limit = self.limits.memory_bytes
+        rss = process_tree_memory(self.proc.pid, "rss")
+        usage = rss
+        self.samples += 1
+        if self.memory_kind == "pss" and (rss >= 0.85 * limit or rss > 1.02 * self._rss_at_exact
+                                          or elapsed_s - self._exact_at >= PSS_EVERY_S):  # fmt: skip
+            usage = process_tree_memory(self.proc.pid, "pss")
+            self.exact_samples += 1
+            self._exact_at, self._rss_at_exact = elapsed_s, rss
+        elif self.memory_kind == "pss":
+            usage = 0  # not exact: RSS under 85% of the limit says PSS is too; the peak comes from exact samples
         self.peak_bytes = max(self.peak_bytes, usage)
-        if usage >= self.limits.memory_bytes and self.verdict is None:
+        if usage >= limit and self.verdict is None:
             self.verdict = OUT_OF_MEMORY
-            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: memory {usage} >= {self.limits.memory_bytes}")
+            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: memory {usage} >= {limit}")
         elif elapsed_s >= self.limits.time_s and self._term_at is None and self.verdict is None:
             self.verdict, self._term_at = OUT_OF_TIME, elapsed_s
             self._send(signal.SIGTERM, f"SIGTERM at {elapsed_s:.2f}s: time limit {self.limits.time_s}s")
@@ -234,6 +305,10 @@ class _Watchdog:
             and "SIGKILL" not in str(self.signals)
         ):
             self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: {self.grace_s}s after SIGTERM")
+        growing, self._last_rss = rss > 1.01 * self._last_rss, rss
+        busy = growing or rss >= limit / 2 or self._term_at is not None
+        to_time_limit = max(self.limits.time_s - elapsed_s, 0.0)
+        return min(self.fast_s if busy else max(self.fast_s, SLOW_SAMPLE_S), max(to_time_limit, self.fast_s))
 
     def kill(self, sig: signal.Signals) -> None:
         """Send `sig` to the script's group and to any descendant that left it (only processes we started)."""

@@ -1,8 +1,12 @@
 import json
 import sys
+import textwrap
 from pathlib import Path
 
+import psutil
+
 from kaggle_kit.emulate import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
+from kaggle_kit.limits import KernelLimits
 
 GiB = 2**30
 
@@ -190,3 +194,54 @@ def test_run_local_cli_rejects_a_bad_limit_in_one_line(tmp_path):
     assert proc.stderr.strip() == (
         "kaggle-kit: --memory='lots' is not a size; use bytes or a unit, e.g. '17GB' or '2GiB'"
     )
+
+
+def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report(tmp_path):
+    import signal as signals
+    import subprocess as sp
+    import time as clock
+
+    script = tmp_path / "forever.py"
+    script.write_text(
+        textwrap.dedent("""
+        import os, subprocess, sys, time
+        from pathlib import Path
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        Path("../pids").write_text(f"{os.getpid()} {child.pid}")
+        time.sleep(600)
+    """)
+    )
+    runner = sp.Popen([str(Path(sys.executable).parent / "kaggle-kit"), "run-local", str(script), "--root",
+                       str(tmp_path / "run"), "--grace", "2s"], stdout=sp.PIPE, stderr=sp.STDOUT)  # fmt: skip
+    pids_file = tmp_path / "run/pids"
+    for _ in range(6000):  # until the kernel and its child are up (polling a file, not timing)
+        if pids_file.exists() and len(pids_file.read_text().split()) == 2:
+            break
+        clock.sleep(0.01)
+    pids = [int(p) for p in pids_file.read_text().split()]
+
+    runner.send_signal(signals.SIGTERM)
+    out = runner.communicate(timeout=120)[0].decode()
+
+    assert runner.returncode == 128 + signals.SIGTERM, out
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    report = json.loads((tmp_path / "run/run-report.json").read_text())
+    assert report["verdict"] == "stopped"
+    assert "run-local got SIGTERM" in report["signals"][-1]
+
+
+def test_the_watchdog_reads_exact_memory_rarely_on_an_idle_kernel(tmp_path):
+    from kaggle_kit.emulate import run_local
+
+    script = tmp_path / "idle.py"
+    script.write_text("import time\ntime.sleep(3)\n")
+    runner = psutil.Process()
+    before = runner.cpu_times()
+
+    report = run_local(script, limits=KernelLimits().with_overrides(memory="2GiB"), root=tmp_path / "run")
+
+    after = runner.cpu_times()
+    used_s = (after.user + after.system) - (before.user + before.system)
+    assert report.ok
+    assert report.exact_samples < report.samples / 2  # PSS (~20 ms with torch loaded) only now and then
+    assert used_s < 0.15 * report.elapsed_s  # generous: measured about 1% (benchmarks/watchdog.py)
