@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,16 @@ class ChunkWriter:
         self.sink, self.manifest, self.manifest_path = sink, manifest, manifest_path
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self.busy_s = 0.0  # seconds spent writing and committing (rows, conversion, fsync, manifest)
+        self.waited_s = 0.0  # seconds the prediction loop waited for the previous chunk's commit
 
     def submit(
         self, chunk_items, index: np.ndarray, preds: np.ndarray, ok: np.ndarray, skipped: dict[int, str], done: int
     ) -> None:
         """Write `preds` of `chunk_items` (at positions `index`) once the previous chunk is committed."""
+        started = time.perf_counter()
         self.wait()
+        self.waited_s += time.perf_counter() - started
         self._thread = threading.Thread(target=self._commit, args=(chunk_items, index, preds, ok, skipped, done),
                                         name="kaggle-kit-writer", daemon=True)  # fmt: skip
         self._thread.start()
@@ -53,6 +58,7 @@ class ChunkWriter:
             raise error
 
     def _commit(self, chunk_items, index, preds, ok, skipped, done) -> None:
+        started = time.perf_counter()
         try:
             self.sink.write(chunk_items, preds, ok, index)
             bad = [{"index": int(index[i]), "item": _describe(chunk_items, i), "reason": reason}
@@ -61,6 +67,8 @@ class ChunkWriter:
             self.manifest.commit(self.manifest_path)  # the commit point: sink state, count and file digest together
         except BaseException as exc:  # handed to the main thread at its next submit or wait
             self._error = exc
+        finally:
+            self.busy_s += time.perf_counter() - started
 
 
 class ChunkPlanner:

@@ -57,6 +57,8 @@ class PredictSummary:
     files: list[str]
     skipped: list[dict] = field(default_factory=list)  # {"index", "item", "reason"} per bad item, across resumes
     resumed_at: int = 0
+    writer_seconds: float = 0.0  # the background writer's busy time: rows, conversion, fsync, manifest
+    writer_waited_seconds: float = 0.0  # time the prediction loop waited for it (> 0: the writer was the bottleneck)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,9 +137,9 @@ def stream_predict(
             log.info("predictions in %s are already complete (%d items, verified)", first, manifest.done)
             return PredictSummary(len(positions), 0, manifest.done, True, 0, [], 0, 0.0, files, manifest.skipped,
                                   resumed_at)  # fmt: skip
-        chunk_sizes = _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size, decode,
-                                      act, flips, num_workers, memory_fraction, max_chunk_bytes, commit_every_s,
-                                      kernel, monitor, reserve_s, progress)  # fmt: skip
+        chunk_sizes, writer = _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size,
+                                              decode, act, flips, num_workers, memory_fraction, max_chunk_bytes,
+                                              commit_every_s, kernel, monitor, reserve_s, progress)  # fmt: skip
     if manifest.skipped:
         log.warning(
             "%d item(s) could not be read and got placeholder predictions: %s",
@@ -156,6 +158,8 @@ def stream_predict(
         files,
         manifest.skipped,
         resumed_at,
+        round(writer.busy_s, 3),
+        round(writer.waited_s, 3),
     )
 
 
@@ -177,8 +181,8 @@ def _verified_progress(first: Path, manifest_path: Path, fingerprint: dict, tota
 
 def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size, decode, act, flips,
                     num_workers, memory_fraction, max_chunk_bytes, commit_every_s, kernel, monitor, reserve_s,
-                    progress) -> list[int]:  # fmt: skip
-    """The chunk loop: predict a chunk while the previous one is written; return the sizes of the chunks done."""
+                    progress) -> tuple[list[int], ChunkWriter]:  # fmt: skip
+    """The chunk loop: predict a chunk while the previous one is written; return the chunks' sizes and the writer."""
     planner = ChunkPlanner(bs, monitor, chunk_size, memory_fraction, max_chunk_bytes, commit_every_s)
     activation = act or getattr(learn.loss_func, "activation", _identity)
     decodes = getattr(learn.loss_func, "decodes", _identity) if decode else None
@@ -216,7 +220,7 @@ def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, 
         sink.close()
     if manifest.complete:
         show(len(positions))
-    return chunk_sizes
+    return chunk_sizes, writer
 
 
 class _Collect(Callback):

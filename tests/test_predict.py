@@ -111,6 +111,8 @@ def test_output_files_stay_at_two_whatever_the_number_of_items(learners, images,
     )
 
     assert summary.chunks == 30
+    assert summary.writer_seconds > 0  # reported, so a writer that holds up prediction can be seen
+    assert summary.writer_waited_seconds >= 0
     assert _files(kernel_here.working_dir) == ["sub.csv", "sub.csv.progress.json"]
     assert len(pd.read_csv(kernel_here.working_dir / "sub.csv")) == 120
 
