@@ -53,3 +53,20 @@ def test_the_block_works_in_a_datablock_and_its_test_dataloader(photo):
 
     assert tuple(xb.shape) == (2, 3, 64, 64)
     assert pickle.loads(pickle.dumps(DraftImage(64))).size == 64
+
+
+def test_photo_crops_in_draft_mode_stay_close_to_full_crops_and_at_least_the_crop_size(photo):
+    from kaggle_kit.imaterialist.stage2 import photo_crops
+
+    boxes = [(100, 200, 900, 1400), (1500, 100, 1900, 500)]  # a big garment and a small one, PIL order
+
+    full = photo_crops(photo / "big.jpg", boxes, None)
+    draft = photo_crops(photo / "big.jpg", boxes, 64)
+
+    assert [c.size for c in full] == [(800, 1200), (400, 400)]
+    assert all(min(c.size) >= 64 for c in draft)
+    assert draft[0].size[0] < 800  # decoded at a reduced scale
+    for a, b in zip(full, draft, strict=True):
+        diff = np.abs(np.asarray(a.resize((64, 64), Image.BILINEAR), dtype=float)
+                      - np.asarray(b.resize((64, 64), Image.BILINEAR), dtype=float))  # fmt: skip
+        assert diff.mean() < 4.0

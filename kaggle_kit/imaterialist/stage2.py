@@ -26,7 +26,9 @@ from kaggle_kit.identity import array_digest, model_digest
 from kaggle_kit.imaterialist.stage1 import encoder
 from kaggle_kit.rle import rle_decode
 
-__all__ = ["mask_box", "crop_box", "build_crops", "stage2_learner", "tune_thresholds", "AttributePredictor"]
+__all__ = [
+    "mask_box", "crop_box", "photo_crops", "build_crops", "stage2_learner", "tune_thresholds", "AttributePredictor",
+]  # fmt: skip
 
 MARGIN = 0.1
 
@@ -47,28 +49,61 @@ def crop_box(box: tuple[int, int, int, int], height: int, width: int, margin: fl
             min(height, int(np.ceil(bottom + dy))))  # fmt: skip
 
 
+def photo_crops(
+    path: str | os.PathLike, boxes: Sequence[tuple[int, int, int, int]], size: int | None
+) -> list[Image.Image]:
+    """The `boxes` (PIL order, in the photo's own pixels) cut from the photo at `path`, in RGB.
+
+    With `size`, a JPEG is decoded in draft mode at the smallest DCT scale that keeps every crop at least `size` px
+    on each side (the crops are resized to `size` next), and the boxes are scaled to it; None decodes in full.
+    """
+    with Image.open(path) as opened:
+        width, height = opened.size
+        if size and boxes and opened.format == "JPEG":
+            need_w = max(width * size / max(1, right - left) for left, _top, right, _bottom in boxes)
+            need_h = max(height * size / max(1, bottom - top) for _left, top, _right, bottom in boxes)
+            opened.draft("RGB", (min(width, int(np.ceil(need_w))), min(height, int(np.ceil(need_h)))))
+        image = opened.convert("RGB")
+    sx, sy = image.width / width, image.height / height
+    crops = []
+    for left, top, right, bottom in boxes:
+        x0, y0 = int(left * sx), int(top * sy)
+        crops.append(
+            image.crop((x0, y0, max(x0 + 1, int(np.ceil(right * sx))), max(y0 + 1, int(np.ceil(bottom * sy)))))
+        )
+    return crops
+
+
 def build_crops(
-    train: pd.DataFrame, image_dir: Path, size: int, cache_dir: str | os.PathLike, categories: Sequence[int]
+    train: pd.DataFrame,
+    image_dir: Path,
+    size: int,
+    cache_dir: str | os.PathLike,
+    categories: Sequence[int],
+    draft: bool = True,
 ) -> pd.DataFrame:
     """Save one crop per garment of `categories` (size x size JPEG, outside working/) and return
-    (crop path, space-separated attribute ids) rows."""
-    out_dir = Path(cache_dir) / f"crops-{size}"
+    (crop path, space-separated attribute ids) rows. A photo is decoded only for crops not cached yet, in draft mode
+    unless `draft` is False (see `photo_crops`)."""
+    out_dir = Path(cache_dir) / (f"crops-{size}" + ("" if draft else "-full"))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     chosen = train[train["category"].isin(list(categories))]
     for image_id, group in chosen.groupby("ImageId"):
-        with Image.open(image_dir / image_id) as opened:
-            image = opened.convert("RGB")
+        missing = {}  # crop path -> box, for the crops to make now
         for k, row in enumerate(group.itertuples()):
             path = out_dir / f"{Path(image_id).stem}-{k:03d}.jpg"
             if not path.exists():
                 box = mask_box(rle_decode(row.EncodedPixels, (row.Height, row.Width)))
                 if box is None:
                     continue
-                crop = image.crop(crop_box(box, row.Height, row.Width)).resize((size, size))
-                with atomic_open(path) as f:  # a kill mid-save must not leave a half crop that exists() accepts
-                    crop.save(f, format="JPEG", quality=95)
+                missing[path] = crop_box(box, row.Height, row.Width)
             rows.append((str(path), " ".join(str(a) for a in row.attributes)))
+        if missing:
+            crops = photo_crops(image_dir / image_id, list(missing.values()), size if draft else None)
+            for path, crop in zip(missing, crops, strict=True):
+                with atomic_open(path) as f:  # a kill mid-save must not leave a half crop that exists() accepts
+                    crop.resize((size, size)).save(f, format="JPEG", quality=95)
     return pd.DataFrame(rows, columns=["crop", "attributes"])
 
 

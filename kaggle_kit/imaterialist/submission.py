@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from kaggle_kit.identity import callable_identity
 from kaggle_kit.imaterialist.data import format_class_id
-from kaggle_kit.imaterialist.stage2 import crop_box, mask_box
+from kaggle_kit.imaterialist.stage2 import crop_box, mask_box, photo_crops
 from kaggle_kit.rle import nearest_index, rle_encode_resized
 
 __all__ = ["SubmissionRows", "COLUMNS"]
@@ -35,7 +35,8 @@ class SubmissionRows:
     `category_ids`: the stage-1 channel order. `attributes`: a callable from crops to attribute id lists (stage 2),
     applied to instances of `attribute_categories`. `threshold`: probability above which a pixel belongs to a
     category. `min_area`: smallest instance kept, as a share of the model-size image. `fallback_class`: the category
-    of the row written for an image where nothing was found (every test image must appear).
+    of the row written for an image where nothing was found (every test image must appear). `crop_size`: the
+    attribute model's input size; given, photos are decoded for crops in JPEG draft mode (``stage2.photo_crops``).
     """
 
     def __init__(
@@ -46,11 +47,13 @@ class SubmissionRows:
         threshold: float = 0.5,
         min_area: float = 0.002,
         fallback_class: int = 23,
+        crop_size: int | None = None,
     ):
         self.category_ids = list(category_ids)
         self.attributes = attributes
         self.attribute_categories = set(attribute_categories)
         self.threshold, self.min_area, self.fallback_class = threshold, min_area, fallback_class
+        self.crop_size = crop_size
 
     def signature(self) -> dict:
         """The settings that decide the rows (what identifies this writer when a submission resumes)."""
@@ -61,6 +64,7 @@ class SubmissionRows:
             "threshold": float(self.threshold),
             "min_area": float(self.min_area),
             "fallback_class": int(self.fallback_class),
+            "crop_size": self.crop_size,
         }
 
     def __call__(self, items: Sequence[Path], probs: np.ndarray) -> list[tuple[str, str, str]]:
@@ -74,19 +78,18 @@ class SubmissionRows:
         image_id = path.name
         if np.isnan(prob).all():  # unreadable image: still one row, so the submission is complete
             return [(image_id, "1 1", str(self.fallback_class))]
-        with Image.open(path) as opened:
+        with Image.open(path) as opened:  # the header only: the photo is decoded below if crops are needed
             width, height = opened.size
-            found = []  # (category, RLE, box at the original size)
-            for category, small in self.instances(prob):
-                rle = rle_encode_resized(small, height, width)  # no full-size mask: work follows the runs written
-                if rle:  # an instance too small to cover one pixel of a smaller photo writes nothing
-                    found.append((category, rle, _resized_box(mask_box(small), small.shape, height, width)))
-            needs_attrs = [i for i, (c, _rle, _box) in enumerate(found) if c in self.attribute_categories]
-            attrs: dict[int, list[int]] = {}
-            if needs_attrs and self.attributes is not None:
-                image = opened.convert("RGB")
-                crops = [image.crop(crop_box(found[i][2], height, width)) for i in needs_attrs]
-                attrs = dict(zip(needs_attrs, self.attributes(crops), strict=True))
+        found = []  # (category, RLE, box at the original size)
+        for category, small in self.instances(prob):
+            rle = rle_encode_resized(small, height, width)  # no full-size mask: work follows the runs written
+            if rle:  # an instance too small to cover one pixel of a smaller photo writes nothing
+                found.append((category, rle, _resized_box(mask_box(small), small.shape, height, width)))
+        needs_attrs = [i for i, (c, _rle, _box) in enumerate(found) if c in self.attribute_categories]
+        attrs: dict[int, list[int]] = {}
+        if needs_attrs and self.attributes is not None:
+            boxes = [crop_box(found[i][2], height, width) for i in needs_attrs]
+            attrs = dict(zip(needs_attrs, self.attributes(photo_crops(path, boxes, self.crop_size)), strict=True))
         rows = [(image_id, rle, format_class_id(c, attrs.get(i, ()))) for i, (c, rle, _box) in enumerate(found)]
         return rows or [(image_id, "1 1", str(self.fallback_class))]
 

@@ -118,7 +118,9 @@ for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs
 
 # --- stage 2: attributes on garment crops ----------------------------------------------------------------------------
 attribute_categories = sorted(train.loc[train["attributes"].map(len) > 0, "category"].unique().tolist())
-crops = build_crops(train, data / "train", settings["crop_size"], cache, attribute_categories)
+crops = build_crops(
+    train, data / "train", settings["crop_size"], cache, attribute_categories, draft=settings["draft_decode"]
+)
 learn2 = stage2_learner(
     crops,
     labels.attribute_ids,
@@ -144,6 +146,7 @@ rows = SubmissionRows(
     settings["threshold"],
     settings["min_area"],
     fallback_class=most_common,
+    crop_size=settings["crop_size"] if settings["draft_decode"] else None,
 )
 
 # --- the local metric on the validation images (both modes) against a trivial baseline ------------------------------
