@@ -84,12 +84,12 @@ def stage1_dataloaders(
     seed: int = 42,
     num_workers: int = 0,
     image_ids: Sequence[str] | None = None,
-    draft: bool = True,
+    draft: bool = False,
 ):
     """DataLoaders of (image, MultiLabelMask) at `size` px, images squished like their masks.
 
     `draft`: decode JPEGs at the smallest DCT scale that still covers `size` (``kaggle_kit.images``), for training
-    and for every test DataLoader made from these; False decodes in full.
+    and for every test DataLoader made from these; False (the default) decodes in full.
     """
     ids = sorted(train["ImageId"].unique()) if image_ids is None else list(image_ids)
     masks = MaskCache(train, category_ids, size, cache_dir)

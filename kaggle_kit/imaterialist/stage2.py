@@ -80,12 +80,12 @@ def build_crops(
     size: int,
     cache_dir: str | os.PathLike,
     categories: Sequence[int],
-    draft: bool = True,
+    draft: bool = False,
 ) -> pd.DataFrame:
     """Save one crop per garment of `categories` (size x size JPEG, outside working/) and return
     (crop path, space-separated attribute ids) rows. A photo is decoded only for crops not cached yet, in draft mode
-    unless `draft` is False (see `photo_crops`)."""
-    out_dir = Path(cache_dir) / (f"crops-{size}" + ("" if draft else "-full"))
+    if `draft` (see `photo_crops`)."""
+    out_dir = Path(cache_dir) / (f"crops-{size}" + ("-draft" if draft else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     chosen = train[train["category"].isin(list(categories))]
