@@ -115,9 +115,16 @@ def _build_parser() -> argparse.ArgumentParser:
     synth.add_argument("dest", help="folder to write")
     synth.add_argument("--train", type=int, default=120, help="training images")
     synth.add_argument("--test", type=int, default=30, help="test images")
-    synth.add_argument("--min-size", type=int, default=96, help="smallest image side, pixels")
-    synth.add_argument("--max-size", type=int, default=160, help="largest image side, pixels")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--profile",
+        choices=["realistic", "easy"],
+        default="realistic",
+        help="realistic: dressed people, ~9 objects per photo, mostly small parts, touching and hidden instances "
+        "(like the real data); easy: 4.5 large shapes per image (default: realistic)",
+    )
+    synth.add_argument("--min-size", type=int, help="smallest image side, pixels (default 100 realistic, 96 easy)")
+    synth.add_argument("--max-size", type=int, help="largest image side, pixels (default 3000 realistic, 160 easy)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same files (default 0)")
     synth.set_defaults(handler=_synth)
 
     add_push_commands(sub)
@@ -250,14 +257,16 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kaggle_kit.imaterialist.synth import make_dataset
+    from kaggle_kit.imaterialist.synth import PROFILES, make_dataset
 
     if args.train < 1 or args.test < 1:
         raise UsageError(f"--train {args.train} / --test {args.test}: need at least 1 image each", None)
-    if args.min_size < 16 or args.max_size < args.min_size:
-        raise UsageError(f"--min-size {args.min_size} / --max-size {args.max_size}: need 16 <= min <= max", None)
-    dest = make_dataset(args.dest, args.train, args.test, args.min_size, args.max_size, seed=args.seed)
-    print(f"kaggle-kit synth: {args.train} training and {args.test} test images in {dest}")
+    low, high = PROFILES[args.profile]
+    min_size, max_size = args.min_size or min(low, args.max_size or low), args.max_size or max(high, args.min_size or 0)
+    if min_size < 16 or max_size < min_size:
+        raise UsageError(f"--min-size {min_size} / --max-size {max_size}: need 16 <= min <= max", None)
+    dest = make_dataset(args.dest, args.train, args.test, min_size, max_size, seed=args.seed, profile=args.profile)
+    print(f"kaggle-kit synth: {args.train} training and {args.test} test images ({args.profile}) in {dest}")
     return 0
 
 

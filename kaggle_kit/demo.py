@@ -18,12 +18,14 @@ from kaggle_kit.synthetic import make_colour_squares
 __all__ = ["run_streaming_demo", "run_imaterialist_demo", "kernels_dir", "DEMO_SETTINGS"]
 
 COMPETITION = "imaterialist-fashion-2019-FGVC6"
-# The iMaterialist kernel at tiny sizes: minutes on 2 CPU cores instead of hours on a GPU.
+# The iMaterialist kernel at tiny sizes: minutes on 2 CPU cores instead of hours on a GPU (a lighter unet: fastai's
+# cut=-3 and last_cross=False, 3.9x less compute per image).
 DEMO_SETTINGS = {
-    "encoder": "resnet18", "sizes": [48, 64], "epochs": [3, 4], "lrs": [1e-2, 1e-2], "bs": 8, "num_workers": 0,
-    "valid_pct": 0.2, "crop_size": 48, "stage2_epochs": 4, "stage2_lr": 3e-3, "stage2_bs": 16, "min_area": 0.01,
-    "reserve": 0.25, "safety": 0.1,
+    "encoder": "resnet18", "encoder_cut": -3, "last_cross": False, "sizes": [64, 96], "epochs": [3, 6],
+    "lrs": [1e-2, 5e-3], "bs": 8, "num_workers": 0, "valid_pct": 0.2, "crop_size": 48, "stage2_epochs": 4,
+    "stage2_lr": 3e-3, "stage2_bs": 16, "reserve": 0.25, "safety": 0.1,
 }  # fmt: skip
+DEMO_PHOTOS = {"profile": "realistic", "min_size": 100, "max_size": 500}  # small photos: a quick demo
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def run_streaming_demo(
 
 def run_imaterialist_demo(
     out_dir: str | os.PathLike = "kaggle-kit-demo",
-    n_train: int = 100,
+    n_train: int = 160,
     n_test: int = 30,
     memory: str = "6GiB",
     first_time: str = "75s",
@@ -88,7 +90,7 @@ def run_imaterialist_demo(
     data = out_dir / "fashion-data"
     if not (data / SOLUTION_NAME).exists():
         shutil.rmtree(data, ignore_errors=True)
-        make_dataset(data, n_train=n_train, n_test=n_test, seed=seed)
+        make_dataset(data, n_train=n_train, n_test=n_test, seed=seed, **DEMO_PHOTOS)
     config = out_dir / "demo-settings.json"
     config.write_text(json.dumps(DEMO_SETTINGS))
     working = out_dir / "working"

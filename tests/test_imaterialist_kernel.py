@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from kaggle_kit.demo import run_imaterialist_demo
 from kaggle_kit.imaterialist.data import parse_class_id, read_labels
@@ -37,6 +38,23 @@ def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(demo):
     assert model_cat > base_cat + 0.1, out["scores"]
     assert model_full > base_full + 0.03, out["scores"]
     assert last.output_files <= 12
+
+
+def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
+    root, out = demo
+    working = out["submission"].parent
+    report = json.loads((working / "imaterialist-report.json").read_text())
+
+    post = report["postprocessing"]
+    assert post["tuned_on"] >= 10
+    assert post["scored_on"] >= 10
+    assert post["tuned_model_size"] >= post["untuned_model_size"], post  # on images tuning did not see
+    categories = {row["id"]: row for row in report["categories"]}
+    assert {31, 23}.issubset(categories)  # sleeves and shoes are in every validation split of the realistic data
+    assert all(0.0 <= row["score"] <= 1.0 and row["images"] > 0 for row in categories.values())
+    with Image.open(working / "imaterialist-categories.png") as chart:
+        assert chart.format == "PNG"
+        assert chart.height > 100
 
 
 def test_the_submission_is_valid(demo):
@@ -160,4 +178,6 @@ def test_a_kill_in_any_phase_then_a_new_process_gives_the_uninterrupted_submissi
     assert proc.returncode == 0, out
     assert (root / "working/submission.csv").read_bytes() == (clean / "working/submission.csv").read_bytes()
     assert not [p.name for p in (root / "working").rglob("*.tmp")]
+    rules = "imaterialist-postprocessing.json"  # tuned once, saved with the model, reused by the resumed runs
+    assert (root / "working" / rules).read_bytes() == (clean / "working" / rules).read_bytes()
     assert [finished for _phase, finished in kills[:-1]] == [False] * 4, kills  # the kills landed mid-run

@@ -17,7 +17,7 @@ from fastai.torch_core import TensorBase
 
 from kaggle_kit.rle import nearest_index, rle_decode
 
-__all__ = ["MultiLabelMask", "MaskCache", "resize_nearest"]
+__all__ = ["MultiLabelMask", "MaskCache", "resize_nearest", "instance_masks"]
 
 
 class MultiLabelMask(TensorBase):
@@ -66,3 +66,12 @@ class MaskCache:
             small = resize_nearest(rle_decode(rle, (height, width)), self.size, self.size)
             mask[self._channel[category]] |= small
         return mask
+
+
+def instance_masks(rows: pd.DataFrame, height: int, width: int) -> dict[int, list[np.ndarray]]:
+    """Category id -> the true instance masks of one image's train.csv `rows`, resized to (height, width) the way
+    the model's input is squished (nearest, by index)."""
+    out: dict[int, list[np.ndarray]] = {}
+    for rle, h, w, category in zip(rows["EncodedPixels"], rows["Height"], rows["Width"], rows["category"], strict=True):
+        out.setdefault(int(category), []).append(resize_nearest(rle_decode(rle, (h, w)), height, width).astype(bool))
+    return out

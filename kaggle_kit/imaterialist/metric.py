@@ -14,7 +14,7 @@ import pandas as pd
 
 from kaggle_kit.rle import rle_decode
 
-__all__ = ["score_submission", "image_score", "THRESHOLDS"]
+__all__ = ["score_submission", "score_by_category", "image_score", "THRESHOLDS"]
 
 THRESHOLDS = np.arange(0.5, 0.951, 0.05)
 
@@ -25,33 +25,62 @@ def score_submission(submission: pd.DataFrame, solution: pd.DataFrame, mode: str
     Images of the solution missing from the submission score 0 unless they have no objects; submission rows for
     images not in the solution are ignored. Empty EncodedPixels rows mean "no object".
     """
-    if mode not in ("category", "full"):
-        raise ValueError(f"mode={mode!r}; expected 'category' or 'full'")
-    predicted = {k: g for k, g in submission.groupby("ImageId")}
-    scores = []
-    for image_id, truth in solution.groupby("ImageId"):
-        shape = (int(truth["Height"].iloc[0]), int(truth["Width"].iloc[0]))
-        pred = predicted.get(image_id, submission.iloc[0:0])
-        scores.append(image_score(_objects(pred, shape, mode), _objects(truth, shape, mode)))
+    scores = [_ratio(_total(c.values())) for c in _image_counts(submission, solution, mode)]
     return float(np.mean(scores)) if scores else 0.0
+
+
+def score_by_category(submission: pd.DataFrame, solution: pd.DataFrame) -> dict[int, dict]:
+    """The metric of each category alone (category mode): per category id, its mean over the images where it is
+    true or predicted (`score`) and the number of solution images it is true in (`images`). Where a model fails."""
+    per_category: dict[int, list[float]] = {}
+    present: dict[int, int] = {}
+    for counts in _image_counts(submission, solution, "category"):
+        for key, count in counts.items():
+            per_category.setdefault(int(key), []).append(_ratio(count))
+            present[int(key)] = present.get(int(key), 0) + int(count[2] > 0)
+    return {c: {"score": float(np.mean(v)), "images": present[c]} for c, v in sorted(per_category.items())}
 
 
 def image_score(pred: list[tuple[str, np.ndarray]], truth: list[tuple[str, np.ndarray]]) -> float:
     """The metric for one image: lists of (class key, boolean mask)."""
-    if not pred and not truth:
+    return _ratio(_total(_class_counts(pred, truth).values()))
+
+
+def _total(counts) -> tuple[np.ndarray, int, int] | None:
+    """The sum of (true positives per IoU threshold, predicted, true) over classes; None for no classes."""
+    counts = list(counts)
+    if not counts:
+        return None
+    return sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts)
+
+
+def _ratio(counts) -> float:
+    """Mean over IoU thresholds of TP / (TP + FP + FN); nothing predicted and nothing true is 1."""
+    if counts is None:  # no classes: an empty image
         return 1.0
+    tp, predicted, true = counts
+    return float(np.mean(tp / (predicted + true - tp))) if predicted + true else 1.0
+
+
+def _image_counts(submission: pd.DataFrame, solution: pd.DataFrame, mode: str):
+    """Per solution image: class key -> (true positives per IoU threshold, predicted, true)."""
+    if mode not in ("category", "full"):
+        raise ValueError(f"mode={mode!r}; expected 'category' or 'full'")
+    predicted = {k: g for k, g in submission.groupby("ImageId")}
+    for image_id, truth in solution.groupby("ImageId"):
+        shape = (int(truth["Height"].iloc[0]), int(truth["Width"].iloc[0]))
+        pred = predicted.get(image_id, submission.iloc[0:0])
+        yield _class_counts(_objects(pred, shape, mode), _objects(truth, shape, mode))
+
+
+def _class_counts(pred, truth) -> dict[str, tuple[np.ndarray, int, int]]:
     classes = {c for c, _ in pred} | {c for c, _ in truth}
-    ious = {c: _iou_matrix([m for k, m in pred if k == c], [m for k, m in truth if k == c]) for c in classes}
-    total = 0.0
-    for t in THRESHOLDS:
-        tp = fp = fn = 0
-        for iou in ious.values():
-            matched = _match(iou, t)
-            tp += matched
-            fp += iou.shape[0] - matched
-            fn += iou.shape[1] - matched
-        total += tp / (tp + fp + fn)
-    return total / len(THRESHOLDS)
+    out = {}
+    for c in classes:
+        iou = _iou_matrix([m for k, m in pred if k == c], [m for k, m in truth if k == c])
+        tp = np.array([_match(iou, t) for t in THRESHOLDS], dtype=float)
+        out[c] = (tp, iou.shape[0], iou.shape[1])
+    return out
 
 
 def _objects(frame: pd.DataFrame, shape: tuple[int, int], mode: str) -> list[tuple[str, np.ndarray]]:

@@ -1,10 +1,10 @@
 """From stage-1 probabilities to submission rows: instances at each image's original size, with stage-2 attributes.
 
-Per image and category: threshold the probability map at the model's size, split it into connected components,
-drop the small ones, and RLE-encode each as it would be scaled to the original size (nearest, by index), straight from
-the model-size mask (``rle_encode_resized``: no full-size array). Garments of
-categories that carry attributes get them from stage 2, on a crop of the original image. Nothing is kept beyond the
-current chunk: the rows go to the CSV as they are made.
+Per image and category: threshold the probability map at the model's size, split it into instances and drop the
+small ones (``postprocess.PostProcessing``: per-category rules, tuned on validation), and RLE-encode each as it
+would be scaled to the original size (nearest, by index), straight from the model-size mask
+(``rle_encode_resized``: no full-size array). Garments of categories that carry attributes get them from stage 2, on
+a crop of the original image. Nothing is kept beyond the current chunk: the rows go to the CSV as they are made.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from kaggle_kit.identity import callable_identity
 from kaggle_kit.imaterialist.data import format_class_id
+from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing
 from kaggle_kit.imaterialist.stage2 import crop_box, mask_box, photo_crops
 from kaggle_kit.rle import nearest_index, rle_encode_resized
 
@@ -34,8 +34,9 @@ class SubmissionRows:
 
     `category_ids`: the stage-1 channel order. `attributes`: a callable from crops to attribute id lists (stage 2),
     applied to instances of `attribute_categories`. `threshold`: probability above which a pixel belongs to a
-    category. `min_area`: smallest instance kept, as a share of the model-size image. `fallback_class`: the category
-    of the row written for an image where nothing was found (every test image must appear). `crop_size`: the
+    category. `min_area`: smallest instance kept, as a share of the model-size image. `post`: per-category rules
+    (``PostProcessing``, e.g. tuned on validation) instead of one `threshold` and `min_area`. `fallback_class`: the
+    category of the row written for an image where nothing was found (every test image must appear). `crop_size`: the
     attribute model's input size; given, photos are decoded for crops in JPEG draft mode (``stage2.photo_crops``).
     """
 
@@ -48,11 +49,15 @@ class SubmissionRows:
         min_area: float = 0.002,
         fallback_class: int = 23,
         crop_size: int | None = None,
+        post: PostProcessing | None = None,
     ):
         self.category_ids = list(category_ids)
+        self.post = post or PostProcessing(self.category_ids, CategoryRule(threshold, min_area))
+        if self.post.category_ids != self.category_ids:
+            raise ValueError("post.category_ids must be the stage-1 channel order given as category_ids")
         self.attributes = attributes
         self.attribute_categories = set(attribute_categories)
-        self.threshold, self.min_area, self.fallback_class = threshold, min_area, fallback_class
+        self.fallback_class = fallback_class
         self.crop_size = crop_size
 
     def signature(self) -> dict:
@@ -61,8 +66,7 @@ class SubmissionRows:
             "category_ids": self.category_ids,
             "attributes": callable_identity(self.attributes, "attributes"),
             "attribute_categories": sorted(self.attribute_categories),
-            "threshold": float(self.threshold),
-            "min_area": float(self.min_area),
+            "post": self.post.signature(),
             "fallback_class": int(self.fallback_class),
             "crop_size": self.crop_size,
         }
@@ -94,17 +98,8 @@ class SubmissionRows:
         return rows or [(image_id, "1 1", str(self.fallback_class))]
 
     def instances(self, prob: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(category id, model-size boolean mask) of each instance found in one image's probabilities, one by one:
-        each channel thresholded, split into connected components, the small ones dropped."""
-        min_pixels = self.min_area * prob.shape[1] * prob.shape[2]
-        binary = prob > self.threshold  # every channel in one pass
-        for channel in np.flatnonzero(binary.any(axis=(1, 2))):
-            category = self.category_ids[channel]
-            labels, n = ndimage.label(binary[channel])
-            sizes = np.bincount(labels.ravel(), minlength=n + 1)
-            for label in range(1, n + 1):
-                if sizes[label] >= min_pixels:
-                    yield category, labels == label
+        """(category id, model-size boolean mask) of each instance found in one image's probabilities, one by one."""
+        return self.post.instances(prob)
 
 
 def _resized_box(box: tuple[int, int, int, int], shape: tuple[int, int], height: int, width: int):

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kaggle_kit.imaterialist.realistic import draw_realistic, photo_size
 from kaggle_kit.rle import rle_encode
 
-__all__ = ["make_dataset", "CATEGORY_NAMES", "SOLUTION_NAME"]
+__all__ = ["make_dataset", "CATEGORY_NAMES", "SOLUTION_NAME", "PROFILES"]
 
 CATEGORY_NAMES = [
     "shirt, blouse", "top, t-shirt, sweatshirt", "sweater", "cardigan", "jacket", "vest", "pants", "shorts", "skirt",
@@ -31,6 +32,7 @@ _SUPER = (["upperbody"] * 6 + ["lowerbody"] * 3 + ["wholebody"] * 4 + ["head"] *
           + ["waist"] + ["legs and feet"] * 4 + ["others", "neck", "others"] + ["garment parts"] * 7 + ["closures"] * 2
           + ["decorations"] * 10)  # fmt: skip
 SOLUTION_NAME = "synthetic_test_solution.csv"
+PROFILES = {"easy": (96, 160), "realistic": (100, 3000)}  # name -> default (min_size, max_size), pixels
 TOP, PANTS, SKIRT, SHOE, SLEEVE, POCKET, NECKLINE = 1, 6, 8, 23, 31, 32, 33
 COLOURS = {0: (200, 40, 40), 1: (40, 60, 200), 2: (40, 160, 60)}  # attribute id -> RGB
 STRIPED, DOTTED = 3, 4
@@ -40,13 +42,23 @@ def make_dataset(
     dest: str | os.PathLike,
     n_train: int = 120,
     n_test: int = 30,
-    min_size: int = 96,
-    max_size: int = 160,
+    min_size: int | None = None,
+    max_size: int | None = None,
     n_attributes: int = 92,
     seed: int = 0,
+    profile: str = "easy",
 ) -> Path:
-    """Write a synthetic competition folder at `dest` and return it. Image sides are random in [min_size, max_size]
-    pixels; the same `seed` gives the same files."""
+    """Write a synthetic competition folder at `dest` and return it; the same `seed` gives the same files.
+
+    `profile`: "easy" (this module's garments: 4.5 objects per image, median 2.8% of the image; sides random in
+    [min_size, max_size] pixels, default 96-160) or "realistic" (``kaggle_kit.imaterialist.realistic``: dressed
+    people, ~9 objects per image, mostly small parts, touching and occluded instances; long side log-uniform in
+    [min_size, max_size], default 100-3000 pixels).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r}; expected one of {', '.join(PROFILES)}")
+    min_size = min_size or PROFILES[profile][0]
+    max_size = max_size or max(PROFILES[profile][1], min_size)
     dest = Path(dest)
     rng = np.random.default_rng(seed)
     (dest / "train").mkdir(parents=True, exist_ok=True)
@@ -58,9 +70,12 @@ def make_dataset(
             writer.writerow(["ImageId", "EncodedPixels", "Height", "Width", "ClassId"])
             for i in range(n):
                 image_id = f"{split}{i:05d}{rng.integers(16**8):08x}.jpg"
-                image, objects = _draw_image(
-                    rng, int(rng.integers(min_size, max_size + 1)), int(rng.integers(min_size, max_size + 1))
-                )
+                if profile == "realistic":
+                    image, objects = draw_realistic(rng, *photo_size(rng, min_size, max_size), COLOURS)
+                else:
+                    image, objects = _draw_image(
+                        rng, int(rng.integers(min_size, max_size + 1)), int(rng.integers(min_size, max_size + 1))
+                    )
                 _save_jpeg(image, dest / split / image_id)
                 for mask, class_id in objects:
                     writer.writerow([image_id, rle_encode(mask), mask.shape[0], mask.shape[1], class_id])

@@ -22,6 +22,8 @@ SETTINGS = {
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
     "encoder": "resnet34",  # stage 1 encoder (seed 002's choice)
     "weights": None,  # a local torchvision weights file for it, attached as a dataset; None = random init
+    "encoder_cut": None,  # fastai's cut: -3 ends a resnet after its third stage (2x less compute, for CPU runs)
+    "last_cross": True,  # fastai's full-resolution last block (False: 2x less compute)
     "sizes": [224, 512],  # progressive resizing, pixels
     "epochs": [4, 4],  # per size
     "lrs": [1e-3, 3e-4],  # per size
@@ -35,8 +37,14 @@ SETTINGS = {
     "stage2_epochs": 4,
     "stage2_lr": 1e-3,
     "stage2_bs": 32,
-    "threshold": 0.5,  # stage 1 probability threshold
-    "min_area": 0.002,  # smallest instance kept, share of the image
+    "threshold": 0.5,  # stage 1 probability threshold (the default rule; tuned per category below)
+    "min_area": 0.002,  # smallest instance kept, share of the image (likewise)
+    "tune_postprocessing": True,  # per-category threshold, smallest area and splitting, chosen on validation
+    "compare_untuned": False,  # also write submission-untuned.csv with the default rule everywhere (benchmarks)
+    "flip_tta": False,  # average with the horizontally flipped image when predicting (2x the forward time)
+    "dice": "image",  # "image": Dice per image and category (small parts count); "batch": pooled over the batch
+    "focal_gamma": 0.0,  # > 0: focal cross-entropy
+    "positive_weights": False,  # True: weight positive pixels by sqrt(negative / positive) share per category
     "checkpoint_every": 30.0,  # minutes
     "reserve": 45.0,  # minutes kept for prediction and the submission after training
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
@@ -55,10 +63,22 @@ from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.identity import model_digest  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
-from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner  # noqa: E402
+from kaggle_kit.imaterialist.masks import instance_masks  # noqa: E402
+from kaggle_kit.imaterialist.metric import score_by_category  # noqa: E402
+from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, exclusive_categories  # noqa: E402
+from kaggle_kit.imaterialist.report import category_chart, category_table  # noqa: E402
+from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
+    MultiLabelSegLoss,
+    positive_weights,
+    predict_probabilities,
+    stage1_dataloaders,
+    stage1_learner,
+)
 from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
+from kaggle_kit.imaterialist.tuning import RuleSearch  # noqa: E402
 from kaggle_kit.predict import progress_path  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -106,7 +126,20 @@ def dls_at(size: int):
     )
 
 
-learn = stage1_learner(dls_at(settings["sizes"][0]), len(category_ids), settings["encoder"], settings["weights"])
+loss = MultiLabelSegLoss(
+    dice=settings["dice"],
+    focal_gamma=settings["focal_gamma"],
+    pos_weight=positive_weights(train, category_ids) if settings["positive_weights"] else None,
+)
+learn = stage1_learner(
+    dls_at(settings["sizes"][0]),
+    len(category_ids),
+    settings["encoder"],
+    settings["weights"],
+    loss=loss,
+    cut=settings["encoder_cut"],
+    last_cross=settings["last_cross"],
+)
 stage1 = deadline("stage1")
 learn.add_cb(stage1)
 for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs"], strict=True):
@@ -139,39 +172,91 @@ with learn2.no_bar():
     probs, targets = learn2.get_preds(ds_idx=1)
 thresholds = tune_thresholds(probs.numpy(), targets.numpy())
 most_common = int(train["category"].mode()[0])
+tta = "hflip" if settings["flip_tta"] else None
+
+
+# --- post-processing tuned to the metric on half of the validation images; scored on the other half ---------------
+def counted(ids: list[str], *searches: RuleSearch) -> None:
+    size = settings["sizes"][-1]
+    by_image = dict(list(train[train["ImageId"].isin(ids)].groupby("ImageId")))
+    for path, prob in predict_probabilities(learn, [data / "train" / i for i in ids], flip=bool(tta)):
+        truth = instance_masks(by_image[path.name], size, size)
+        for search in searches:
+            search.add(prob, truth)
+
+
+valid_ids = [Path(p).name for p in learn.dls.valid.items]
+tune_ids, report_ids = valid_ids[::2], valid_ids[1::2]
+default_rule = CategoryRule(settings["threshold"], settings["min_area"])
+untuned_post = PostProcessing(category_ids, default_rule)
+tuned_file = working / "imaterialist-postprocessing.json"  # saved with the model: a resumed run reuses it
+model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area]}
+saved = json.loads(tuned_file.read_text()) if tuned_file.exists() else {}
+if saved.get("key") == model_key:
+    post = PostProcessing.from_dict(saved["rules"])
+elif settings["tune_postprocessing"] and tune_ids:
+    sample = train[train["ImageId"].isin(image_ids[:300])]  # which categories never share pixels (garments)
+    garments = exclusive_categories(
+        {c: np.any(m, axis=0) for c, m in instance_masks(objects, 64, 64).items()}
+        for _i, objects in sample.groupby("ImageId")
+    )
+    searches = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=garments)]
+    counted(tune_ids, *searches)
+    results = [search.best() for search in searches]
+    post, tuning = max(results, key=lambda result: result[1]["score_tuned"])
+    print(
+        f"kernel: post-processing tuned on {len(tune_ids)} validation images (model size): metric "
+        f"{tuning['score_default']:.4f} -> {results[0][1]['score_tuned']:.4f} (categories independent), "
+        f"{results[1][1]['score_tuned']:.4f} (exclusive: {garments})"
+    )
+    atomic_write_json(tuned_file, {"key": model_key, "rules": post.as_dict()})
+else:
+    post = untuned_post
 rows = SubmissionRows(
     category_ids,
     AttributePredictor(learn2, thresholds, settings["crop_size"]),
     attribute_categories,
-    settings["threshold"],
-    settings["min_area"],
     fallback_class=most_common,
     crop_size=settings["crop_size"] if settings["draft_decode"] else None,
+    post=post,
 )
+held_out = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=post.exclusive)]
+counted(report_ids, *held_out)  # model size: untuned vs tuned on images the tuning did not see
+postprocessing = {"tuned_on": len(tune_ids), "scored_on": len(report_ids),
+                  "untuned_model_size": held_out[0].evaluate(untuned_post)["score"] if report_ids else None,
+                  "tuned_model_size": held_out[1].evaluate(post)["score"] if report_ids else None,
+                  "rules": post.as_dict()}  # fmt: skip
 
-# --- the local metric on the validation images (both modes) against a trivial baseline ------------------------------
-valid_ids = [Path(p).name for p in learn.dls.valid.items]
-valid_files = [data / "train" / i for i in valid_ids]
+# --- the local metric on the held-out validation images (both modes) against a trivial baseline ---------------------
+valid_files = [data / "train" / i for i in report_ids]
 valid_sink = kk.CsvSink(cache / "validation_predictions.csv", rows, COLUMNS)
 for stale in (valid_sink.path, progress_path(valid_sink)):  # cheap to redo; the model may be new
     stale.unlink(missing_ok=True)
-kk.stream_predict(learn, valid_files, valid_sink, progress=False)
-truth = train[train["ImageId"].isin(valid_ids)]
+kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False)
+truth = train[train["ImageId"].isin(report_ids)]
 predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
 sizes = truth.groupby("ImageId")[["Height", "Width"]].first()
 baseline = pd.DataFrame([(i, f"1 {h * w}", str(most_common)) for i, (h, w) in sizes.iterrows()], columns=COLUMNS)
 scores = {f"{name}_{mode}": score_submission(frame, truth, mode) for mode in ("category", "full")
           for name, frame in (("model", predicted), ("baseline", baseline))}  # fmt: skip
 print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
+categories = category_table(score_by_category(predicted, truth), score_by_category(baseline, truth), labels)
+category_chart(categories, working / "imaterialist-categories.png")
 
 # --- the submission, streamed ---------------------------------------------------------------------------------------
-summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", rows, COLUMNS))
+summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", rows, COLUMNS), tta=tta)
 report = {
     "scores": scores,
+    "postprocessing": postprocessing,
+    "categories": categories,
     "prediction": summary.as_dict(),
     "thresholds": np.round(thresholds, 2).tolist(),
     "attribute_categories": attribute_categories,
 }
+if settings["compare_untuned"] and summary.complete:
+    untuned = SubmissionRows(category_ids, rows.attributes, attribute_categories, fallback_class=most_common,
+                             crop_size=rows.crop_size, post=untuned_post)  # fmt: skip
+    kk.stream_predict(learn, test_files, kk.CsvSink("submission-untuned.csv", untuned, COLUMNS), tta=tta)
 atomic_write_json(working / "imaterialist-report.json", report)
 if summary.complete:
     kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
