@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kaggle_kit import __version__
 from kaggle_kit.cli_push import add_push_commands
 from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, UsageError
 from kaggle_kit.limits import KernelLimits
@@ -59,9 +60,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kaggle-kit", description=__doc__.split(":")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks (also KAGGLE_KIT_DEBUG=1)")
+    parser = argparse.ArgumentParser(
+        prog="kaggle-kit",
+        description="Run long fastai image jobs in Kaggle kernels without losing them to the platform's limits: "
+        "rehearse kernels locally under those limits, bundle and push them, follow and chain their runs.",
+    )
+    parser.add_argument("--version", action="version", version=f"kaggle-kit {__version__}")
+    _add_common(parser, False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -137,7 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "undecodable and oversized ones to a quarantine folder (never deletes unless "
         "--delete). Writes a JSON report.",
     )
-    clean.add_argument("dir")
+    clean.add_argument("dir", help="folder of images to check (searched recursively)")
     clean.add_argument("--quarantine", help="where unusable files go (default DIR-quarantine beside DIR)")
     clean.add_argument("--dry-run", action="store_true", help="report only; change nothing")
     clean.add_argument("--delete", action="store_true", help="delete unusable files instead of quarantining them")
@@ -152,10 +157,19 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Write image,url,labels rows (labels space-separated) from the 2018 "
         "competition's train/validation/test JSON.",
     )
-    convert.add_argument("json")
-    convert.add_argument("csv")
+    convert.add_argument("json", help="the 2018 competition's train.json, validation.json or test.json")
+    convert.add_argument("csv", help="the CSV to write")
     convert.set_defaults(handler=_convert)
+    for command in sub.choices.values():  # -v and --debug after the command too, as users type them
+        _add_common(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default) -> None:
+    """-v/--verbose and --debug; a subcommand's default is SUPPRESS so that it does not undo a flag given before."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log progress (INFO)")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks (also KAGGLE_KIT_DEBUG=1)")  # fmt: skip
 
 
 def _limits_from(args: argparse.Namespace) -> KernelLimits:

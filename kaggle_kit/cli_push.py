@@ -21,7 +21,7 @@ def add_push_commands(sub) -> None:
         description="Validate KERNEL_DIR/kernel-metadata.json and write build/<slug>/ holding the "
         "script with kaggle_kit embedded (no internet needed) and its metadata.",
     )
-    bundle.add_argument("kernel_dir")
+    bundle.add_argument("kernel_dir", help="kernel folder: kernel-metadata.json and its code_file")
     bundle.add_argument("--out", default="build", help="where bundles go (default ./build)")
     bundle.set_defaults(handler=_bundle)
 
@@ -31,9 +31,9 @@ def add_push_commands(sub) -> None:
         description="Bundle KERNEL_DIR and push it; --shards N pushes N kernels, kernel i "
         "predicting shard i of N (stream_predict reads KAGGLE_KIT_SHARD).",
     )
-    push.add_argument("kernel_dir")
+    push.add_argument("kernel_dir", help="kernel folder: kernel-metadata.json and its code_file")
     push.add_argument("--shards", type=int, default=0, help="push N kernels, one per shard of the test set")
-    push.add_argument("--out", default="build")
+    push.add_argument("--out", default="build", help="where bundles go (default ./build)")
     push.set_defaults(handler=_push)
 
     status = sub.add_parser(
@@ -50,7 +50,8 @@ def add_push_commands(sub) -> None:
         description="Download every output file (all pages) and the log of owner/slug.",
     )
     output.add_argument("kernel", help="owner/kernel-slug")
-    output.add_argument("-o", "--dest", default=None, help="folder (default ./<slug>-output)")
+    output.add_argument("-p", "--path", "-o", "--dest", dest="dest", default=None,
+                        help="folder to download into (default ./<slug>-output), as the kaggle CLI's -p")  # fmt: skip
     output.set_defaults(handler=_output)
 
     chain = sub.add_parser(
@@ -60,10 +61,10 @@ def add_push_commands(sub) -> None:
         "with the previous output attached; stop when done, on error or after "
         "--max-runs. Re-run it to continue an interrupted chain.",
     )
-    chain.add_argument("kernel_dir")
-    chain.add_argument("--max-runs", type=int, default=5)
+    chain.add_argument("kernel_dir", help="kernel folder: kernel-metadata.json and its code_file")
+    chain.add_argument("--max-runs", type=int, default=5, help="stop after this many runs (default 5)")
     chain.add_argument("--poll", default="30s", help="first status poll interval (doubles up to 10 minutes)")
-    chain.add_argument("--out", default="build")
+    chain.add_argument("--out", default="build", help="where bundles and downloaded outputs go (default ./build)")
     chain.set_defaults(handler=_chain)
 
     merge = sub.add_parser(
@@ -72,8 +73,8 @@ def add_push_commands(sub) -> None:
         description="Merge CSVs (or .npy files) written by stream_predict(shard=(i, n)), given "
         "in shard order, into DEST.",
     )
-    merge.add_argument("dest")
-    merge.add_argument("shards", nargs="+")
+    merge.add_argument("dest", help="the merged file to write (.csv or .npy)")
+    merge.add_argument("shards", nargs="+", help="the shards' files, shard 0 first")
     merge.add_argument("--key-column", help="CSV column naming the item (e.g. ImageId)")
     merge.add_argument(
         "--keys-csv",

@@ -275,3 +275,43 @@ def test_convert_imat2018_writes_the_csv(tmp_path):
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "train.csv").read_text().splitlines() == ["image,url,labels", "1.jpg,u,3"]
+
+
+@pytest.mark.parametrize(("profile", "low", "high"), [("easy", 96, 160), ("realistic", 100, 300)])
+def test_synth_profiles_write_photos_of_their_sizes(tmp_path, profile, low, high):
+    extra = ["--max-size", "300"] if profile == "realistic" else []
+    done = _run("synth", tmp_path / "d", "--train", "6", "--test", "1", "--profile", profile, *extra)
+
+    assert done.returncode == 0, done.stderr
+    assert f"({profile})" in done.stdout
+    sides = [max(Image.open(p).size) for p in (tmp_path / "d/train").glob("*.jpg")]
+    assert len(sides) == 6
+    assert all(low <= side <= high for side in sides), sides
+
+
+def test_version_and_flags_after_the_command_work_as_users_type_them(tmp_path):
+    from kaggle_kit import __version__
+
+    version = _run("--version")
+    debug_after = _run("synth", tmp_path / "d", "--min-size", "4", "--debug")
+    quiet = _run("synth", tmp_path / "d", "--min-size", "4")
+
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"kaggle-kit {__version__}"
+    assert "Traceback" in debug_after.stderr  # --debug after the command is honoured
+    assert "Traceback" not in quiet.stderr
+    assert _run("-v", "synth", tmp_path / "e", "--train", "1", "--test", "1", "--max-size", "120").returncode == 0
+    assert _run("synth", tmp_path / "f", "--train", "1", "--test", "1", "--max-size", "120", "-v").returncode == 0
+
+
+def test_every_argument_of_every_command_has_help():
+    import argparse
+
+    from kaggle_kit.cli import _build_parser
+
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {action.dest}" for name, command in commands.items() for action in command._actions
+               if not action.help and not isinstance(action, argparse._HelpAction)]  # fmt: skip
+    assert len(commands) >= 11
+    assert missing == []
