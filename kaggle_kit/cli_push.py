@@ -15,6 +15,18 @@ __all__ = ["add_push_commands"]
 
 def add_push_commands(sub) -> None:
     """Add the push family of subcommands to the `kaggle-kit` parser's subparsers `sub`."""
+    init = sub.add_parser(
+        "init",
+        help="start a kernel folder: script and kernel-metadata.json",
+        description="Write DIR/kernel.py and DIR/kernel-metadata.json, from the iMaterialist or the "
+        "classification kernel or a blank script. The id is <your Kaggle user name>/<DIR as a slug> when "
+        "your Kaggle credentials name you (KAGGLE_USERNAME or kaggle.json).",
+    )
+    init.add_argument("dir", help="the new kernel folder (its name becomes the kernel's slug and title)")
+    init.add_argument("--kind", choices=["imaterialist", "classification", "blank"], default="blank",
+                      help="what the script starts from (default blank)")  # fmt: skip
+    init.set_defaults(handler=_init)
+
     bundle = sub.add_parser(
         "bundle",
         help="build one self-contained kernel script with kaggle_kit embedded",
@@ -86,6 +98,29 @@ def add_push_commands(sub) -> None:
     merge.set_defaults(handler=_merge)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from kaggle_kit.demo import kernels_dir
+    from kaggle_kit.scaffold import KINDS, PLACEHOLDER_OWNER, init_kernel
+
+    meta = init_kernel(args.dir, args.kind, kernels_dir() if KINDS[args.kind] else Path(), None)
+    print(f"kaggle-kit init: {args.dir} ({args.kind}), id {meta['id']}")
+    if meta["id"].startswith(f"{PLACEHOLDER_OWNER}/"):
+        print(f"  no Kaggle user name found (KAGGLE_USERNAME or kaggle.json): put yours in {args.dir}/"
+              "kernel-metadata.json's id before pushing")  # fmt: skip
+    return 0
+
+
+def _refuse_placeholder(kernel_dir: str) -> None:
+    from kaggle_kit.push.metadata import load_metadata
+    from kaggle_kit.scaffold import PLACEHOLDER_OWNER
+
+    kernel_id = str(load_metadata(kernel_dir).get("id", ""))
+    if kernel_id.startswith(f"{PLACEHOLDER_OWNER}/"):
+        hint = "put your Kaggle user name there (or start the folder with kaggle-kit init)"
+        raise UsageError(f"{kernel_dir}/kernel-metadata.json: id {kernel_id!r} has the placeholder owner; {hint}",
+                         kernel_id)  # fmt: skip
+
+
 def _bundle(args: argparse.Namespace) -> int:
     from kaggle_kit.push.bundle import build_bundle
 
@@ -100,6 +135,7 @@ def _push(args: argparse.Namespace) -> int:
 
     if args.shards < 0 or args.shards == 1:
         raise UsageError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
+    _refuse_placeholder(args.kernel_dir)
     if not args.shards:
         bundles = [build_bundle(args.kernel_dir, args.out)]
     else:
@@ -139,6 +175,7 @@ def _chain(args: argparse.Namespace) -> int:
     from kaggle_kit.push.chain import CHAIN_NAME, run_chain
     from kaggle_kit.push.metadata import load_metadata
 
+    _refuse_placeholder(args.kernel_dir)
     slug = load_metadata(args.kernel_dir).get("id", "").split("/")[-1]
     existing = Path(args.out) / slug
     bundle = existing if (existing / CHAIN_NAME).exists() else build_bundle(args.kernel_dir, args.out)
