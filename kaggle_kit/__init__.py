@@ -33,6 +33,8 @@ _LAZY = {
     "IdentityError": "kaggle_kit.identity",
     "load_settings": "kaggle_kit.config",
     "Deadline": "kaggle_kit.deadline",
+    "TrainingGuard": "kaggle_kit.guard",
+    "TrainingError": "kaggle_kit.guard",
     "CheckpointSaver": "kaggle_kit.checkpoint",
     "mark_done": "kaggle_kit.status",
     "read_status": "kaggle_kit.status",

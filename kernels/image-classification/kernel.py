@@ -126,7 +126,10 @@ deadline = kk.Deadline(
     safety=settings["safety"],
     saver=CheckpointSaver(working / "checkpoints"),
 )
-learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=deadline)
+try:  # TrainingGuard: no training batch, a loss never finite or no step is a one-line error, not "done"
+    learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=[kk.TrainingGuard(), deadline])
+except kk.TrainingError as exc:
+    sys.exit(f"kernel: {exc}")
 if deadline.stopped:
     print("kernel: training stopped before the time limit; run again to resume")
     raise SystemExit(0)

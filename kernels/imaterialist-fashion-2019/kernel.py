@@ -141,10 +141,13 @@ learn = stage1_learner(
     last_cross=settings["last_cross"],
 )
 stage1 = deadline("stage1")
-learn.add_cb(stage1)
+learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs"], strict=True):
     learn.dls = dls_at(size)
-    learn.fit_one_cycle(epochs, lr)
+    try:
+        learn.fit_one_cycle(epochs, lr)
+    except kk.TrainingError as exc:
+        sys.exit(f"kernel: stage 1 at {size} px: {exc}")
     if stage1.stopped:
         print("kernel: stage 1 stopped before the time limit; run again to resume")
         sys.exit(0)
@@ -164,7 +167,10 @@ learn2 = stage2_learner(
     seed=settings["seed"],
 )
 stage2 = deadline("stage2")
-learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=stage2)
+try:
+    learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=[kk.TrainingGuard(), stage2])
+except kk.TrainingError as exc:
+    sys.exit(f"kernel: stage 2: {exc}")
 if stage2.stopped:
     print("kernel: stage 2 stopped before the time limit; run again to resume")
     sys.exit(0)
