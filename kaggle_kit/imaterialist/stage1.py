@@ -24,7 +24,7 @@ from kaggle_kit.imaterialist.masks import MaskCache
 __all__ = [
     "stage1_dataloaders",
     "stage1_learner",
-    "encoder",
+    "architecture",
     "MultiLabelSegLoss",
     "positive_weights",
     "predict_probabilities",
@@ -94,9 +94,10 @@ def positive_weights(train: pd.DataFrame, category_ids: Sequence[int], cap: floa
     return out
 
 
-def encoder(arch: str, weights: str | os.PathLike | None):
-    """A torchvision encoder constructor by name ("resnet34"), loading a local weights file if given (Kagglers
-    attach weights as a dataset; nothing is downloaded)."""
+def architecture(arch: str, weights: str | os.PathLike | None):
+    """(torchvision constructor, pretrained) for fastai's learners: with `weights` (a checkpoint file or the attached
+    dataset folder holding it) the file is put where torchvision looks (``kaggle_kit.weights``) and fastai loads it
+    with ``pretrained=True``: body frozen, ImageNet normalisation; without, random init (nothing is downloaded)."""
     import torchvision.models as tvm
 
     try:
@@ -104,15 +105,11 @@ def encoder(arch: str, weights: str | os.PathLike | None):
     except AttributeError:
         raise ValueError(f"unknown encoder {arch!r}; use a torchvision model name such as 'resnet34'") from None
     if weights is None:
-        return build
+        return build, False
+    from kaggle_kit.weights import use_offline_weights
 
-    def with_weights(pretrained: bool = False, **kwargs):
-        model = build(weights=None, **kwargs)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return model
-
-    with_weights.__name__ = arch
-    return with_weights
+    use_offline_weights(weights, arch)
+    return build, True
 
 
 def stage1_dataloaders(
@@ -152,14 +149,15 @@ def stage1_learner(
     cut: int | None = None,
     last_cross: bool = True,
 ):
-    """The unet: `n_categories` sigmoid channels, encoder `arch` (random or from a local `weights` file), `loss`
-    (default ``MultiLabelSegLoss()``). `cut` and `last_cross` are fastai's: `cut=-3` ends a resnet encoder after
-    its third stage and `last_cross=False` drops the full-resolution block; together 3.9x less compute per image
-    (resnet18 at 128 px), what makes a CPU run of minutes possible."""
+    """The unet: `n_categories` sigmoid channels, encoder `arch` (random, or pretrained from a local `weights` file:
+    then frozen, see ``architecture``), `loss` (default ``MultiLabelSegLoss()``). `cut` and `last_cross` are
+    fastai's: `cut=-3` ends a resnet encoder after its third stage and `last_cross=False` drops the full-resolution
+    block; together 3.9x less compute per image (resnet18 at 128 px), what makes a CPU run of minutes possible."""
+    build, pretrained = architecture(arch, weights)
     return unet_learner(
         dls,
-        encoder(arch, weights),
-        pretrained=False,
+        build,
+        pretrained=pretrained,
         n_out=n_categories,
         loss_func=loss or MultiLabelSegLoss(),
         cut=cut,

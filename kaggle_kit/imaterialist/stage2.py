@@ -23,7 +23,7 @@ from PIL import Image
 
 from kaggle_kit.atomic import atomic_open
 from kaggle_kit.identity import array_digest, model_digest
-from kaggle_kit.imaterialist.stage1 import encoder
+from kaggle_kit.imaterialist.stage1 import architecture
 from kaggle_kit.rle import rle_decode
 
 __all__ = [
@@ -124,7 +124,8 @@ def stage2_learner(
                       item_tfms=Resize(size, method=ResizeMethod.Squish),
                       batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
     dls = block.dataloaders(crops, bs=bs, num_workers=0)
-    return vision_learner(dls, encoder(arch, weights), pretrained=False)
+    build, pretrained = architecture(arch, weights)
+    return vision_learner(dls, build, pretrained=pretrained)  # pretrained: frozen body (fine_tune unfreezes)
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float] | None = None) -> np.ndarray:

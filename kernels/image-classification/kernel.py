@@ -29,7 +29,9 @@ SETTINGS = {
     "test_dir": "test",
     "size": 64,
     "arch": "resnet18",
-    "weights": None,  # a local torchvision weights file, attached as a dataset
+    "weights": None,  # the arch's torchvision checkpoint: a dataset slug or path; given: pretrained, fine-tuned
+    "freeze_epochs": 1,  # with weights: epochs with the body frozen before unfreezing (fastai's fine_tune)
+    "lr_find": False,  # True: run fastai's lr_find first and log its suggestion
     "bs": 32,
     "epochs": 4,
     "lr": 3e-3,
@@ -78,7 +80,7 @@ from fastai.vision.all import (  # noqa: E402
 from kaggle_kit.atomic import atomic_write_json  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
-from kaggle_kit.imaterialist.stage1 import encoder  # noqa: E402
+from kaggle_kit.imaterialist.stage1 import architecture  # noqa: E402
 from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -118,7 +120,13 @@ block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
 metrics = ([fbeta_metric(settings["beta"], settings["threshold"]), accuracy_multi] if multi else
            [accuracy, top_k_error_metric(min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
-learn = vision_learner(dls, encoder(settings["arch"], settings["weights"]), pretrained=False, metrics=metrics)
+weights = settings["weights"]
+if weights is not None and not Path(weights).exists():
+    weights = kernel.find_input(weights)  # the slug of an attached dataset
+build, pretrained = architecture(settings["arch"], weights)  # pretrained: body frozen, ImageNet Normalize
+learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
+if settings["lr_find"]:
+    print(f"kernel: lr_find suggests lr={learn.lr_find(show_plot=False).valley:.2e} (settings lr={settings['lr']})")
 
 deadline = kk.Deadline(
     every=settings["checkpoint_every"],
@@ -127,7 +135,11 @@ deadline = kk.Deadline(
     saver=CheckpointSaver(working / "checkpoints"),
 )
 try:  # TrainingGuard: no training batch, a loss never finite or no step is a one-line error, not "done"
-    learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=[kk.TrainingGuard(), deadline])
+    if pretrained:  # the seeds' way: frozen body first, then all layers with discriminative learning rates
+        learn.fine_tune(settings["epochs"], settings["lr"], freeze_epochs=settings["freeze_epochs"],
+                        cbs=[kk.TrainingGuard(), deadline])  # fmt: skip
+    else:
+        learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=[kk.TrainingGuard(), deadline])
 except kk.TrainingError as exc:
     sys.exit(f"kernel: {exc}")
 if deadline.stopped:

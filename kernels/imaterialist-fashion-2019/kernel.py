@@ -21,7 +21,8 @@ import kaggle_kit as kk
 SETTINGS = {
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
     "encoder": "resnet34",  # stage 1 encoder (seed 002's choice)
-    "weights": None,  # a local torchvision weights file for it, attached as a dataset; None = random init
+    "weights": None,  # its torchvision checkpoint: a dataset slug or path (e.g. resnet34-b627a593.pth); None = random
+    "freeze_epochs": 1,  # with weights: epochs with the encoder frozen before unfreezing (discriminative LRs after)
     "encoder_cut": None,  # fastai's cut: -3 ends a resnet after its third stage (2x less compute, for CPU runs)
     "last_cross": True,  # fastai's full-resolution last block (False: 2x less compute)
     "sizes": [224, 512],  # progressive resizing, pixels
@@ -32,7 +33,7 @@ SETTINGS = {
     "max_train_images": None,  # None = all
     "valid_pct": 0.1,
     "stage2_encoder": "resnet18",
-    "stage2_weights": None,
+    "stage2_weights": None,  # likewise for stage 2 (fine_tune: frozen, then unfrozen)
     "crop_size": 128,
     "stage2_epochs": 4,
     "stage2_lr": 1e-3,
@@ -110,6 +111,11 @@ def deadline(name: str) -> kk.Deadline:
 
 
 # --- stage 1: segmentation, progressive resizing ---------------------------------------------------------------------
+def attached(value: str | None) -> Path | None:
+    """A weights setting: a path, or the slug of an attached dataset."""
+    return None if value is None else Path(value) if Path(value).exists() else kernel.find_input(value)
+
+
 def dls_at(size: int):
     return stage1_dataloaders(
         data / "train",
@@ -135,15 +141,17 @@ learn = stage1_learner(
     dls_at(settings["sizes"][0]),
     len(category_ids),
     settings["encoder"],
-    settings["weights"],
+    attached(settings["weights"]),
     loss=loss,
     cut=settings["encoder_cut"],
     last_cross=settings["last_cross"],
 )
 stage1 = deadline("stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
-for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs"], strict=True):
-    learn.dls = dls_at(size)
+pretrained = settings["weights"] is not None  # then fastai froze the encoder: train the decoder first
+
+
+def fit_stage1(epochs: int, lr, size: int) -> None:
     try:
         learn.fit_one_cycle(epochs, lr)
     except kk.TrainingError as exc:
@@ -151,6 +159,15 @@ for size, epochs, lr in zip(settings["sizes"], settings["epochs"], settings["lrs
     if stage1.stopped:
         print("kernel: stage 1 stopped before the time limit; run again to resume")
         sys.exit(0)
+
+
+for i, (size, epochs, lr) in enumerate(zip(settings["sizes"], settings["epochs"], settings["lrs"], strict=True)):
+    learn.dls = dls_at(size)
+    if pretrained and i == 0 and settings["freeze_epochs"]:
+        fit_stage1(settings["freeze_epochs"], lr, size)
+    if pretrained:
+        learn.unfreeze()
+    fit_stage1(epochs, slice(lr / 10, lr) if pretrained else lr, size)
 
 # --- stage 2: attributes on garment crops ----------------------------------------------------------------------------
 attribute_categories = sorted(train.loc[train["attributes"].map(len) > 0, "category"].unique().tolist())
@@ -163,12 +180,16 @@ learn2 = stage2_learner(
     settings["crop_size"],
     settings["stage2_bs"],
     settings["stage2_encoder"],
-    settings["stage2_weights"],
+    attached(settings["stage2_weights"]),
     seed=settings["seed"],
 )
 stage2 = deadline("stage2")
 try:
-    learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=[kk.TrainingGuard(), stage2])
+    if settings["stage2_weights"] is None:
+        learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=[kk.TrainingGuard(), stage2])
+    else:  # frozen, then unfrozen with discriminative learning rates, as the seeds fine-tune
+        learn2.fine_tune(settings["stage2_epochs"], settings["stage2_lr"], freeze_epochs=settings["freeze_epochs"],
+                         cbs=[kk.TrainingGuard(), stage2])  # fmt: skip
 except kk.TrainingError as exc:
     sys.exit(f"kernel: stage 2: {exc}")
 if stage2.stopped:

@@ -1,0 +1,84 @@
+"""Pretrained weights offline: an attached checkpoint becomes what fastai's pretrained=True loads, checked first."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from conftest import make_images
+
+from kaggle_kit.demo import kernels_dir
+from kaggle_kit.synthetic import make_colour_squares
+from kaggle_kit.weights import WeightsError, expected_file_name, use_offline_weights
+
+
+@pytest.fixture
+def attached(tmp_path, monkeypatch):
+    """A dataset folder holding a (random, but real) resnet18 checkpoint; the hub cache in tmp_path."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    folder = tmp_path / "input" / "resnet18-weights"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), folder / "resnet18.pth")
+    return folder
+
+
+def test_fastai_pretrained_loads_the_attached_file_frozen_and_normalised(attached, tmp_path):
+    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Normalize, Resize, vision_learner
+
+    installed = use_offline_weights(attached, "resnet18")
+    paths = make_images(tmp_path / "images", 16)
+    block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], item_tfms=Resize(32))
+    learn = vision_learner(block.dataloaders(paths, bs=4, num_workers=0), torchvision.models.resnet18)
+
+    assert installed == tmp_path / "torch-home/hub/checkpoints" / expected_file_name("resnet18")
+    state = torch.load(attached / "resnet18.pth", weights_only=True)
+    assert torch.equal(learn.model[0][0].weight, state["conv1.weight"])  # the body is the file's
+    trainable = sum(p.numel() for p in learn.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in learn.model.parameters())
+    assert trainable < total / 10  # frozen body: the head and batch norms train
+    assert any(isinstance(t, Normalize) for t in learn.dls.after_batch.fs)
+    learn.unfreeze()
+    assert sum(p.numel() for p in learn.model.parameters() if p.requires_grad) == total
+
+
+def test_a_file_named_like_torchvisions_must_have_its_checksum(attached):
+    fake = attached / expected_file_name("resnet18")
+    shutil.copy(attached / "resnet18.pth", fake)  # right shape, wrong bytes for its name's hash
+    with pytest.raises(WeightsError, match="SHA-256 does not start with f37072fd"):
+        use_offline_weights(fake, "resnet18")
+
+
+def test_weights_of_another_architecture_or_no_file_are_clear_errors(attached, tmp_path):
+    with pytest.raises(WeightsError, match="not resnet34 weights"):
+        use_offline_weights(attached / "resnet18.pth", "resnet34")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match=r"no resnet34-b627a593\.pth \(or resnet34\.pth\)"):
+        use_offline_weights(tmp_path / "empty", "resnet34")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="not a PyTorch state dict"):
+        use_offline_weights(tmp_path / "junk.pth", "resnet18")
+
+
+@pytest.mark.e2e
+def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, run_kernel, tmp_path):
+    data = tmp_path / "shapes"
+    for path in make_colour_squares(tmp_path / "flat", 80, seed=1, masks=False):
+        target = data / "train" / path.name.split("_")[1] / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), target)
+    make_colour_squares(data / "test", 8, seed=2, masks=False)
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"size": 32, "bs": 16, "epochs": 2, "num_workers": 0, "weights": "resnet18-weights",
+                                  "lr_find": True, "reserve": 0.1, "safety": 0.05}))  # fmt: skip
+
+    run = run_kernel(kernels_dir() / "image-classification" / "kernel.py", memory="6GiB",
+                     inputs={"images": data, "resnet18-weights": attached},
+                     env={"KAGGLE_KIT_CONFIG": str(config)})  # fmt: skip
+
+    assert run.report.ok, run.explain()
+    assert "kernel: lr_find suggests lr=" in run.stdout
+    assert (Path(run.report.working_dir) / "submission.csv").exists()
+    assert not list(Path(run.report.working_dir).rglob("*.pth.tmp"))
