@@ -35,6 +35,7 @@ _LAZY = {
     "Deadline": "kaggle_kit.deadline",
     "TrainingGuard": "kaggle_kit.guard",
     "TrainingError": "kaggle_kit.guard",
+    "use_offline_weights": "kaggle_kit.weights",
     "CheckpointSaver": "kaggle_kit.checkpoint",
     "mark_done": "kaggle_kit.status",
     "read_status": "kaggle_kit.status",

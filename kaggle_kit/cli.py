@@ -94,6 +94,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", help="where to write the JSON run report (default <root>/run-report.json)")
     run.add_argument("--grace", default="10s", help="time between SIGTERM and SIGKILL at the time limit")
     run.add_argument("--config", help="JSON file of kernel settings, passed as KAGGLE_KIT_CONFIG")
+    run.add_argument("--no-plot", dest="plot", action="store_false",
+                     help="do not draw the run against its limits (default: a PNG beside the JSON report)")  # fmt: skip
     run.set_defaults(handler=_run_local)
 
     demo = sub.add_parser(
@@ -204,6 +206,7 @@ def _run_local(args: argparse.Namespace) -> int:
         env=env,
         grace_s=parse_duration(args.grace, "--grace"),
         report_path=args.report,
+        plot=args.plot,
     )
     print(f"kaggle-kit: {report.summary()}", file=sys.stderr)
     print(
@@ -297,6 +300,7 @@ def _clean(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
         workers=args.workers,
         report_path=args.report,
+        plot=args.plot,
     )
     print(f"kaggle-kit clean: {report.summary()}" + (" (dry run: nothing changed)" if args.dry_run else ""))
     for entry in report.files[:20]:

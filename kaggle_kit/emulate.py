@@ -79,6 +79,7 @@ class RunReport:
     signals: list[str] = field(default_factory=list)
     samples: int = 0  # memory samples the watchdog took (cheap RSS)
     exact_samples: int = 0  # of which also exact (PSS)
+    memory_timeline: list = field(default_factory=list)  # [seconds, RSS bytes]: about every elapsed/1000 s, >= 1 s
 
     @property
     def ok(self) -> bool:
@@ -129,6 +130,7 @@ def run_local(
     stdout: IO | None = None,
     stderr: IO | None = None,
     python_args: Sequence[str] = (),
+    plot: bool = False,
 ) -> RunReport:
     """Run `script` with Python in a Kaggle-shaped sandbox under `limits` and return its report.
 
@@ -139,6 +141,7 @@ def run_local(
     the time limit. `sample_every_s`: watchdog period. `memory_kind`: "pss" or "rss".
     The report is also written as JSON to `report_path` (default ``root/run-report.json``). `python_args` go to the
     interpreter before the script (e.g. ["-S"] to run without site-packages, as a bundle would on Kaggle).
+    `plot`: also draw the run against its limits beside the report (same name, .png; ``kaggle_kit.runplot``).
     """
     script = Path(script).resolve()
     if not script.is_file():
@@ -224,8 +227,16 @@ def run_local(
         watch.signals,
         watch.samples,
         watch.exact_samples,
+        watch.timeline,
     )
     atomic_write_json(report_path, asdict(report))
+    if plot:
+        from kaggle_kit.runplot import plot_run
+
+        try:
+            plot_run(report, report_path.with_suffix(".png"), started_at)
+        except Exception as exc:  # noqa: BLE001 - a picture must never cost the run's report
+            log.warning("could not draw %s: %s", report_path.with_suffix(".png"), exc)
     log.info("%s", report.summary())
     if stopped_by == signal.SIGINT:
         raise KeyboardInterrupt  # the kernel is stopped and reported; Ctrl-C still ends whoever called us
@@ -278,6 +289,7 @@ class _Watchdog:
         self._term_at: float | None = None
         self._last_rss = self._rss_at_exact = 0
         self._exact_at = -PSS_EVERY_S
+        self.timeline: list[list[float]] = []
 
     def check(self, elapsed_s: float) -> float:
         """Sample memory, enforce the limits; return the seconds to wait before the next check."""
@@ -285,6 +297,8 @@ class _Watchdog:
         rss = process_tree_memory(self.proc.pid, "rss")
         usage = rss
         self.samples += 1
+        if not self.timeline or elapsed_s - self.timeline[-1][0] >= max(1.0, elapsed_s / 1000):
+            self.timeline.append([round(elapsed_s, 2), rss])  # for the report's plot: ~1000 points however long
         if self.memory_kind == "pss" and (rss >= 0.85 * limit or rss > 1.02 * self._rss_at_exact
                                           or elapsed_s - self._exact_at >= PSS_EVERY_S):  # fmt: skip
             usage = process_tree_memory(self.proc.pid, "pss")

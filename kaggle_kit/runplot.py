@@ -1,0 +1,83 @@
+"""A picture of one emulated run against the kernel's limits: what a user of this package most wants to see.
+
+Top: the process tree's memory over time (RSS as the watchdog sampled it; the exact peak as a dot) under the RAM
+limit, with the moments checkpoints were written (their files' times) and prediction commits (their manifests' last
+write) marked. Bottom: time used against the time limit, and output files against the file limit.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from kaggle_kit.atomic import atomic_write_bytes
+from kaggle_kit.emulate import RunReport
+
+__all__ = ["plot_run", "run_events"]
+
+GIB = 1024**3
+
+
+def run_events(report: RunReport, started_at: float) -> dict[str, list[float]]:
+    """Seconds from the start at which files in the run's working dir were last written: checkpoints
+    (``ckpt-*.pth``) and prediction commits (``*.progress.json``); files older than the run are left out."""
+    working = Path(report.working_dir)
+    events: dict[str, list[float]] = {"checkpoint": [], "commit": []}
+    for kind, pattern in (("checkpoint", "ckpt-*.pth"), ("commit", "*.progress.json")):
+        for path in working.rglob(pattern):
+            try:
+                at = path.stat().st_mtime - started_at
+            except OSError:
+                continue
+            if 0 <= at <= report.elapsed_s + 1:
+                events[kind].append(round(at, 2))
+    return {k: sorted(v) for k, v in events.items()}
+
+
+def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | None = None) -> Path:
+    """Write the run's picture (PNG, ~50 KB) atomically to `path` and return it. `started_at`: the run's start (Unix
+    time) to place checkpoints and commits; without it they are not marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    limit = report.limits.get("memory_bytes", 0)
+    fig, (memory, time_ax, files_ax) = plt.subplots(3, 1, figsize=(7, 5.2), dpi=90,
+                                                    gridspec_kw={"height_ratios": [4, 1, 1]})  # fmt: skip
+    if report.memory_timeline:
+        seconds, used = zip(*report.memory_timeline, strict=True)
+        memory.plot(seconds, [u / GIB for u in used], color="tab:blue", lw=1.2, label="memory (RSS of the tree)")
+    memory.axhline(limit / GIB, color="tab:red", ls="--", lw=1, label=f"limit {limit / GIB:.1f} GiB")
+    memory.scatter([report.elapsed_s], [report.peak_memory_bytes / GIB], color="black", s=12, zorder=3,
+                   label=f"peak {report.peak_memory_bytes / GIB:.2f} GiB (exact)")  # fmt: skip
+    if started_at is not None:
+        events = run_events(report, started_at)
+        for kind, colour in (("checkpoint", "tab:green"), ("commit", "tab:orange")):
+            for i, at in enumerate(events[kind]):
+                memory.axvline(at, color=colour, lw=0.8, alpha=0.7, label=kind if i == 0 else None)
+    memory.set_xlim(0, max(report.elapsed_s, 1.0) * 1.03)
+    memory.set_ylim(0, max(limit, report.peak_memory_bytes) / GIB * 1.08)
+    memory.set_ylabel("GiB")
+    memory.set_xlabel("seconds since start")
+    memory.legend(loc="upper left", fontsize=7, ncols=2)
+    memory.set_title(f"{Path(report.script).name}: {report.verdict}", fontsize=9)
+    time_limit = report.limits.get("time_s", 0) or 1
+    _bar(time_ax, report.elapsed_s, time_limit, f"time {report.elapsed_s:.0f} s of {time_limit:.0f} s")
+    max_files = report.limits.get("max_files", 0) or 1
+    _bar(files_ax, report.output_files, max_files, f"output files {report.output_files} of {max_files}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _bar(ax, used: float, limit: float, text: str) -> None:
+    share = used / limit
+    ax.barh([0], [min(share, 1.0)], color="tab:red" if share >= 0.9 else "tab:blue", height=0.6)
+    ax.set_xlim(0, 1)
+    ax.set_yticks([])
+    ax.set_xticks([0, 0.5, 0.9, 1.0], ["0", "50%", "90%", "limit"], fontsize=7)
+    ax.text(0.01, 0, f"{text} ({share:.0%})", va="center", fontsize=8, color="black")

@@ -1,0 +1,63 @@
+"""The run-local picture: memory over time against the limit, with checkpoints and commits marked; time and files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from kaggle_kit.emulate import RunReport
+from kaggle_kit.runplot import run_events
+
+KAGGLE_KIT = str(Path(sys.executable).parent / "kaggle-kit")
+SCRIPT = """
+import time
+from pathlib import Path
+blocks = []
+for i in range(4):
+    blocks.append(bytearray(40 << 20))  # 40 MiB more each step
+    for j in range(0, len(blocks[-1]), 4096):
+        blocks[-1][j] = 1  # touched: resident
+    time.sleep(1.1)
+    if i == 1:
+        Path("checkpoints").mkdir()
+        Path("checkpoints/ckpt-s00-e0001-i0000000-0123456789abcdef.pth").write_bytes(b"x")
+    if i == 2:
+        Path("preds.csv.progress.json").write_text("{}")
+"""
+
+
+def _run_local(tmp_path, *extra):
+    script = tmp_path / "grow.py"
+    script.write_text(SCRIPT)
+    command = [KAGGLE_KIT, "run-local", str(script), "--root", str(tmp_path / "run"), "--memory", "2GiB", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+
+
+def test_run_local_draws_the_run_against_its_limits_by_default(tmp_path):
+    done = _run_local(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    report = RunReport.read(tmp_path / "run/run-report.json")
+    timeline = report.memory_timeline
+    assert len(timeline) >= 4
+    assert timeline[-1][1] - timeline[0][1] > 100 << 20  # the growth is in it
+    started_at = (tmp_path / "run/run-report.json").stat().st_mtime - report.elapsed_s - 1
+    events = run_events(report, started_at)
+    assert len(events["checkpoint"]) == 1
+    assert len(events["commit"]) == 1
+    assert events["checkpoint"][0] < events["commit"][0]
+    with Image.open(tmp_path / "run/run-report.png") as picture:
+        assert picture.format == "PNG"
+        assert picture.size[0] >= 500
+        assert len(set(picture.convert("RGB").getdata())) > 20  # lines, bars and text, not a blank canvas
+
+
+def test_no_plot_leaves_only_the_json(tmp_path):
+    done = _run_local(tmp_path, "--no-plot")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run/run-report.json").read_text())["verdict"] == "ok"
+    assert not (tmp_path / "run/run-report.png").exists()
