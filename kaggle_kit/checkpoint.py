@@ -23,11 +23,18 @@ from typing import Any
 
 import torch
 
-from kaggle_kit.atomic import atomic_write_json, atomic_write_named_by_digest, remove_stale_temps
+from kaggle_kit.atomic import atomic_open, atomic_write_json, atomic_write_named_by_digest, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.kernel import Kernel
 
-__all__ = ["CheckpointSaver", "CheckpointError", "find_latest_checkpoint", "MANIFEST_NAME", "CHECKPOINT_DIR"]
+__all__ = [
+    "CheckpointSaver",
+    "CheckpointError",
+    "find_latest_checkpoint",
+    "prune_checkpoints",
+    "MANIFEST_NAME",
+    "CHECKPOINT_DIR",
+]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +171,27 @@ def find_latest_checkpoint(kernel: Kernel, working_saver: CheckpointSaver) -> tu
         names = ", ".join(str(f.path) for _p, _d, files in candidates for f in files)
         log.warning("starting from scratch: none of these checkpoint files is valid: %s", names)
     return None
+
+
+def prune_checkpoints(folder: str | os.PathLike, model: Any, final_path: str | os.PathLike) -> int:
+    """After a kernel is done: keep `model`'s weights once, as one state-dict file at `final_path` (written first,
+    atomically), then delete the training checkpoints under `folder` (only files named as this module names them,
+    its index and their temp files; emptied folders too). Returns the bytes freed: Kaggle keeps, and the user
+    downloads, everything left in working/."""
+    with atomic_open(final_path) as f:
+        torch.save(model.state_dict(), f)
+    folder, freed = Path(folder), 0
+    if not folder.is_dir():
+        return 0
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders holding them
+        if path.is_file() and (_NAME.fullmatch(path.name) or path.name == MANIFEST_NAME or ".tmp" in path.name):
+            freed += path.stat().st_size
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return freed
 
 
 def _load_first_valid(directory: Path, files: list[_CheckpointFile]) -> tuple[dict[str, Any], Path]:

@@ -170,3 +170,26 @@ def test_a_killed_save_leaves_no_temp_file_after_the_next_save(tmp_path):
     saver.save(_state(0, 0, 3, 3))
 
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_pruning_keeps_the_final_weights_once_and_removes_only_checkpoints(tmp_path):
+    import torch
+
+    from kaggle_kit.checkpoint import prune_checkpoints
+
+    folder = tmp_path / "checkpoints" / "stage1"
+    folder.mkdir(parents=True)
+    names = ["ckpt-s00-e0001-i0000010-0123456789abcdef.pth", "ckpt-s00-e0002-i0000020-fedcba9876543210.pth",
+             "checkpoints.json", ".ckpt-s00-e0003-i0000030.pth.123.tmp"]  # fmt: skip
+    for name in names:
+        (folder / name).write_bytes(b"x" * 100)
+    (tmp_path / "checkpoints" / "notes.txt").write_text("the user's")
+    model = torch.nn.Linear(3, 2)
+
+    freed = prune_checkpoints(tmp_path / "checkpoints", model, tmp_path / "model.pth")
+
+    assert freed == 400
+    assert not folder.exists()
+    assert (tmp_path / "checkpoints" / "notes.txt").read_text() == "the user's"
+    saved = torch.load(tmp_path / "model.pth", weights_only=True)
+    assert torch.equal(saved["weight"], model.weight)

@@ -50,6 +50,8 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
         with Image.open(working / picture) as image:
             assert image.size[0] > 100
     assert run.report.output_files <= 10
+    assert not (working / "checkpoints").exists()  # pruned when done: the final weights are kept once
+    assert (working / "model.pth").stat().st_size > 1_000_000
 
 
 def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):

@@ -54,6 +54,9 @@ def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
     categories = {row["id"]: row for row in report["categories"]}
     assert {31, 23}.issubset(categories)  # sleeves and shoes are in every validation split of the realistic data
     assert all(0.0 <= row["score"] <= 1.0 and row["images"] > 0 for row in categories.values())
+    assert not list(working.rglob("ckpt-*.pth"))  # pruned when done: the final weights are kept once per stage
+    assert (working / "stage1.pth").is_file()
+    assert (working / "stage2.pth").is_file()
     with Image.open(working / "imaterialist-categories.png") as chart:
         assert chart.format == "PNG"
         assert chart.height > 100

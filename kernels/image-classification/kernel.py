@@ -47,6 +47,7 @@ SETTINGS = {
     "checkpoint_every": 30.0,  # minutes
     "reserve": 15.0,  # minutes kept for prediction after training
     "safety": 1.0,
+    "keep_checkpoints": False,  # when done: False keeps the final weights once (model.pth), not every checkpoint
     "draft_decode": False,  # True: decode JPEGs at the DCT scale nearest `size` (3-4x faster, see README)
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
@@ -78,7 +79,7 @@ from fastai.vision.all import (  # noqa: E402
 )
 
 from kaggle_kit.atomic import atomic_write_json  # noqa: E402
-from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import architecture  # noqa: E402
 from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
@@ -211,4 +212,7 @@ atomic_write_json(working / "classification-report.json",
      "vocab": vocab, "clean_up": report.counts, "prediction": summary.as_dict()})  # fmt: skip
 if summary.complete:
     kk.mark_done(submission="submission.csv")
+    if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
+        freed = prune_checkpoints(working / "checkpoints", learn.model, working / "model.pth")
+        print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); final weights in model.pth")
     print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")

@@ -50,6 +50,7 @@ SETTINGS = {
     "reserve": 45.0,  # minutes kept for prediction and the submission after training
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
     "seed": 42,
+    "keep_checkpoints": False,  # when done: False keeps the final weights once (stage1.pth, stage2.pth) only
     "draft_decode": False,  # True: decode JPEGs at the DCT scale nearest the training size (3-4x faster, see README)
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
@@ -63,7 +64,7 @@ import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json  # noqa: E402
-from kaggle_kit.checkpoint import CheckpointSaver  # noqa: E402
+from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 from kaggle_kit.identity import model_digest  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
 from kaggle_kit.imaterialist.masks import instance_masks  # noqa: E402
@@ -287,4 +288,8 @@ if settings["compare_untuned"] and summary.complete:
 atomic_write_json(working / "imaterialist-report.json", report)
 if summary.complete:
     kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
+    if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
+        freed = sum(prune_checkpoints(working / "checkpoints" / name, model, working / f"{name}.pth")
+                    for name, model in (("stage1", learn.model), ("stage2", learn2.model)))  # fmt: skip
+        print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); final weights in stage1/2.pth")
     print(f"kernel: submission.csv written for {summary.done} test images")
