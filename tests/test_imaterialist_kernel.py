@@ -54,6 +54,13 @@ def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
     categories = {row["id"]: row for row in report["categories"]}
     assert {31, 23}.issubset(categories)  # sleeves and shoes are in every validation split of the realistic data
     assert all(0.0 <= row["score"] <= 1.0 and row["images"] > 0 for row in categories.values())
+    truth = pd.read_csv(root / "fashion-data/train.csv", dtype=str)
+    for shown in report["overlays"]:  # the masks picture: true masks as train.csv has them, beside the predictions
+        true_categories = sorted(int(c.split("_")[0]) for c in truth.loc[truth["ImageId"] == shown["image"], "ClassId"])
+        assert shown["true"] == true_categories
+    assert len(report["overlays"]) == 4
+    with Image.open(working / "imaterialist-masks.png") as masks:
+        assert masks.height > masks.width
     assert not list(working.rglob("ckpt-*.pth"))  # pruned when done: the final weights are kept once per stage
     assert (working / "stage1.pth").is_file()
     assert (working / "stage2.pth").is_file()

@@ -184,3 +184,23 @@ def test_exclusive_categories_are_the_ones_that_never_share_pixels_and_keep_the_
     assert found[6].sum() == 50
     assert found[31].sum() == 10
     assert PostProcessing.from_dict(post.as_dict()).exclusive == [1, 6]
+
+
+def test_mask_overlays_draw_true_and_predicted_masks_in_category_colours(tmp_path):
+    from kaggle_kit.imaterialist.report import mask_overlays
+
+    data = make_dataset(tmp_path / "d", n_train=2, n_test=1, seed=0)
+    labels = read_labels(data / "label_descriptions.json")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((40, 60, 3), 255, np.uint8)).save(photo)
+    left, right = np.zeros((40, 60), bool), np.zeros((40, 60), bool)
+    left[:, :30], right[:, 30:] = True, True
+    truth = pd.DataFrame({"EncodedPixels": [rle_encode(left)], "ClassId": ["23"]})
+    predicted = pd.DataFrame({"EncodedPixels": [rle_encode(right), "1 1"], "ClassId": ["31", "23"]})
+
+    drawn = mask_overlays([(photo, truth, predicted)], labels, tmp_path / "masks.png")
+
+    assert drawn == [{"image": "photo.png", "true": [23], "predicted": [31]}]  # "1 1" (nothing found) is not drawn
+    with Image.open(tmp_path / "masks.png") as picture:
+        assert picture.format == "PNG"
+        assert len(set(picture.convert("RGB").getdata())) > 10

@@ -70,7 +70,7 @@ from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submissio
 from kaggle_kit.imaterialist.masks import instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, exclusive_categories  # noqa: E402
-from kaggle_kit.imaterialist.report import category_chart, category_table  # noqa: E402
+from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     MultiLabelSegLoss,
     positive_weights,
@@ -270,6 +270,8 @@ scores = {f"{name}_{mode}": score_submission(frame, truth, mode) for mode in ("c
 print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
 categories = category_table(score_by_category(predicted, truth), score_by_category(baseline, truth), labels)
 category_chart(categories, working / "imaterialist-categories.png")
+overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], predicted[predicted["ImageId"] == i])
+                          for i in report_ids[:4]], labels, working / "imaterialist-masks.png")  # fmt: skip
 
 # --- the submission, streamed ---------------------------------------------------------------------------------------
 summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", rows, COLUMNS), tta=tta)
@@ -277,6 +279,7 @@ report = {
     "scores": scores,
     "postprocessing": postprocessing,
     "categories": categories,
+    "overlays": overlays,
     "prediction": summary.as_dict(),
     "thresholds": np.round(thresholds, 2).tolist(),
     "attribute_categories": attribute_categories,
@@ -291,5 +294,7 @@ if summary.complete:
     if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
         freed = sum(prune_checkpoints(working / "checkpoints" / name, model, working / f"{name}.pth")
                     for name, model in (("stage1", learn.model), ("stage2", learn2.model)))  # fmt: skip
+        if not any((working / "checkpoints").iterdir()):
+            (working / "checkpoints").rmdir()
         print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); final weights in stage1/2.pth")
     print(f"kernel: submission.csv written for {summary.done} test images")
