@@ -161,6 +161,7 @@ def test_chain_pushes_a_resume_run_with_the_previous_output_until_done(fake_kagg
     assert second["kernelDataSources"] == ["tester/my-fashion-kernel"]
     assert waits == [1]
     assert (bundle / "run-1-output/kaggle-kit-status.json").exists()
+    assert not (bundle / "run-1-output/checkpoints").exists()  # only the status file is downloaded
 
 
 def test_chain_stops_with_the_reason_on_error(fake_kaggle, tmp_path):

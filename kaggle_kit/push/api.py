@@ -103,12 +103,13 @@ def status(kernel: str, api=None) -> tuple[str, str | None]:
     return response.status.name, response.failure_message
 
 
-def output(kernel: str, dest: str | os.PathLike, api=None) -> list[Path]:
-    """Download every output file of a kernel's latest run (all pages) and its log into `dest`."""
+def output(kernel: str, dest: str | os.PathLike, api=None, file_pattern: str | None = None) -> list[Path]:
+    """Download the output files of a kernel's latest run (all pages) and its log into `dest`: every file, or those
+    whose name matches the regex `file_pattern` (the client lists them all, downloads only those)."""
     api = api or client()
     Path(dest).mkdir(parents=True, exist_ok=True)
     try:
-        files, _token = api.kernels_output(kernel, str(dest), force=True, quiet=True)
+        files, _token = api.kernels_output(kernel, str(dest), file_pattern=file_pattern, force=True, quiet=True)
     except Exception as exc:
         raise KaggleApiError(f"output of {kernel} failed: {exc}", kernel) from None
     return [Path(f) for f in files]

@@ -26,6 +26,7 @@ __all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
 log = logging.getLogger(__name__)
 
 CHAIN_NAME = "chain.json"
+STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each run's output
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 
 
@@ -77,7 +78,7 @@ def run_chain(
                 atomic_write_json(state_path, state)
                 return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
             dest = bundle_dir / f"run-{run['run']}-output"
-            kaggle_api.output(ref, dest, api)
+            kaggle_api.output(ref, dest, api, file_pattern=STATUS_PATTERN)  # not the whole output: GBs of weights
             status = read_status(dest)
             if not isinstance(status, dict) or status.get("status") not in (DONE, NEEDS_RESUME, TRAINED):
                 run["state"] = "no-status"
