@@ -46,7 +46,8 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     assert submission.set_index("id").loc["00999_blue_big", "predicted"] == ""
     report = json.loads((working / "classification-report.json").read_text())
     assert report["clean_up"] == {"zero bytes": 1}
-    for picture in ("confusion_matrix.png", "most_wrong.png"):
+    assert report["validation"]["accuracy"] > report["validation"]["baseline_accuracy"] + 0.2
+    for picture in ("confusion_matrix.png", "top_losses.png"):  # fastai's ClassificationInterpretation plots
         with Image.open(working / picture) as image:
             assert image.size[0] > 100
     assert run.report.output_files <= 10
@@ -82,4 +83,9 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     )
     assert exact / len(test) > 0.6, submission  # 4 equally likely tag pairs: chance is 0.25
     report = json.loads((working / "classification-report.json").read_text())
-    assert report["validation"]["f_beta"] > 0.8
+    validation = report["validation"]  # thresholds tuned on one half of validation, scored on the other
+    assert validation["f_beta"] > 0.8
+    assert validation["f_beta"] > validation["f_beta_baseline"] + 0.2
+    assert validation["tuned_on"] + validation["scored_on"] == 40
+    with Image.open(working / "tag_precision_recall.png") as image:
+        assert image.size[0] > 300

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import kaggle_kit as kk
@@ -65,16 +66,18 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
     CategoryBlock,
+    ClassificationInterpretation,
     ColReader,
     DataBlock,
+    FBetaMulti,
     MultiCategoryBlock,
-    PILImage,
     RandomSplitter,
     Resize,
     accuracy,
     accuracy_multi,
     parent_label,
     set_seed,
+    top_k_accuracy,
     vision_learner,
 )
 
@@ -82,7 +85,7 @@ from kaggle_kit.atomic import atomic_write_json  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import architecture  # noqa: E402
-from kaggle_kit.metrics import fbeta_metric, fbeta_score, search_thresholds, top_k_error, top_k_error_metric  # noqa: E402
+from kaggle_kit.metrics import fbeta_score, search_thresholds  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
@@ -119,8 +122,8 @@ block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock
                   splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]),
                   item_tfms=Resize(settings["size"]))  # fmt: skip
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
-metrics = ([fbeta_metric(settings["beta"], settings["threshold"]), accuracy_multi] if multi else
-           [accuracy, top_k_error_metric(min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
+metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi
+           else [accuracy, partial(top_k_accuracy, k=min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
 weights = settings["weights"]
 if weights is not None and not Path(weights).exists():
     weights = kernel.find_input(weights)  # the slug of an attached dataset
@@ -147,54 +150,52 @@ if deadline.stopped:
     print("kernel: training stopped before the time limit; run again to resume")
     raise SystemExit(0)
 
-# --- validation: thresholds, scores, the two pictures ----------------------------------------------------------------
+# --- validation: scores next to a baseline, thresholds tuned on one half and scored on the other, pictures -----------
 with learn.no_bar():
-    probs, targets, losses = learn.get_preds(with_loss=True)
-probs, targets, vocab = probs.numpy(), targets.numpy(), list(learn.dls.vocab)
+    probs, targets = (t.numpy() for t in learn.get_preds())
+vocab = list(learn.dls.vocab)
+tune = np.arange(len(probs)) % 2 == 0  # multi-label thresholds are tuned here, scored on the other half
+held = ~tune
 if multi:
-    thresholds = search_thresholds(probs, targets, settings["beta"], start=settings["threshold"])
-    scores = {"f_beta": fbeta_score(probs, targets, settings["beta"], thresholds)}
-    predicted = probs >= thresholds
-    matrix = (targets > 0.5).T.astype(int) @ predicted.astype(int)  # true tag (rows) vs predicted tag (columns)
+    beta = settings["beta"]
+    thresholds = search_thresholds(probs[tune], targets[tune], beta, start=settings["threshold"])
+    common = (targets[tune].mean(axis=0) > 0.5).astype(float)  # baseline: the tags most images have, everywhere
+    scores = {
+        "f_beta": fbeta_score(probs[held], targets[held], beta, thresholds),
+        "f_beta_at_start_threshold": fbeta_score(probs[held], targets[held], beta, settings["threshold"]),
+        "f_beta_baseline": fbeta_score(np.tile(common, (int(held.sum()), 1)), targets[held], beta, 0.5),
+        "tuned_on": int(tune.sum()),
+        "scored_on": int(held.sum()),
+    }
+    predicted, truth = probs[held] >= thresholds, targets[held] > 0.5
+    tp = (predicted & truth).sum(axis=0)
+    precision, recall = tp / np.maximum(predicted.sum(axis=0), 1), tp / np.maximum(truth.sum(axis=0), 1)
+    fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * len(vocab)), dpi=90)
+    rows = np.arange(len(vocab))
+    ax.barh(rows + 0.2, precision, height=0.4, label="precision")
+    ax.barh(rows - 0.2, recall, height=0.4, label="recall")
+    ax.set(yticks=rows, yticklabels=vocab, xlim=(0, 1), title=f"per tag on {int(held.sum())} held-out images")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig("tag_precision_recall.png")
+    plt.close(fig)
 else:
     thresholds = None
-    scores = {"accuracy": float((probs.argmax(1) == targets).mean()),
-              f"top_{settings['top_k']}_error": top_k_error(probs, targets, settings["top_k"])}  # fmt: skip
-    matrix = np.zeros((len(vocab), len(vocab)), dtype=int)
-    np.add.at(matrix, (targets.astype(int), probs.argmax(1)), 1)
+    k = min(settings["top_k"], len(vocab))
+    labels = targets.astype(int)
+    scores = {
+        "accuracy": float((probs.argmax(1) == labels).mean()),
+        f"top_{k}_error": 1 - float(top_k_accuracy(torch.from_numpy(probs), torch.from_numpy(labels), k=k)),
+        "baseline_accuracy": float(np.bincount(labels, minlength=len(vocab)).max() / len(labels)),  # most common
+    }
+    interp = ClassificationInterpretation.from_learner(learn)  # fastai's own pictures
+    interp.plot_confusion_matrix(normalize=True, figsize=(4 + 0.3 * len(vocab),) * 2, dpi=90)
+    plt.gcf().savefig("confusion_matrix.png")
+    plt.close("all")
+    interp.plot_top_losses(min(9, len(labels)), figsize=(8, 8))
+    plt.gcf().savefig("top_losses.png", dpi=80)
+    plt.close("all")
 print(f"kernel: validation {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
-
-fig, ax = plt.subplots(figsize=(2 + 0.4 * len(vocab), 2 + 0.4 * len(vocab)))
-ax.imshow(matrix, cmap="Blues")
-ax.set(
-    xticks=range(len(vocab)),
-    yticks=range(len(vocab)),
-    xticklabels=vocab,
-    yticklabels=vocab,
-    xlabel="predicted",
-    ylabel="actual",
-    title="confusion matrix" + (" (tags)" if multi else ""),
-)
-for (r, c), n in np.ndenumerate(matrix):
-    ax.text(c, r, str(n), ha="center", va="center", fontsize=8)
-fig.tight_layout()
-fig.savefig("confusion_matrix.png", dpi=80)
-plt.close(fig)
-
-valid_items = learn.dls.valid.items
-worst = torch.argsort(losses, descending=True)[:9].tolist()
-fig, axes = plt.subplots(3, 3, figsize=(9, 9))
-for ax, i in zip(axes.flat, worst, strict=False):  # fewer than 9 validation images is fine
-    item = valid_items.iloc[i]["path"] if isinstance(valid_items, pd.DataFrame) else valid_items[i]
-    ax.imshow(PILImage.create(item))
-    truth = [vocab[c] for c in np.flatnonzero(targets[i] > 0.5)] if multi else [vocab[int(targets[i])]]
-    guess = [vocab[c] for c in np.flatnonzero(probs[i] >= thresholds)] if multi else [vocab[int(probs[i].argmax())]]
-    ax.set_title(f"{' '.join(truth)} / {' '.join(guess)}\nloss {float(losses[i]):.2f}", fontsize=8)
-for ax in axes.flat:
-    ax.axis("off")
-fig.suptitle("most wrong validation images: actual / predicted")
-fig.savefig("most_wrong.png", dpi=80)
-plt.close(fig)
 
 # --- the submission, streamed with TTA --------------------------------------------------------------------------------
 test_files = sorted(
