@@ -3,8 +3,8 @@ or a CSV, as in the seed posts (Zalo landmarks, Planet, iMaterialist 2018, shark
 
 Clean-up finds the images that would break training (they are left out: inputs are read-only on Kaggle), training runs
 under kk.Deadline (resumable; pretrained bodies fine-tuned frozen then unfrozen), test predictions stream out with flip
-TTA through the right submission writer, and fastai's interpretation plots are saved. Settings live in SETTINGS; a JSON file
-named by KAGGLE_KIT_CONFIG overrides them. Locally:
+TTA through the right submission writer, and fastai's interpretation plots are saved. Settings live in SETTINGS; a
+JSON file named by KAGGLE_KIT_CONFIG overrides them. Locally:
     kaggle-kit run-local kernels/image-classification --input images=PATH --config settings.json
 """
 
