@@ -300,7 +300,6 @@ def _clean(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
         workers=args.workers,
         report_path=args.report,
-        plot=args.plot,
     )
     print(f"kaggle-kit clean: {report.summary()}" + (" (dry run: nothing changed)" if args.dry_run else ""))
     for entry in report.files[:20]:
