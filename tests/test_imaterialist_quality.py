@@ -25,15 +25,30 @@ def _disc(shape, cy, cx, r):
 def test_touching_instances_are_split_and_thin_ones_are_not():
     left, right = _disc((40, 60), 20, 18, 9), _disc((40, 60), 20, 35, 9)  # touching over a few pixels
     assert ndimage.label(left | right)[1] == 1
-    labels, sizes = components(left | right, split=True)
+    labels, sizes = components(left | right, split="shape")
     parts = [labels == k for k in np.flatnonzero(sizes)]
     assert len(parts) == 2
     for truth in (left, right):
         assert max((p & truth).sum() / (p | truth).sum() for p in parts) > 0.85
     sleeve = np.zeros((40, 60), bool)
     sleeve[5:35, 20:26] = True
-    _labels, sizes = components(sleeve, split=True)
+    _labels, sizes = components(sleeve, split="shape")
     assert np.count_nonzero(sizes) == 1
+
+
+def test_instances_merged_above_the_threshold_are_split_at_the_probability_dip():
+    yy, xx = np.mgrid[:30, :60]
+    prob = np.maximum(
+        np.exp(-((yy - 15) ** 2 + (xx - 20) ** 2) / 120), np.exp(-((yy - 15) ** 2 + (xx - 40) ** 2) / 120)
+    )
+    binary = prob > 0.2  # one blob: the two bumps merge above 0.2, with a dip at x = 30
+    assert ndimage.label(binary)[1] == 1
+
+    labels, sizes = components(binary, "peaks", prob)
+
+    assert np.count_nonzero(sizes) == 2
+    assert labels[15, 20] != labels[15, 40]
+    assert np.count_nonzero(components(binary, None)[1]) == 1
 
 
 def test_each_category_gets_its_own_rule_and_the_rules_survive_json():

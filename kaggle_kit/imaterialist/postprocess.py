@@ -7,9 +7,13 @@ as much as a missed object in the metric). ``kaggle_kit.imaterialist.tuning`` ch
 validation; this module applies them, identically in validation and in the submission.
 
 Touching instances of one category (two shoes in contact) are one connected component after thresholding. `split`
-separates them by the shape of the component: the distance to its edge has one peak per convex lobe; the pixels
-within `SPLIT_CORE` of a component's deepest point seed the instances and every pixel goes to its nearest seed. A
-long thin object has one ridge and stays whole; whether splitting helps a category is tuned, not assumed.
+separates them, in one of two ways; whether (and how) splitting helps a category is tuned, not assumed.
+- "shape": the distance to the component's edge has one peak per convex lobe; the pixels within `SPLIT_CORE` of its
+  deepest point seed the instances. A long thin object has one ridge and stays whole.
+- "peaks": the probability map has one peak per instance even where the instances merge above the threshold (the
+  model is less sure between two shoes); the pixels above halfway from the threshold to the component's maximum
+  probability seed the instances: a watershed on the probability map, with two levels.
+Either way every pixel of the component then goes to its nearest seed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "DEFAULT_RULE",
 ]
 
+SPLITS = (None, "shape", "peaks")
 SPLIT_CORE = 0.7  # seeds: pixels deeper than this share of their component's maximum depth
 
 
@@ -38,12 +43,12 @@ SPLIT_CORE = 0.7  # seeds: pixels deeper than this share of their component's ma
 class CategoryRule:
     """How one category's probability map becomes instances. `threshold`: probability above which a pixel belongs
     to the category; `min_area`: smallest instance kept, as a share of the model-size image; `split`: separate
-    touching instances (``split_touching``); `max_instances`: keep only the largest ones (a person wears one pair
-    of pants: the rest are fragments or another category's pixels), None keeps all."""
+    touching instances, None, "shape" or "peaks" (see the module's text); `max_instances`: keep only the largest
+    ones (a person wears one pair of pants: the rest are fragments or another category's pixels), None keeps all."""
 
     threshold: float = 0.5
     min_area: float = 0.002
-    split: bool = False
+    split: str | None = None
     max_instances: int | None = None
 
 
@@ -82,7 +87,7 @@ class PostProcessing:
             binary = prob[channel] > rule.threshold
             if not binary.any():
                 continue
-            labels, sizes = components(binary, rule.split)
+            labels, sizes = components(binary, rule.split, prob[channel])
             for label in kept_labels(sizes, rule, binary.size):
                 yield category, labels == label
 
@@ -159,27 +164,36 @@ def exclusive_categories(masks: Iterable[Mapping[int, np.ndarray]], max_overlap:
         left.remove(max(sorted(covered), key=covered.get))
 
 
-def components(binary: np.ndarray, split: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Label the connected components of a 2-D boolean array (touching instances split apart when `split`).
-    Returns (labels, sizes): labels 1..n, background 0; sizes[k] is the pixel count of label k (sizes[0] = 0)."""
+def components(binary: np.ndarray, split: str | None, prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Label the connected components of a 2-D boolean array, touching instances split apart by `split` ("shape",
+    or "peaks" of `prob`, the probabilities `binary` was thresholded from). Returns (labels, sizes): labels 1..n,
+    background 0; sizes[k] is the pixel count of label k (sizes[0] = 0)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; expected one of {SPLITS}")
     labels, n = ndimage.label(binary)
     if split and n:
-        labels = split_touching(labels, n)
+        labels = split_touching(labels, split, prob)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels, sizes
 
 
-def split_touching(labels: np.ndarray, n: int) -> np.ndarray:
-    """Relabel components (1..n in `labels`) so that touching convex lobes become instances of their own."""
+def split_touching(labels: np.ndarray, how: str, prob: np.ndarray | None = None) -> np.ndarray:
+    """Relabel components (1..n in `labels`) so that touching instances become labels of their own: seeds by
+    `how` ("shape": deepest parts; "peaks": most probable parts of `prob`), then each pixel to its nearest seed."""
     out = np.zeros_like(labels)
     next_label = 1
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         mask = np.pad(labels[box] == index, 1)  # a border of background: depth is measured to the component's edge
-        depth = ndimage.distance_transform_edt(mask)
-        seeds, n_seeds = ndimage.label(depth > SPLIT_CORE * depth.max())
+        if how == "shape":
+            depth = ndimage.distance_transform_edt(mask)
+            seeds, n_seeds = ndimage.label(depth > SPLIT_CORE * depth.max())
+        else:
+            inside = np.where(mask, np.pad(prob[box], 1), 0.0)
+            low = inside[mask].min()
+            seeds, n_seeds = ndimage.label(inside > low + 0.5 * (inside.max() - low))
         if n_seeds > 1:  # each pixel goes to its nearest seed
             rows, cols = ndimage.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
             parts = np.where(mask, seeds[rows, cols], 0)[1:-1, 1:-1]

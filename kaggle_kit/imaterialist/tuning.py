@@ -41,7 +41,7 @@ class RuleSearch:
         default: CategoryRule = DEFAULT_RULE,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         min_areas: Sequence[float] = DEFAULT_MIN_AREAS,
-        splits: Sequence[bool] = (False, True),
+        splits: Sequence[str | None] = (None, "shape", "peaks"),
         max_instances: Sequence[int | None] = (None, 1, 2),
         exclusive: Sequence[int] = (),
     ):
@@ -74,7 +74,7 @@ class RuleSearch:
             for k, rule in enumerate(self.candidates):
                 by_labelling.setdefault((rule.threshold, rule.split), []).append(k)
             for (threshold, split), ks in by_labelling.items():
-                labels, sizes = components(prob[channel] > threshold, split)
+                labels, sizes = components(prob[channel] > threshold, split, prob[channel])
                 iou = _iou(labels, sizes, masks)  # (components, truths), row 0 the background
                 for k in ks:
                     kept = kept_labels(sizes, self.candidates[k], n_pixels)
