@@ -82,3 +82,24 @@ def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, ru
     assert "kernel: lr_find suggests lr=" in run.stdout
     assert (Path(run.report.working_dir) / "submission.csv").exists()
     assert not list(Path(run.report.working_dir).rglob("*.pth.tmp"))
+
+
+def test_the_imaterialist_unet_takes_the_attached_encoder_frozen(attached, tmp_path):
+    from fastai.vision.all import Normalize
+
+    from kaggle_kit.imaterialist.data import read_labels, read_train_csv
+    from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner
+    from kaggle_kit.imaterialist.synth import make_dataset
+
+    data = make_dataset(tmp_path / "fashion", n_train=6, n_test=1, seed=1, profile="easy")
+    labels = read_labels(data / "label_descriptions.json")
+    train = read_train_csv(data / "train.csv", labels)
+    dls = stage1_dataloaders(data / "train", train, labels.category_ids, 32, 2, tmp_path / "cache")
+
+    learn = stage1_learner(dls, 46, "resnet18", attached / "resnet18.pth")
+
+    state = torch.load(attached / "resnet18.pth", weights_only=True)
+    assert torch.equal(learn.model[0][0].weight, state["conv1.weight"])
+    encoder = [p for p in learn.model[0].parameters() if p.ndim > 1]  # conv weights (batch norms stay trainable)
+    assert not any(p.requires_grad for p in encoder)
+    assert sum(isinstance(t, Normalize) for t in learn.dls.after_batch.fs) == 1  # ImageNet stats, once
