@@ -112,7 +112,7 @@ Path("../summary.json").write_text(json.dumps(summary.as_dict()))
 
 
 def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run_kernel, tmp_path):
-    data = make_dataset(tmp_path / "big", n_train=8, n_test=32, min_size=500, max_size=700, seed=5)
+    data = make_dataset(tmp_path / "big", n_train=8, n_test=32, min_size=500, max_size=700, seed=5, profile="realistic")
     peaks = {}
     for n in (8, 32):
         run = run_kernel(MEMORY_KERNEL, memory="6GiB", inputs={"fashion": data}, args=[str(n)], name=f"mem{n}")
@@ -166,7 +166,7 @@ def _phase_reached(root, phase):
 
 
 def test_a_kill_in_any_phase_then_a_new_process_gives_the_uninterrupted_submission(tmp_path):
-    data = make_dataset(tmp_path / "data", n_train=16, n_test=8, min_size=64, max_size=96, seed=3)
+    data = make_dataset(tmp_path / "data", n_train=16, n_test=8, min_size=64, max_size=120, seed=3, profile="realistic")
     (tmp_path / "kill.json").write_text(json.dumps(KILL_SETTINGS))
     clean, proc = _start(tmp_path, "clean", data)
     out = proc.communicate(timeout=900)[0].decode()
