@@ -1,11 +1,11 @@
 """The classification kernel end to end under the emulator, on synthetic single-label and multi-label sets."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import make_class_folders
 from PIL import Image
 
 from kaggle_kit.demo import kernels_dir
@@ -25,11 +25,7 @@ def _write_config(tmp_path, **settings):
 
 def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     data = tmp_path / "shapes"
-    for path in make_colour_squares(tmp_path / "flat", 160, seed=1, masks=False):
-        target = data / "train" / path.name.split("_")[1] / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), target)
-    test = make_colour_squares(data / "test", 40, seed=2, masks=False)
+    test = make_class_folders(data, 160, 40)
     (data / "train/red/00999_red_big.png").write_bytes(b"")  # would kill training: left out
     (data / "test/00999_blue_big.png").write_bytes(b"")  # unreadable test image: still gets a row
 

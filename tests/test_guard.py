@@ -1,16 +1,14 @@
 """TrainingGuard: a fit that trains nothing stops with one line instead of checkpointing an untrained model."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images, make_learner
+from conftest import make_class_folders, make_images, make_learner
 
 from kaggle_kit.demo import kernels_dir
 from kaggle_kit.guard import TrainingError, TrainingGuard
-from kaggle_kit.synthetic import make_colour_squares
 
 
 def test_a_training_set_smaller_than_a_batch_is_an_error_before_any_batch(tmp_path):
@@ -49,11 +47,7 @@ def test_a_fit_that_trains_is_untouched_and_predictions_still_work(tmp_path):
 @pytest.mark.e2e
 def test_the_classification_kernel_stops_in_one_line_and_is_not_marked_done(run_kernel, tmp_path):
     data = tmp_path / "shapes"
-    for path in make_colour_squares(tmp_path / "flat", 10, seed=1, masks=False):
-        target = data / "train" / path.name.split("_")[1] / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), target)
-    make_colour_squares(data / "test", 4, seed=2, masks=False)
+    make_class_folders(data, 10, 4)
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"size": 32, "bs": 32, "epochs": 2, "num_workers": 0}))
 

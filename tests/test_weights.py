@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import make_images
+from conftest import make_class_folders, make_images
 
 from kaggle_kit.demo import kernels_dir
-from kaggle_kit.synthetic import make_colour_squares
 from kaggle_kit.weights import WeightsError, expected_file_name, use_offline_weights
 
 
@@ -65,11 +64,7 @@ def test_weights_of_another_architecture_or_no_file_are_clear_errors(attached, t
 @pytest.mark.e2e
 def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, run_kernel, tmp_path):
     data = tmp_path / "shapes"
-    for path in make_colour_squares(tmp_path / "flat", 80, seed=1, masks=False):
-        target = data / "train" / path.name.split("_")[1] / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), target)
-    make_colour_squares(data / "test", 8, seed=2, masks=False)
+    make_class_folders(data, 80, 8)
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"size": 32, "bs": 16, "epochs": 2, "num_workers": 0, "weights": "resnet18-weights",
                                   "lr_find": True, "reserve": 0.1, "safety": 0.05}))  # fmt: skip
