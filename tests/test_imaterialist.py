@@ -281,3 +281,18 @@ def test_submission_rows_are_the_same_strings_as_upscaling_every_mask(seed, heig
 
         assert writer.image_rows(path, prob) == (_rows_the_old_way(writer, path, prob) or
                                                  [(path.name, "1 1", str(writer.fallback_class))])  # fmt: skip
+
+
+def test_stage2_validates_on_the_photos_stage1_validates_on(dataset, tmp_path):
+    from kaggle_kit.imaterialist.stage2 import build_crops, stage2_learner
+
+    labels = read_labels(dataset / "label_descriptions.json")
+    train = read_train_csv(dataset / "train.csv", labels)
+    crops = build_crops(train, dataset / "train", 32, tmp_path, [1, 6, 8])
+    held = sorted(crops["ImageId"].unique())[:3]
+
+    learn = stage2_learner(crops, labels.attribute_ids, 32, 4, valid_images=held)
+
+    valid = learn.dls.valid.items
+    assert set(valid["ImageId"]) == set(held)
+    assert not set(learn.dls.train.items["ImageId"]) & set(held)  # no crop of a held-out photo is trained on

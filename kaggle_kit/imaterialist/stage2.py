@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.block import DataBlock, MultiCategoryBlock
-from fastai.data.transforms import ColReader, Normalize, RandomSplitter
+from fastai.data.transforms import ColReader, IndexSplitter, Normalize, RandomSplitter
 from fastai.vision.augment import Resize, ResizeMethod
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
@@ -83,8 +83,8 @@ def build_crops(
     draft: bool = False,
 ) -> pd.DataFrame:
     """Save one crop per garment of `categories` (size x size JPEG, outside working/) and return
-    (crop path, space-separated attribute ids) rows. A photo is decoded only for crops not cached yet, in draft mode
-    if `draft` (see `photo_crops`)."""
+    (crop path, space-separated attribute ids, ImageId) rows. A photo is decoded only for crops not cached yet, in
+    draft mode if `draft` (see `photo_crops`)."""
     out_dir = Path(cache_dir) / (f"crops-{size}" + ("-draft" if draft else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -98,13 +98,13 @@ def build_crops(
                 if box is None:
                     continue
                 missing[path] = crop_box(box, row.Height, row.Width)
-            rows.append((str(path), " ".join(str(a) for a in row.attributes)))
+            rows.append((str(path), " ".join(str(a) for a in row.attributes), image_id))
         if missing:
             crops = photo_crops(image_dir / image_id, list(missing.values()), size if draft else None)
             for path, crop in zip(missing, crops, strict=True):
                 with atomic_open(path) as f:  # a kill mid-save must not leave a half crop that exists() accepts
                     crop.resize((size, size)).save(f, format="JPEG", quality=95)
-    return pd.DataFrame(rows, columns=["crop", "attributes"])
+    return pd.DataFrame(rows, columns=["crop", "attributes", "ImageId"])
 
 
 def stage2_learner(
@@ -116,11 +116,19 @@ def stage2_learner(
     weights: str | os.PathLike | None = None,
     valid_pct: float = 0.2,
     seed: int = 42,
+    valid_images: Sequence[str] | None = None,
 ):
-    """A vision_learner over garment crops; its vocabulary is `attribute_ids` (as strings), in that order."""
+    """A vision_learner over garment crops; its vocabulary is `attribute_ids` (as strings), in that order.
+    `valid_images`: validate on the crops of these photos (stage 1's validation photos, so that no score on them
+    comes from a model that trained on them); default a random `valid_pct` of the crops."""
     vocab = [str(a) for a in attribute_ids]
+    held = set(valid_images or ())
+    if not crops["ImageId"].isin(held).any() or crops["ImageId"].isin(held).all():
+        splitter = RandomSplitter(valid_pct, seed=seed)  # nothing (or everything) to hold out by photo
+    else:
+        splitter = IndexSplitter(np.flatnonzero(crops["ImageId"].isin(held).to_numpy()))
     block = DataBlock(blocks=(ImageBlock, MultiCategoryBlock(vocab=vocab)), get_x=ColReader("crop"),
-                      get_y=ColReader("attributes", label_delim=" "), splitter=RandomSplitter(valid_pct, seed=seed),
+                      get_y=ColReader("attributes", label_delim=" "), splitter=splitter,
                       item_tfms=Resize(size, method=ResizeMethod.Squish),
                       batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
     dls = block.dataloaders(crops, bs=bs, num_workers=0)

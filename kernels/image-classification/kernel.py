@@ -131,6 +131,8 @@ build, pretrained = architecture(settings["arch"], weights)  # pretrained: body 
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
 if settings["lr_find"]:
     print(f"kernel: lr_find suggests lr={learn.lr_find(show_plot=False).valley:.2e} (settings lr={settings['lr']})")
+    if not any((learn.path / learn.model_dir).iterdir()):  # lr_find's emptied temp folder: not an output
+        (learn.path / learn.model_dir).rmdir()
 
 deadline = kk.Deadline(
     every=settings["checkpoint_every"],

@@ -23,6 +23,7 @@ SETTINGS = {
     "encoder": "resnet34",  # stage 1 encoder (seed 002's choice)
     "weights": None,  # its torchvision checkpoint: a dataset slug or path (e.g. resnet34-b627a593.pth); None = random
     "freeze_epochs": 1,  # with weights: epochs with the encoder frozen before unfreezing (discriminative LRs after)
+    "lr_find": False,  # True: run fastai's lr_find on stage 1 first and log its suggestion
     "encoder_cut": None,  # fastai's cut: -3 ends a resnet after its third stage (2x less compute, for CPU runs)
     "last_cross": True,  # fastai's full-resolution last block (False: 2x less compute)
     "sizes": [224, 512],  # progressive resizing, pixels
@@ -147,6 +148,10 @@ learn = stage1_learner(
     cut=settings["encoder_cut"],
     last_cross=settings["last_cross"],
 )
+if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
+    print(f"kernel: lr_find suggests lr={learn.lr_find(show_plot=False).valley:.2e} (lrs {settings['lrs']})")
+    if not any((learn.path / learn.model_dir).iterdir()):  # lr_find's emptied temp folder: not an output
+        (learn.path / learn.model_dir).rmdir()
 stage1 = deadline("stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 pretrained = settings["weights"] is not None  # then fastai froze the encoder: train the decoder first
@@ -183,6 +188,7 @@ learn2 = stage2_learner(
     settings["stage2_encoder"],
     attached(settings["stage2_weights"]),
     seed=settings["seed"],
+    valid_images=[Path(p).name for p in learn.dls.valid.items],  # never trained on what validation scores
 )
 stage2 = deadline("stage2")
 try:
