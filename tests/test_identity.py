@@ -71,7 +71,7 @@ def test_every_kind_of_to_rows_has_the_same_signature_in_two_processes(tmp_path)
     assert first == second
     assert first["function"]["to_rows"] == "__main__.rows"
     assert first["object with signature()"]["to_rows"]["settings"] == {"threshold": 0.4}
-    assert first["SubmissionRows"]["to_rows"]["settings"]["threshold"] == 0.4
+    assert first["SubmissionRows"]["to_rows"]["settings"]["post"]["default"]["threshold"] == 0.4
     assert "0x" not in json.dumps(first)
 
 
