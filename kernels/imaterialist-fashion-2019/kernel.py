@@ -42,6 +42,7 @@ SETTINGS = {
     "threshold": 0.5,  # stage 1 probability threshold (the default rule; tuned per category below)
     "min_area": 0.002,  # smallest instance kept, share of the image (likewise)
     "tune_postprocessing": True,  # per-category threshold, smallest area and splitting, chosen on validation
+    "max_tune_images": 300,  # validation photos to tune on, and as many to score on (the search's time and memory)
     "compare_untuned": False,  # also write submission-untuned.csv with the default rule everywhere (benchmarks)
     "flip_tta": False,  # average with the horizontally flipped image when predicting (2x the forward time)
     "dice": "image",  # "image": Dice per image and category (small parts count); "batch": pooled over the batch
@@ -220,7 +221,7 @@ def counted(ids: list[str], *searches: RuleSearch) -> None:
 
 
 valid_ids = [Path(p).name for p in learn.dls.valid.items]
-tune_ids, report_ids = valid_ids[::2], valid_ids[1::2]
+tune_ids, report_ids = valid_ids[::2][: settings["max_tune_images"]], valid_ids[1::2][: settings["max_tune_images"]]
 default_rule = CategoryRule(settings["threshold"], settings["min_area"])
 untuned_post = PostProcessing(category_ids, default_rule)
 tuned_file = working / "imaterialist-postprocessing.json"  # saved with the model: a resumed run reuses it
