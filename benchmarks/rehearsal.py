@@ -65,10 +65,10 @@ KERNEL = textwrap.dedent('''
                 width, height = opened.size
             rows = []
             for channel, category in enumerate(self.category_ids):
-                found, k = ndimage.label(prob[channel] > self.threshold)
+                found, k = ndimage.label(prob[channel] > self.post.default.threshold)
                 sizes = np.bincount(found.ravel(), minlength=k + 1)
                 for label in range(1, k + 1):
-                    if sizes[label] >= self.min_area * prob.shape[1] * prob.shape[2]:
+                    if sizes[label] >= self.post.default.min_area * prob.shape[1] * prob.shape[2]:
                         mask = resize_nearest(found == label, height, width)
                         mask_box(mask)
                         rows.append((path.name, rle_encode(mask), str(category)))

@@ -46,10 +46,10 @@ def previous_rows(writer: SubmissionRows, path: Path, prob: np.ndarray) -> list[
         width, height = opened.size
     rows = []
     for channel, category in enumerate(writer.category_ids):
-        labels, n = ndimage.label(prob[channel] > writer.threshold)
+        labels, n = ndimage.label(prob[channel] > writer.post.default.threshold)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         for label in range(1, n + 1):
-            if sizes[label] >= writer.min_area * MODEL_SIZE * MODEL_SIZE:
+            if sizes[label] >= writer.post.default.min_area * MODEL_SIZE * MODEL_SIZE:
                 mask = resize_nearest(labels == label, height, width)
                 mask_box(mask)
                 rows.append((path.name, rle_encode(mask), str(category)))

@@ -254,10 +254,10 @@ def _rows_the_old_way(rows_writer, path, prob):
         width, height = opened.size
     out = []
     for channel, category in enumerate(rows_writer.category_ids):
-        labels, n = ndimage.label(prob[channel] > rows_writer.threshold)
+        labels, n = ndimage.label(prob[channel] > rows_writer.post.default.threshold)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         for label in range(1, n + 1):
-            if sizes[label] >= rows_writer.min_area * prob.shape[1] * prob.shape[2]:
+            if sizes[label] >= rows_writer.post.default.min_area * prob.shape[1] * prob.shape[2]:
                 out.append((path.name, rle_encode(resize_nearest(labels == label, height, width)), str(category)))
     return out
 
