@@ -31,7 +31,7 @@ import psutil
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.limits import KernelLimits, format_size
-from kaggle_kit.memory import process_tree_memory
+from kaggle_kit.memory import PSS_EVERY_S, process_tree_memory
 from kaggle_kit.outputs import OutputBudget
 
 __all__ = [
@@ -57,7 +57,6 @@ OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR, STOPPED = (
     "stopped",  # run-local itself got SIGTERM or SIGINT (a CI cancel, Ctrl-C, `timeout`)
 )
 SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
-PSS_EVERY_S = 2.0  # an exact (PSS) sample at least this often; more often near the limit or at a new high
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
 REPORT_NAME = "run-report.json"
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.memory import MemoryMonitor, cgroup_memory, process_tree_memory
+from kaggle_kit.memory import PSS_EVERY_S, MemoryMonitor, cgroup_memory, process_tree_memory
 
 MiB = 2**20
 
@@ -46,6 +46,34 @@ def test_usage_grows_with_an_allocation_and_the_peak_remembers_it(fake_clock):
     assert during - before >= 290 * MiB
     assert monitor.peak_bytes() == during
     assert after < during
+
+
+def test_pss_is_read_exactly_on_a_slow_cadence_and_estimated_from_rss_between(fake_clock):
+    monitor = MemoryMonitor(KernelLimits(), source="pss", clock=fake_clock)
+    first = monitor.usage_bytes()
+    readings = [monitor.usage_bytes() for _ in range(20)]  # a batch loop: 20 readings within one cadence
+    assert monitor.exact_samples == 1
+    assert max(abs(r - first) for r in readings) < 16 * MiB  # flat memory, flat estimate
+
+    block = np.ones(200 * MiB, dtype=np.uint8)
+    estimate = monitor.usage_bytes()
+    assert monitor.exact_samples == 1
+    fake_clock.advance(PSS_EVERY_S)
+    exact = monitor.usage_bytes()
+    del block
+
+    assert monitor.exact_samples == 2
+    assert estimate - first >= 190 * MiB  # private growth shows at once, without waiting for the exact reading
+    assert abs(estimate - exact) < 16 * MiB
+
+
+def test_every_reading_is_exact_near_the_limit(fake_clock):
+    current = process_tree_memory(os.getpid(), "pss")
+    monitor = MemoryMonitor(KernelLimits(memory_bytes=int(current / 0.9)), source="pss", clock=fake_clock)
+    for _ in range(5):
+        monitor.usage_bytes()
+
+    assert monitor.exact_samples == 5
 
 
 def test_peak_forgets_samples_older_than_the_window(fake_clock):
