@@ -7,6 +7,7 @@ top), and a softmax would have to drop one of them. Trained with progressive res
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,12 +15,13 @@ import pandas as pd
 import torch
 from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.transforms import Normalize, RandomSplitter
-from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.augment import RandTransform, Resize, ResizeMethod
 from fastai.vision.core import imagenet_stats
 from fastai.vision.learner import unet_learner
+from PIL import Image
 
 from kaggle_kit.images import draft_image_block
-from kaggle_kit.imaterialist.masks import MaskCache
+from kaggle_kit.imaterialist.masks import MaskCache, MultiLabelMask
 
 __all__ = [
     "stage1_dataloaders",
@@ -28,6 +30,7 @@ __all__ = [
     "MultiLabelSegLoss",
     "positive_weights",
     "predict_probabilities",
+    "TrainingCrop",
 ]
 
 
@@ -112,6 +115,30 @@ def architecture(arch: str, weights: str | os.PathLike | None):
     return build, True
 
 
+class TrainingCrop(RandTransform):
+    """A random `size` x `size` window of the resized image and its mask, in training only; validation and test
+    images stay whole (the unet is fully convolutional). Trains at a higher resolution for the cost of `size`:
+    small parts get more pixels, each step sees part of the photo."""
+
+    split_idx, order = 0, 2  # training only; after Resize (order 1)
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def before_call(self, b, split_idx: int) -> None:
+        super().before_call(b, split_idx)
+        width, height = b[0].size
+        self.left = random.randint(0, max(0, width - self.size))
+        self.top = random.randint(0, max(0, height - self.size))
+
+    def encodes(self, x: Image.Image):  # no return annotation: fastai would cast PILImage to a plain Image
+        return x.crop((self.left, self.top, self.left + self.size, self.top + self.size))
+
+    def encodes(self, x: MultiLabelMask):  # noqa: F811 (fastai dispatches on the annotation)
+        return x[..., self.top : self.top + self.size, self.left : self.left + self.size]
+
+
 def stage1_dataloaders(
     image_dir: Path,
     train: pd.DataFrame,
@@ -124,9 +151,12 @@ def stage1_dataloaders(
     num_workers: int = 0,
     image_ids: Sequence[str] | None = None,
     draft: bool = False,
+    train_crop: int | None = None,
 ):
     """DataLoaders of (image, MultiLabelMask) at `size` px, images squished like their masks.
 
+    `train_crop`: train on random `train_crop` px windows of the `size` px images (``TrainingCrop``; None or a
+    crop at least `size`: whole images); validation and test stay whole at `size`.
     `draft`: decode JPEGs at the smallest DCT scale that still covers `size` (``kaggle_kit.images``), for training
     and for every test DataLoader made from these; False (the default) decodes in full.
     """
@@ -135,7 +165,8 @@ def stage1_dataloaders(
     images = draft_image_block(size if draft else None)
     block = DataBlock(blocks=(images, TransformBlock(type_tfms=[masks])), get_x=lambda i: image_dir / i,
                       get_y=lambda i: image_dir / i, splitter=RandomSplitter(valid_pct, seed=seed),
-                      item_tfms=Resize(size, method=ResizeMethod.Squish),
+                      item_tfms=[Resize(size, method=ResizeMethod.Squish),
+                                 *([TrainingCrop(train_crop)] if train_crop and train_crop < size else [])],
                       batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
     return block.dataloaders(ids, bs=bs, num_workers=num_workers)
 

@@ -27,6 +27,8 @@ SETTINGS = {
     "encoder_cut": None,  # fastai's cut: -3 ends a resnet after its third stage (2x less compute, for CPU runs)
     "last_cross": True,  # fastai's full-resolution last block (False: 2x less compute)
     "sizes": [224, 512],  # progressive resizing, pixels
+    "train_crop": None,  # px: train on random windows this size of each size's images (more pixels per part for
+    # the cost of the window; validation and test stay whole); None = whole images
     "epochs": [4, 4],  # per size
     "lrs": [1e-3, 3e-4],  # per size
     "bs": 8,
@@ -55,8 +57,15 @@ SETTINGS = {
     "keep_checkpoints": False,  # when done: False keeps the final weights once (stage1.pth, stage2.pth) only
     "draft_decode": False,  # True: decode JPEGs at the DCT scale nearest the training size (3-4x faster, see README)
 }
+
+
+def _crop_complaint(value) -> str | None:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return None if value is None or (whole and value >= 32) else f"{value!r} must be null or a whole number >= 32 (px)"
+
+
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
-    settings = kk.load_settings(SETTINGS)
+    settings = kk.load_settings(SETTINGS, checks={"train_crop": _crop_complaint})
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -132,6 +141,7 @@ def dls_at(size: int):
         num_workers=settings["num_workers"],
         image_ids=image_ids,
         draft=settings["draft_decode"],
+        train_crop=settings["train_crop"],
     )
 
 
