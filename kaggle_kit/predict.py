@@ -185,7 +185,7 @@ def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, 
     """The chunk loop: predict a chunk while the previous one is written; return the chunks' sizes and the writer."""
     planner = ChunkPlanner(bs, monitor, chunk_size, memory_fraction, max_chunk_bytes, commit_every_s)
     activation = act or getattr(learn.loss_func, "activation", _identity)
-    decodes = getattr(learn.loss_func, "decodes", _identity) if decode else None
+    finish = _finishing(getattr(learn.loss_func, "decodes", _identity) if decode else None, sink)
     bar = progress_bar(range(len(positions)), leave=False) if progress else None
     show = bar.update if bar else _identity
     show(0)
@@ -206,7 +206,7 @@ def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, 
             index = positions[start : start + size]
             chunk_start, base = time.monotonic(), monitor.usage_bytes()
             chunk_items = _take(items, index)
-            preds, ok, skipped = _predict_chunk(learn, chunk_items, bs, num_workers, activation, decodes, flips,
+            preds, ok, skipped = _predict_chunk(learn, chunk_items, bs, num_workers, activation, finish, flips,
                                                 monitor, lambda k, s=start: show(s + k))  # fmt: skip
             writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
             peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
@@ -224,19 +224,15 @@ def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, 
 
 
 class _Collect(Callback):
-    """Activates (and decodes) each batch's predictions as they leave the model and hands them on."""
+    """Activates (and finishes: decodes, casts) each batch's predictions as they leave the model, hands them on."""
 
     order = 100  # after every callback that touches pred (MixedPrecision casts it back to float32)
 
-    def __init__(
-        self, act: Callable, decodes: Callable | None, on_batch: Callable[[np.ndarray], None], monitor: MemoryMonitor
-    ):
-        self.act, self.decodes, self.on_batch, self.monitor = act, decodes, on_batch, monitor
+    def __init__(self, act: Callable, finish: Callable, on_batch: Callable[[np.ndarray], None], monitor: MemoryMonitor):
+        self.act, self.finish, self.on_batch, self.monitor = act, finish, on_batch, monitor
 
     def after_batch(self) -> None:
-        pred = self.act(self.learn.pred)
-        if self.decodes is not None:
-            pred = self.decodes(pred)
+        pred = self.finish(self.act(self.learn.pred))
         self.on_batch(pred.detach().cpu().numpy())
         self.monitor.usage_bytes()  # per-batch sample: the chunk's peak, DataLoader workers included
 
@@ -259,10 +255,10 @@ class _Flipped(nn.Module):
         return out / (1 + len(self.flips))
 
 
-def _predict_chunk(learn, chunk_items, bs, num_workers, act, decodes, flips, monitor, on_progress):
+def _predict_chunk(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
     """Predictions for one chunk: (array, ok mask, {position in chunk: reason} for unreadable items)."""
     try:
-        return (*_predict_readable(learn, chunk_items, bs, num_workers, act, decodes, flips, monitor, on_progress), {})
+        return (*_predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress), {})
     except Exception as exc:
         bad = _unreadable(learn, chunk_items)
         if not bad:
@@ -271,7 +267,7 @@ def _predict_chunk(learn, chunk_items, bs, num_workers, act, decodes, flips, mon
     keep = [i for i in range(len(chunk_items)) if i not in bad]
     if keep:
         good, _ = _predict_readable(
-            learn, _take(chunk_items, keep), bs, num_workers, act, decodes, flips, monitor, on_progress
+            learn, _take(chunk_items, keep), bs, num_workers, act, finish, flips, monitor, on_progress
         )
         preds = np.empty((len(chunk_items), *good.shape[1:]), dtype=good.dtype)
         preds[keep] = good
@@ -283,7 +279,7 @@ def _predict_chunk(learn, chunk_items, bs, num_workers, act, decodes, flips, mon
     return preds, ok, bad
 
 
-def _predict_readable(learn, chunk_items, bs, num_workers, act, decodes, flips, monitor, on_progress):
+def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
     dl = learn.dls.test_dl(chunk_items, bs=bs, **({} if num_workers is None else {"num_workers": num_workers}))
     buffer: list[np.ndarray | None] = [None]
     filled = [0]
@@ -300,12 +296,26 @@ def _predict_readable(learn, chunk_items, bs, num_workers, act, decodes, flips, 
         learn.model, act = _Flipped(model, act, flips), _identity
     try:
         with learn.no_bar():
-            learn.get_preds(dl=dl, with_preds=False, with_targs=False, cbs=[_Collect(act, decodes, on_batch, monitor)])
+            learn.get_preds(dl=dl, with_preds=False, with_targs=False, cbs=[_Collect(act, finish, on_batch, monitor)])
     finally:
         learn.model = model
     if filled[0] != len(chunk_items):
         raise KaggleKitError(f"the model gave {filled[0]} predictions for {len(chunk_items)} items", filled[0])
     return buffer[0], np.ones(len(chunk_items), dtype=bool)
+
+
+def _finishing(decodes: Callable | None, sink: Sink) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What happens to activated predictions before they leave the device: `decodes`, then the sink's float type
+    (an ``ArraySink(dtype="float16")``): converted by torch on the device, half the bytes copied and buffered."""
+    requested = getattr(sink, "requested_dtype", None)
+    store = torch.from_numpy(np.empty(0, requested)).dtype if requested is not None and requested.kind == "f" else None
+
+    def finish(pred: torch.Tensor) -> torch.Tensor:
+        if decodes is not None:
+            pred = decodes(pred)
+        return pred.to(store) if store is not None and pred.is_floating_point() else pred
+
+    return finish
 
 
 def _unreadable(learn, chunk_items) -> dict[int, str]:

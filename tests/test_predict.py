@@ -48,6 +48,18 @@ def test_predictions_equal_fastai_get_preds(kind, learners, images, kernel_here)
     assert summary.chunks >= 2  # a probe chunk, then adapted ones
 
 
+def test_half_precision_storage_is_numpys_rounding_of_fastais_predictions(learners, images, kernel_here):
+    learn = learners("seg")
+
+    stream_predict(learn, images, ArraySink(kernel_here.working_dir / "half.npy", dtype="float16"),
+                   kernel=kernel_here, progress=False)  # fmt: skip
+
+    got = np.load(kernel_here.working_dir / "half.npy")
+    expected = _reference(learn, images)[0].numpy().astype(np.float16)  # cast in torch before the copy: same bits
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
 @pytest.mark.parametrize("kind", ["single", "seg"])
 def test_decoded_predictions_equal_fastai_decoded(kind, learners, images, kernel_here):
     learn = learners(kind)
