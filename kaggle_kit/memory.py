@@ -136,8 +136,8 @@ class MemoryMonitor:
     def _pss(self, now: float) -> int:
         """The tree's PSS: exact (``smaps_rollup``, ~20 ms with torch loaded) every `PSS_EVERY_S` and near the
         limit; in between the last exact figure plus the change in RSS (``statm``, ~1 ms), which follows private
-        growth byte for byte and over-counts newly shared pages (a forked worker): never an under-estimate of
-        growth, cheap enough for every batch of a GPU kernel."""
+        growth byte for byte and over-counts newly shared pages (a forked worker); pages a worker copies on write
+        (shared -> private, RSS unchanged) show at the next exact reading. Cheap enough for every batch."""
         rss = process_tree_memory(self.pid, "rss")
         estimate = self._exact[1] + rss - self._exact[2]
         if now - self._exact[0] >= PSS_EVERY_S or estimate >= EXACT_NEAR_LIMIT * self.limit_bytes:
