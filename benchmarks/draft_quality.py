@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fashion_run import run_fashion_kernel
 
-from kaggle_kit.demo import COMPETITION, DEMO_PHOTOS, DEMO_SETTINGS, kernels_dir
-from kaggle_kit.emulate import run_local
+from kaggle_kit.demo import DEMO_PHOTOS, DEMO_SETTINGS
 from kaggle_kit.imaterialist.data import read_labels, read_train_csv
 from kaggle_kit.imaterialist.masks import instance_masks
 from kaggle_kit.imaterialist.metric import score_submission
@@ -31,7 +31,6 @@ from kaggle_kit.imaterialist.postprocess import PostProcessing
 from kaggle_kit.imaterialist.stage1 import predict_probabilities, stage1_dataloaders, stage1_learner
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 from kaggle_kit.imaterialist.tuning import RuleSearch
-from kaggle_kit.limits import KernelLimits
 
 
 def main() -> None:
@@ -61,14 +60,8 @@ def main() -> None:
 def _run(out: Path, data: Path, solution: pd.DataFrame, seed: int, draft: bool) -> Path:
     decoding = "draft" if draft else "full"
     name = f"{decoding}-{seed}"
-    config = out / f"{name}.json"
-    config.write_text(json.dumps({**DEMO_SETTINGS, "draft_decode": draft, "seed": seed}))
-    with open(out / f"{name}.log", "w") as log:
-        report = run_local(kernels_dir() / "imaterialist-fashion-2019" / "kernel.py", inputs={COMPETITION: data},
-                           limits=KernelLimits().with_overrides(memory="6GiB", time="30min"), root=out / name,
-                           env={"KAGGLE_KIT_CONFIG": str(config)}, stdout=log, stderr=log)  # fmt: skip
-    if not report.ok:
-        raise SystemExit(f"{name}: {report.summary()}; see {out / f'{name}.log'}")
+    report = run_fashion_kernel(out, name, data, {**DEMO_SETTINGS, "draft_decode": draft, "seed": seed},
+                                memory="6GiB", time="30min")  # fmt: skip
     submission = pd.read_csv(Path(report.working_dir) / "submission.csv", dtype=str, keep_default_na=False)
     category, full = (score_submission(submission, solution, mode) for mode in ("category", "full"))
     print(f"| {seed} | {decoding} | {category:.4f} | {full:.4f} | {report.elapsed_s:.0f} s |", flush=True)
@@ -80,7 +73,8 @@ def _same_model(data: Path, working: Path, seed: int) -> None:
     train = read_train_csv(data / "train.csv", labels)
     truth = read_train_csv(data / SOLUTION_NAME, labels)
     size, files = DEMO_SETTINGS["sizes"][-1], sorted((data / "test").glob("*.jpg"))
-    post = PostProcessing.from_dict(json.loads((working / "imaterialist-postprocessing.json").read_text())["rules"])
+    saved = json.loads((working / "imaterialist-postprocessing.json").read_text())
+    post = PostProcessing.from_dict(saved.get("final_rules", saved["rules"]))  # the submission's rules
     weights = torch.load(working / "stage1.pth", map_location="cpu", weights_only=True)
     probs, scores = {}, {}
     for draft in (False, True):

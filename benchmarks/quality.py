@@ -20,13 +20,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from fashion_run import run_fashion_kernel
 
-from kaggle_kit.demo import COMPETITION, kernels_dir
-from kaggle_kit.emulate import run_local
 from kaggle_kit.imaterialist.data import read_labels
 from kaggle_kit.imaterialist.metric import score_by_category, score_submission
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
-from kaggle_kit.limits import KernelLimits
 
 BASE = {"encoder": "resnet18", "encoder_cut": -3, "last_cross": False, "bs": 8, "num_workers": 0, "valid_pct": 0.2,
         "crop_size": 48, "stage2_epochs": 2, "stage2_lr": 3e-3, "stage2_bs": 16, "reserve": 0.25, "safety": 0.1,
@@ -73,14 +71,7 @@ def _run(out: Path, profile: str, label: str, settings: dict, loss: str, categor
     data = _dataset(out, profile)
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     name = f"{profile}-{label.split()[0]}-{digest}"
-    config = out / f"{name}.json"
-    config.write_text(json.dumps(settings))
-    with open(out / f"{name}.log", "w") as log:
-        report = run_local(kernels_dir() / "imaterialist-fashion-2019" / "kernel.py", inputs={COMPETITION: data},
-                           limits=KernelLimits().with_overrides(memory="8GiB", time="90min"), root=out / name,
-                           env={"KAGGLE_KIT_CONFIG": str(config)}, stdout=log, stderr=log)  # fmt: skip
-    if not report.ok:
-        raise SystemExit(f"{name}: {report.summary()}; see {out / f'{name}.log'}")
+    report = run_fashion_kernel(out, name, data, settings, memory="8GiB", time="90min")
     solution = pd.read_csv(data / SOLUTION_NAME, dtype={"ClassId": str})
     working = Path(report.working_dir)
     tuned = _read(working / "submission.csv")

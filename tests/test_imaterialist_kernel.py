@@ -51,6 +51,9 @@ def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
     assert post["tuned_on"] >= 10
     assert post["scored_on"] >= 10
     assert post["tuned_model_size"] >= post["untuned_model_size"], post  # on images tuning did not see
+    saved = json.loads((working / "imaterialist-postprocessing.json").read_text())
+    assert saved["rules"] == post["rules"]  # what the held-out score measured
+    assert saved["final_rules"] == post["submission_rules"]  # chosen again on all validation photos for the submission
     categories = {row["id"]: row for row in report["categories"]}
     assert {31, 23}.issubset(categories)  # sleeves and shoes are in every validation split of the realistic data
     assert all(0.0 <= row["score"] <= 1.0 and row["images"] > 0 for row in categories.values())

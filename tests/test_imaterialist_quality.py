@@ -101,6 +101,23 @@ def test_tuning_finds_the_rules_the_metric_wants_and_its_counts_are_the_metric()
         assert search.evaluate(rules)["score"] == pytest.approx(direct)
 
 
+def test_merged_searches_choose_as_one_search_over_all_their_images():
+    images = _tuning_images(np.random.default_rng(1), 6)
+    whole, first, second = (RuleSearch([1, 2, 3], CategoryRule(0.5, 0.0)) for _ in range(3))
+    for i, (prob, truth) in enumerate(images):
+        whole.add(prob, truth)
+        (first if i < 2 else second).add(prob, truth)
+
+    merged = first.merged(second)
+
+    assert len(merged) == len(whole) == 6
+    assert len(first) == 2  # the parts are left as they were
+    assert merged.best()[0].as_dict() == whole.best()[0].as_dict()
+    assert merged.best()[1] == whole.best()[1]
+    with pytest.raises(ValueError, match="exclusive"):
+        first.merged(RuleSearch([1, 2, 3], CategoryRule(0.5, 0.0), exclusive=[1, 2]))
+
+
 def test_per_category_scores_say_which_category_fails():
     a, b = _disc((30, 30), 8, 8, 5), _disc((30, 30), 20, 20, 6)
     solution = pd.DataFrame([("img", rle_encode(a), 30, 30, "1"), ("img", rle_encode(b), 30, 30, "2")],

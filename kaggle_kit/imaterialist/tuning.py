@@ -15,6 +15,7 @@ category nearly always): above IoU 0.5 no instance can then pair with two.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping, Sequence
 
@@ -87,6 +88,18 @@ class RuleSearch:
 
     def __len__(self) -> int:
         return len(self._tp)
+
+    def merged(self, other: RuleSearch) -> RuleSearch:
+        """A search holding both searches' counted images (same candidates and exclusive categories): rules chosen
+        on more images without predicting any of them again."""
+        if other.category_ids != self.category_ids or other.candidates != self.candidates:
+            raise ValueError("cannot merge searches over different categories or candidate rules")
+        if other.exclusive.exclusive != self.exclusive.exclusive:
+            raise ValueError("cannot merge searches with different exclusive categories")
+        out = copy.copy(self)  # new count lists below; the rest is shared and never changed
+        out._tp, out._predicted, out._truth = (self._tp + other._tp, self._predicted + other._predicted,
+                                               self._truth + other._truth)  # fmt: skip
+        return out
 
     def best(self, rounds: int = 2) -> tuple[PostProcessing, dict]:
         """The chosen rules, and a report: the metric on the counted images with the default rule and with the chosen

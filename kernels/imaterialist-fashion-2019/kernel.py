@@ -237,8 +237,10 @@ untuned_post = PostProcessing(category_ids, default_rule)
 tuned_file = working / "imaterialist-postprocessing.json"  # saved with the model: a resumed run reuses it
 model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area]}
 saved = json.loads(tuned_file.read_text()) if tuned_file.exists() else {}
+tuned_search = None
 if saved.get("key") == model_key:
     post = PostProcessing.from_dict(saved["rules"])
+    final = PostProcessing.from_dict(saved.get("final_rules", saved["rules"]))  # older files: one set of rules
 elif settings["tune_postprocessing"] and tune_ids:
     sample = train[train["ImageId"].isin(image_ids[:300])]  # which categories never share pixels (garments)
     garments = exclusive_categories(
@@ -248,33 +250,40 @@ elif settings["tune_postprocessing"] and tune_ids:
     searches = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=garments)]
     counted(tune_ids, *searches)
     results = [search.best() for search in searches]
-    post, tuning = max(results, key=lambda result: result[1]["score_tuned"])
+    chosen = max(range(len(searches)), key=lambda k: results[k][1]["score_tuned"])
+    (post, tuning), tuned_search = results[chosen], searches[chosen]
     print(
         f"kernel: post-processing tuned on {len(tune_ids)} validation images (model size): metric "
         f"{tuning['score_default']:.4f} -> {results[0][1]['score_tuned']:.4f} (categories independent), "
         f"{results[1][1]['score_tuned']:.4f} (exclusive: {garments})"
     )
-    atomic_write_json(tuned_file, {"key": model_key, "rules": post.as_dict()})
 else:
-    post = untuned_post
-rows = SubmissionRows(
-    category_ids,
-    AttributePredictor(learn2, thresholds, settings["crop_size"]),
-    attribute_categories,
-    fallback_class=most_common,
-    crop_size=settings["crop_size"] if settings["draft_decode"] else None,
-    post=post,
-)
+    post = final = untuned_post
 held_out = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=post.exclusive)]
 counted(report_ids, *held_out)  # model size: untuned vs tuned on images the tuning did not see
+if tuned_search is not None:  # the submission's rules: chosen again on all validation images (counts already made)
+    final = tuned_search.merged(held_out[1]).best()[0] if report_ids else post
+    atomic_write_json(tuned_file, {"key": model_key, "rules": post.as_dict(), "final_rules": final.as_dict()})
 postprocessing = {"tuned_on": len(tune_ids), "scored_on": len(report_ids),
                   "untuned_model_size": held_out[0].evaluate(untuned_post)["score"] if report_ids else None,
                   "tuned_model_size": held_out[1].evaluate(post)["score"] if report_ids else None,
-                  "rules": post.as_dict()}  # fmt: skip
+                  "rules": post.as_dict(), "submission_rules": final.as_dict()}  # fmt: skip
+
+
+def submission_rows(rules: PostProcessing) -> SubmissionRows:
+    return SubmissionRows(
+        category_ids,
+        AttributePredictor(learn2, thresholds, settings["crop_size"]),
+        attribute_categories,
+        fallback_class=most_common,
+        crop_size=settings["crop_size"] if settings["draft_decode"] else None,
+        post=rules,
+    )
+
 
 # --- the local metric on the held-out validation images (both modes) against a trivial baseline ---------------------
 valid_files = [data / "train" / i for i in report_ids]
-valid_sink = kk.CsvSink(cache / "validation_predictions.csv", rows, COLUMNS)
+valid_sink = kk.CsvSink(cache / "validation_predictions.csv", submission_rows(post), COLUMNS)  # held out
 for stale in (valid_sink.path, progress_path(valid_sink)):  # cheap to redo; the model may be new
     stale.unlink(missing_ok=True)
 kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False)
@@ -291,7 +300,7 @@ overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], pre
                           for i in report_ids[:4]], labels, working / "imaterialist-masks.png")  # fmt: skip
 
 # --- the submission, streamed ---------------------------------------------------------------------------------------
-summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", rows, COLUMNS), tta=tta)
+summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", submission_rows(final), COLUMNS), tta=tta)
 report = {
     "scores": scores,
     "postprocessing": postprocessing,
@@ -302,9 +311,8 @@ report = {
     "attribute_categories": attribute_categories,
 }
 if settings["compare_untuned"] and summary.complete:
-    untuned = SubmissionRows(category_ids, rows.attributes, attribute_categories, fallback_class=most_common,
-                             crop_size=rows.crop_size, post=untuned_post)  # fmt: skip
-    kk.stream_predict(learn, test_files, kk.CsvSink("submission-untuned.csv", untuned, COLUMNS), tta=tta)
+    untuned = kk.CsvSink("submission-untuned.csv", submission_rows(untuned_post), COLUMNS)
+    kk.stream_predict(learn, test_files, untuned, tta=tta)
 atomic_write_json(working / "imaterialist-report.json", report)
 if summary.complete:
     kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
