@@ -93,7 +93,7 @@ def remove_stale_temps(path: str | os.PathLike, name_regex: str | None = None) -
     other writer of `path` runs (e.g. under its lock).
     """
     path = Path(path)
-    pattern = re.compile(rf"\.{name_regex or re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    pattern = re.compile(rf"\.(?:{name_regex or re.escape(path.name)})\.[a-z0-9_]{{8}}\.tmp")
     removed = []
     try:
         candidates = list(path.parent.iterdir())

@@ -188,6 +188,7 @@ def test_a_kill_in_any_phase_then_a_new_process_gives_the_uninterrupted_submissi
         output = proc.communicate()[0].decode()
         assert not finished or proc.returncode == 0, output
         kills.append((phase, finished))
+    (root / "working/.imaterialist-report.json.k1ll3d00.tmp").write_text("{")  # a kill inside an atomic write
     root, proc = _start(tmp_path, "killed", data)
     out = proc.communicate(timeout=900)[0].decode()
 

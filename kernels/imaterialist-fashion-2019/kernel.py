@@ -55,7 +55,7 @@ SETTINGS = {
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
     "seed": 42,
     "keep_checkpoints": False,  # when done: False keeps the final weights once (stage1.pth, stage2.pth) only
-    "draft_decode": False,  # True: decode JPEGs at the DCT scale nearest the training size (3-4x faster, see README)
+    "draft_decode": True,  # decode JPEGs at the DCT scale nearest the training size (3-4x faster; README); False: full
 }
 
 
@@ -74,7 +74,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
-from kaggle_kit.atomic import atomic_write_json  # noqa: E402
+from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
 from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 from kaggle_kit.identity import model_digest  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
@@ -97,6 +97,9 @@ from kaggle_kit.predict import progress_path  # noqa: E402
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 working = kernel.working_dir
+# a kill during an atomic write leaves a temp file beside the report, the rules, a chart or the final weights; this
+# kernel is their only writer, so what is left of an earlier run goes before it writes them again
+remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|stage[12]\.pth")
 data = kernel.find_input(settings["competition"])
 train_csv = (data / "train.csv").stat()
 dataset_key = hashlib.sha1(f"{data.resolve()}:{train_csv.st_size}:{train_csv.st_mtime_ns}".encode()).hexdigest()[:12]
