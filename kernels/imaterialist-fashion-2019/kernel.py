@@ -239,11 +239,27 @@ default_rule = CategoryRule(settings["threshold"], settings["min_area"])
 untuned_post = PostProcessing(category_ids, default_rule)
 tuned_file = working / "imaterialist-postprocessing.json"  # saved with the model: a resumed run reuses it
 model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area]}
-saved = json.loads(tuned_file.read_text()) if tuned_file.exists() else {}
+
+
+def saved_rules() -> tuple[PostProcessing, PostProcessing] | None:
+    """(held-out rules, submission rules) saved with this model; None without a file, for another model, or for a
+    file cut or edited by hand (the rules are then tuned again: seconds)."""
+    try:
+        saved = json.loads(tuned_file.read_text())
+        if saved["key"] != model_key:
+            return None
+        final = saved.get("final_rules", saved["rules"])  # older files: one set of rules
+        return PostProcessing.from_dict(saved["rules"]), PostProcessing.from_dict(final)
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"kernel: {tuned_file.name} is unreadable ({type(exc).__name__}); tuning the post-processing again")
+        return None
+
+
 tuned_search = None
-if saved.get("key") == model_key:
-    post = PostProcessing.from_dict(saved["rules"])
-    final = PostProcessing.from_dict(saved.get("final_rules", saved["rules"]))  # older files: one set of rules
+if (rules := saved_rules()) is not None:
+    post, final = rules
 elif settings["tune_postprocessing"] and tune_ids:
     sample = train[train["ImageId"].isin(image_ids[:300])]  # which categories never share pixels (garments)
     garments = exclusive_categories(
