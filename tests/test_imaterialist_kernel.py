@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -127,6 +128,22 @@ def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run
     # of an image was held at full size until its rows were written, so the peak followed the worst image seen and
     # rose with the test set (1.10 GiB at 8 to 1.18 GiB at 64).
     assert peaks[32] <= peaks[8] * 1.05, peaks
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"decoder": "tiny"}, 'setting decoder .*must be "fastai" or "light"'),
+    ({"train_crop": 16}, "setting train_crop .*must be null or a whole number >= 32"),
+])  # fmt: skip
+def test_a_bad_stage1_setting_is_one_line_before_any_work(bad, message, run_kernel, tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps(bad))
+    kernel = Path(__file__).parents[1] / "kernels/imaterialist-fashion-2019/kernel.py"
+    run = run_kernel(kernel, memory="2GiB", env={"KAGGLE_KIT_CONFIG": str(config)})
+    assert not run.report.ok
+    lines = [line for line in run.stderr.splitlines() if line.startswith("kernel:")]
+    assert len(lines) == 1, run.stderr
+    assert re.search(message, lines[0]), run.stderr
+    assert "Traceback" not in run.stderr
 
 
 # --- kill -9 in every phase, each rerun a new process: the submission is byte-identical ---------------------------

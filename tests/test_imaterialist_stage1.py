@@ -5,8 +5,15 @@ import torch
 from fastai.vision.core import PILImage
 
 from kaggle_kit.imaterialist.data import read_labels, read_train_csv
+from kaggle_kit.imaterialist.light_unet import LightUnet
 from kaggle_kit.imaterialist.masks import MultiLabelMask
-from kaggle_kit.imaterialist.stage1 import MultiLabelSegLoss, TrainingCrop, positive_weights, stage1_dataloaders
+from kaggle_kit.imaterialist.stage1 import (
+    MultiLabelSegLoss,
+    TrainingCrop,
+    positive_weights,
+    stage1_dataloaders,
+    stage1_learner,
+)
 from kaggle_kit.imaterialist.synth import make_dataset
 
 
@@ -114,3 +121,58 @@ def test_positive_weights_grow_for_rare_categories_and_stay_in_bounds():
     assert absent == 1.0
     assert rare == pytest.approx(((1 - 2 / 200) / (2 / 200)) ** 0.5)
     assert positive_weights(rows, [1], cap=3.0) == [3.0]
+
+
+# --- the light decoder ----------------------------------------------------------------------------------------------
+
+
+def _resnet18_body(cut: int = -3):
+    import torchvision
+    from fastai.vision.learner import create_body
+
+    return create_body(torchvision.models.resnet18(weights=None), 3, False, cut)
+
+
+def test_the_light_unet_predicts_every_category_at_the_input_size():
+    model = LightUnet(_resnet18_body(), n_out=5).eval()
+    # skips at strides 8, 4, 2 (resnet18: layer2, layer1, the stem's relu), each concatenated with the coarser level
+    assert [block[0][0].in_channels for block in model.decoder] == [256 + 128, 128 + 64, 64 + 64]
+    with torch.no_grad():
+        for height, width in ((64, 64), (72, 100), (33, 47)):
+            assert tuple(model(torch.zeros(2, 3, height, width)).shape) == (2, 5, height, width)
+
+
+def test_the_light_decoder_costs_a_fraction_of_fastais():
+    from fastai.vision.models.unet import DynamicUnet
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def gflops(model):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.zeros(1, 3, 128, 128))
+        return counter.get_total_flops() / 1e9
+
+    encoder = gflops(_resnet18_body().eval())
+    light = gflops(LightUnet(_resnet18_body(), 46).eval()) - encoder
+    fastai = gflops(DynamicUnet(_resnet18_body(), 46, (128, 128), last_cross=False).eval()) - encoder
+    assert light < fastai / 4, (light, fastai)
+
+
+def test_the_light_unet_learns_a_mask(dataset, tmp_path):
+    labels = read_labels(dataset / "label_descriptions.json")
+    train = read_train_csv(dataset / "train.csv", labels)
+    dls = stage1_dataloaders(dataset / "train", train, labels.category_ids, 64, 4, tmp_path)
+    torch.manual_seed(0)
+    learn = stage1_learner(dls, len(labels.category_ids), "resnet18", cut=-3, decoder="light")
+    x, y = (t.as_subclass(torch.Tensor) for t in dls.train.one_batch())  # as fastai's CastToTensor passes them
+    optimizer = torch.optim.Adam(learn.model.parameters(), lr=1e-2)
+    learn.model.train()
+    losses = []
+    for _ in range(30):  # one batch, learnt by heart: the decoder's gradients reach every level
+        loss = learn.loss_func(learn.model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+    with pytest.raises(ValueError, match="decoder='tiny'"):
+        stage1_learner(dls, len(labels.category_ids), "resnet18", decoder="tiny")

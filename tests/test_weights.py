@@ -43,6 +43,26 @@ def test_fastai_pretrained_loads_the_attached_file_frozen_and_normalised(attache
     assert sum(p.numel() for p in learn.model.parameters() if p.requires_grad) == total
 
 
+def test_the_light_unet_starts_from_the_attached_encoder_frozen(attached, tmp_path):
+    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Resize
+
+    from kaggle_kit.imaterialist.stage1 import stage1_learner
+
+    paths = make_images(tmp_path / "images", 8)
+    block = DataBlock((ImageBlock, CategoryBlock), get_y=lambda p: p.name.split("_")[1], item_tfms=Resize(32))
+    learn = stage1_learner(block.dataloaders(paths, bs=4, num_workers=0), 5, "resnet18", attached, cut=-3,
+                           decoder="light")  # fmt: skip
+
+    state = torch.load(attached / "resnet18.pth", weights_only=True)
+    assert torch.equal(learn.model.encoder[0].weight, state["conv1.weight"])
+    assert torch.equal(learn.model.encoder[6][1].conv2.weight, state["layer3.1.conv2.weight"])
+    frozen = [p for p in learn.model.encoder.parameters() if not p.requires_grad]
+    assert frozen, "a pretrained encoder starts frozen"
+    assert all(p.requires_grad for p in learn.model.decoder.parameters())
+    learn.unfreeze()
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+
 def test_a_file_named_like_torchvisions_must_have_its_checksum(attached):
     fake = attached / expected_file_name("resnet18")
     shutil.copy(attached / "resnet18.pth", fake)  # right shape, wrong bytes for its name's hash

@@ -15,12 +15,15 @@ import pandas as pd
 import torch
 from fastai.data.block import DataBlock, TransformBlock
 from fastai.data.transforms import Normalize, RandomSplitter
+from fastai.learner import Learner
+from fastai.torch_core import params
 from fastai.vision.augment import RandTransform, Resize, ResizeMethod
 from fastai.vision.core import imagenet_stats
-from fastai.vision.learner import unet_learner
+from fastai.vision.learner import _default_meta, create_body, model_meta, unet_learner
 from PIL import Image
 
 from kaggle_kit.images import draft_image_block
+from kaggle_kit.imaterialist.light_unet import LightUnet
 from kaggle_kit.imaterialist.masks import MaskCache, MultiLabelMask
 
 __all__ = [
@@ -32,6 +35,9 @@ __all__ = [
     "predict_probabilities",
     "TrainingCrop",
 ]
+
+
+DECODERS = ("fastai", "light")
 
 
 class MultiLabelSegLoss:
@@ -179,21 +185,33 @@ def stage1_learner(
     loss: MultiLabelSegLoss | None = None,
     cut: int | None = None,
     last_cross: bool = True,
+    decoder: str = "fastai",
 ):
     """The unet: `n_categories` sigmoid channels, encoder `arch` (random, or pretrained from a local `weights` file:
     then frozen, see ``architecture``), `loss` (default ``MultiLabelSegLoss()``). `cut` and `last_cross` are
     fastai's: `cut=-3` ends a resnet encoder after its third stage and `last_cross=False` drops the full-resolution
-    block; together 3.9x less compute per image (resnet18 at 128 px), what makes a CPU run of minutes possible."""
+    block; together 3.9x less compute per image (resnet18 at 128 px), what makes a CPU run of minutes possible.
+    `decoder`: "fastai" (fastai's ``DynamicUnet``) or "light" (``LightUnet``: the same encoder, a decoder with a
+    fifth of the compute; `last_cross` does not apply)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r}; expected one of {DECODERS}")
     build, pretrained = architecture(arch, weights)
-    return unet_learner(
-        dls,
-        build,
-        pretrained=pretrained,
-        n_out=n_categories,
-        loss_func=loss or MultiLabelSegLoss(),
-        cut=cut,
-        last_cross=last_cross,
-    )
+    loss = loss or MultiLabelSegLoss()
+    if decoder == "fastai":
+        return unet_learner(dls, build, pretrained=pretrained, n_out=n_categories, loss_func=loss, cut=cut,
+                            last_cross=last_cross)  # fmt: skip
+    meta = model_meta.get(build, _default_meta)
+    encoder = create_body(build(weights=meta.get("weights", "DEFAULT") if pretrained else None), 3, pretrained,
+                          meta["cut"] if cut is None else cut)  # fmt: skip
+    learn = Learner(dls, LightUnet(encoder, n_categories), loss_func=loss, splitter=_light_unet_groups)
+    if pretrained:
+        learn.freeze()
+    return learn
+
+
+def _light_unet_groups(model: LightUnet) -> list:
+    """Parameter groups as fastai's unet splits them: the encoder (frozen while pretrained), then the rest."""
+    return [params(model.encoder), params(model.decoder) + params(model.head)]
 
 
 def predict_probabilities(learn, files: Sequence[Path], flip: bool = False):
