@@ -81,7 +81,8 @@ def _same_model(data: Path, working: Path, seed: int) -> None:
         dls = stage1_dataloaders(data / "train", train, labels.category_ids, size, DEMO_SETTINGS["bs"],
                                  working.parent / "cache", draft=draft)  # fmt: skip
         learn = stage1_learner(dls, len(labels.category_ids), DEMO_SETTINGS["encoder"],
-                               cut=DEMO_SETTINGS["encoder_cut"], last_cross=DEMO_SETTINGS["last_cross"])  # fmt: skip
+                               cut=DEMO_SETTINGS["encoder_cut"], last_cross=DEMO_SETTINGS["last_cross"],
+                               decoder=DEMO_SETTINGS.get("decoder", "fastai"))  # fmt: skip
         learn.model.load_state_dict(weights)
         search = RuleSearch(labels.category_ids, exclusive=post.exclusive)
         probs[draft] = []

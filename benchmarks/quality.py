@@ -5,8 +5,9 @@ Each row is one run of the kernel, start to end, in an emulated kernel (run-loca
 on the synthetic test set's solution file (category mode, then full mode). "untuned" is the same model's submission
 with the default rule for every category (threshold 0.5, smallest instance 0.2% of the image: the kernel's setting
 before tuning); the kernel writes it beside the tuned one when `compare_untuned` is on. The baseline is one full-image
-mask of the most common category per image. The loss rows train a shorter config with each small-object option.
-For the realistic quick run the per-category scores of the categories in at least 5% of the test images are printed.
+mask of the most common category per image. The loss rows train a shorter config (fastai's decoder, whole images)
+with each small-object option. For the realistic quick run the per-category scores of the categories in at least 5%
+of the test images are printed.
 
     .venv/bin/python benchmarks/quality.py [--out DIR] [--runs quick-realistic quick-easy larger-realistic loss]
 """
@@ -29,8 +30,10 @@ from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 BASE = {"encoder": "resnet18", "encoder_cut": -3, "last_cross": False, "bs": 8, "num_workers": 0, "valid_pct": 0.2,
         "crop_size": 48, "stage2_epochs": 2, "stage2_lr": 3e-3, "stage2_bs": 16, "reserve": 0.25, "safety": 0.1,
         "compare_untuned": True}  # fmt: skip
-QUICK = {**BASE, "sizes": [96, 128], "epochs": [3, 10], "lrs": [1e-2, 5e-3]}  # the README's quick config
-LARGER = {**BASE, "sizes": [128, 192], "epochs": [4, 12], "lrs": [1e-2, 3e-3]}
+# the README's quick config: the light decoder, positive weights, the second size on random 128-px windows
+QUICK = {**BASE, "decoder": "light", "positive_weights": True, "sizes": [96, 192], "train_crop": 128, "epochs": [4, 20],
+         "lrs": [1e-2, 5e-3]}  # fmt: skip
+LARGER = {**QUICK, "sizes": [128, 256], "train_crop": 192, "epochs": [4, 24]}
 SHORT = {**BASE, "sizes": [96], "epochs": [6], "lrs": [1e-2], "compare_untuned": False}
 LOSSES = {
     "Dice per batch (before)": {"dice": "batch"},
@@ -56,7 +59,8 @@ def main() -> None:
         else:
             config, profile = run.split("-")
             settings = QUICK if config == "quick" else LARGER
-            label = f"{config} ({'/'.join(map(str, settings['sizes']))} px, {sum(settings['epochs'])} epochs)"
+            label = (f"{config} ({'/'.join(map(str, settings['sizes']))} px on {settings['train_crop']}-px crops, "
+                     f"{sum(settings['epochs'])} epochs, {settings['decoder']} decoder)")  # fmt: skip
             _run(out, profile, label, settings, "Dice per image", categories=run == "quick-realistic")
 
 
