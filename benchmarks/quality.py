@@ -61,7 +61,8 @@ def main() -> None:
             settings = QUICK if config == "quick" else LARGER
             label = (f"{config} ({'/'.join(map(str, settings['sizes']))} px on {settings['train_crop']}-px crops, "
                      f"{sum(settings['epochs'])} epochs, {settings['decoder']} decoder)")  # fmt: skip
-            _run(out, profile, label, settings, "Dice per image", categories=run == "quick-realistic")
+            loss = "Dice per image + positive weights"
+            _run(out, profile, label, settings, loss, categories=run == "quick-realistic")
 
 
 def _dataset(out: Path, profile: str) -> Path:

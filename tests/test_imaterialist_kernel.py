@@ -148,11 +148,12 @@ def test_a_bad_stage1_setting_is_one_line_before_any_work(bad, message, run_kern
 
 # --- kill -9 in every phase, each rerun a new process: the submission is byte-identical ---------------------------
 
-# training crops on: their random windows must resume exactly too
+# training crops and the light decoder on (the README's quick config; the demo resumes fastai's unet): random windows
+# and the LightUnet's batch norms must resume exactly too
 KILL_SETTINGS = {
-    "encoder": "resnet18", "sizes": [48], "train_crop": 32, "epochs": [2], "lrs": [1e-2], "bs": 4, "num_workers": 0,
-    "valid_pct": 0.25, "crop_size": 32, "stage2_epochs": 2, "stage2_lr": 3e-3, "stage2_bs": 8, "min_area": 0.0,
-    "threshold": 0.3, "checkpoint_every": 0.0005, "reserve": 0.0, "safety": 0.0,
+    "encoder": "resnet18", "decoder": "light", "sizes": [48], "train_crop": 32, "epochs": [2], "lrs": [1e-2], "bs": 4,
+    "num_workers": 0, "valid_pct": 0.25, "crop_size": 32, "stage2_epochs": 2, "stage2_lr": 3e-3, "stage2_bs": 8,
+    "min_area": 0.0, "threshold": 0.3, "checkpoint_every": 0.0005, "reserve": 0.0, "safety": 0.0,
 }  # fmt: skip
 
 
