@@ -321,12 +321,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _kernel_script(folder) -> object:
-    import json
+    from kaggle_kit.push.metadata import load_metadata  # the one reader of kernel-metadata.json
 
     meta = folder / "kernel-metadata.json"
     if not meta.is_file():
         raise UsageError(f"{folder} is a folder without kernel-metadata.json; pass the script itself", str(folder))
-    code_file = json.loads(meta.read_text()).get("code_file")
+    code_file = load_metadata(folder).get("code_file")
+    if not isinstance(code_file, str):
+        code_file = None
     if not code_file or not (folder / code_file).is_file():
         raise UsageError(f"{meta}: code_file {code_file!r} does not exist in {folder}", str(meta))
     return folder / code_file

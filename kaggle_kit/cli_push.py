@@ -204,7 +204,10 @@ def _merge(args: argparse.Namespace) -> int:
     if args.keys_csv:
         if not args.key_column:
             raise UsageError("--keys-csv needs --key-column", None)
-        frame = pd.read_csv(args.keys_csv, dtype=str)
+        try:
+            frame = pd.read_csv(args.keys_csv, dtype=str)
+        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--keys-csv {args.keys_csv}: not a readable CSV with a header ({exc})", None) from None
         if args.key_column not in frame.columns:
             raise UsageError(f"--key-column {args.key_column!r} is not a column of {args.keys_csv}", args.key_column)
         keys = list(dict.fromkeys(frame[args.key_column]))

@@ -36,17 +36,25 @@ class IdentityError(KaggleKitError, TypeError):
 def callable_identity(fn: Any, what: str = "to_rows") -> Any:
     """A JSON-able name for `fn` that is equal in every process running the same code.
 
-    - a function, lambda, builtin or class: ``"module.qualname"`` (a lambda is named by where it is defined);
+    - a builtin or class: ``"module.qualname"``;
+    - a Python function or lambda: its name plus what makes it behave differently: a digest of its code, its
+      defaults, the values its closure holds and the plain module-level values it reads (JSON values as they are,
+      arrays by digest, functions by this same rule); a value of any other kind raises `IdentityError`. So
+      ``top_k_rows(vocab, k=1)`` and ``k=2``, or two lambdas of one module, never pass for each other;
     - an object with a ``signature()`` method: its class plus what ``signature()`` returns (its settings);
-    - a bound method: its function's name plus its object's ``signature()`` when the object has one;
-    - a ``functools.partial``: its function plus its arguments, when they are plain JSON values;
+    - a bound method: its function plus its object's ``signature()``, or else the object's attributes (as values);
+    - a ``functools.partial``: its function plus its arguments, when they are values as above;
     - any other object whose ``repr`` carries no memory address (``nn.Sigmoid()``): its class and repr.
     Anything else raises `IdentityError` naming `what` and how to fix it.
     """
     if fn is None:
         return None
     if isinstance(fn, functools.partial):
-        args = _json_or_none([fn.args, fn.keywords])
+        try:
+            args = [[_value_identity(a, what) for a in fn.args],
+                    {k: _value_identity(v, what) for k, v in sorted(fn.keywords.items())}]  # fmt: skip
+        except IdentityError:
+            args = None
         if args is None:
             raise IdentityError(
                 f"{what}={fn!r}: a functools.partial can be identified only when its arguments are plain JSON values "
@@ -56,9 +64,13 @@ def callable_identity(fn: Any, what: str = "to_rows") -> Any:
         return {"partial": callable_identity(fn.func, what), "args": args}
     if inspect.ismethod(fn):
         owner = fn.__self__
-        name = _qualified(fn.__func__)
-        return {"method": name, "self": _settings(owner, what)} if _has_signature(owner) else name
-    if inspect.isfunction(fn) or inspect.isbuiltin(fn) or inspect.isclass(fn):
+        name = callable_identity(fn.__func__, what)
+        if _has_signature(owner):
+            return {"method": name, "self": _settings(owner, what)}
+        return {"method": name, "self": {"class": _qualified(type(owner)), "state": _object_state(owner, what)}}
+    if inspect.isfunction(fn):
+        return _function_identity(fn, what)
+    if inspect.isbuiltin(fn) or inspect.isclass(fn):
         return _qualified(fn)
     if _has_signature(fn):
         return {"class": _qualified(type(fn)), "settings": _settings(fn, what)}
@@ -119,6 +131,112 @@ def array_digest(values: Any) -> str:
     """SHA-256 of an array's dtype, shape and bytes: a short stable stand-in for thresholds or weights."""
     array = np.ascontiguousarray(values)
     return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def _function_identity(fn: Any, what: str, depth: int = 0) -> dict[str, Any]:
+    """A Python function by name, code, defaults, closure values and the plain globals it reads."""
+    code = fn.__code__
+    closure = {}
+    for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell (a name bound later): nothing it could behave by yet
+            value = None
+        closure[name] = _value_identity(value, f"{what} (its closure's {name!r})", depth)
+    module_values = {}
+    for name in sorted(set(_names_read(code))):
+        if name in fn.__globals__:
+            value = fn.__globals__[name]
+            if _is_plain(value):
+                module_values[name] = _value_identity(value, f"{what} (the module-level {name!r})", depth)
+    return {
+        "function": _qualified(fn),
+        "code": _code_digest(code),
+        "defaults": [_value_identity(v, f"{what} (a default)", depth) for v in fn.__defaults__ or ()],
+        "kwdefaults": {
+            k: _value_identity(v, f"{what} (a default)", depth) for k, v in sorted((fn.__kwdefaults__ or {}).items())
+        },  # fmt: skip
+        "closure": closure,
+        "globals": module_values,
+    }
+
+
+def _value_identity(value: Any, what: str, depth: int = 0) -> Any:
+    """A value a function behaves by, as JSON: plain values as they are, arrays by digest, callables by identity."""
+    if depth > 20:
+        raise IdentityError(f"{what}: nested too deep to identify", None)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value if not isinstance(value, float) or np.isfinite(value) else repr(value)
+    if isinstance(value, np.generic):
+        return _value_identity(value.item(), what, depth)
+    if isinstance(value, PurePath):
+        return os.fspath(value)
+    if isinstance(value, list | tuple):
+        return [_value_identity(v, what, depth + 1) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_value_identity(v, what, depth + 1) for v in value), key=json.dumps)
+    if isinstance(value, dict):
+        pairs = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return {str(k): _value_identity(v, what, depth + 1) for k, v in pairs}
+    if isinstance(value, np.ndarray | pd.Series | pd.Index):
+        return {"array": array_digest(np.asarray(value))}
+    if isinstance(value, pd.DataFrame):
+        return {"frame": hashlib.sha256(pd.util.hash_pandas_object(value, index=True).to_numpy().tobytes()
+                                        + ",".join(map(str, value.columns)).encode()).hexdigest()}  # fmt: skip
+    if inspect.isfunction(value):
+        return _function_identity(value, what, depth + 1)
+    if inspect.ismodule(value):
+        return {"module": value.__name__}
+    if callable(value):
+        return callable_identity(value, what)
+    if _has_signature(value):
+        return {"class": _qualified(type(value)), "settings": _settings(value, what)}
+    raise IdentityError(
+        f"{what} holds a {_qualified(type(value))}, which has no identity that stays the same in the next process, so "
+        "a resumed run could not be checked; pass plain values (numbers, strings, lists, arrays) or give the class "
+        "a signature() method returning its settings",
+        type(value).__qualname__,
+    )
+
+
+def _object_state(owner: Any, what: str) -> Any:
+    state = getattr(owner, "__dict__", None)
+    if state is None:
+        raise IdentityError(
+            f"{what}: a method of a {_qualified(type(owner))} object, which has no signature() and no attributes to "
+            f"identify it by; give {type(owner).__name__} a signature() method returning its settings",
+            None,
+        )
+    return _value_identity(dict(state), f"{what} (an attribute of its {type(owner).__name__})")
+
+
+def _is_plain(value: Any) -> bool:
+    """A module-level value a function's behaviour may hang on (not a module, class or function: those have names)."""
+    return isinstance(value, bool | int | float | str | list | tuple | dict | set | frozenset | np.ndarray | np.generic)
+
+
+def _names_read(code: Any) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names += _names_read(const)
+    return names
+
+
+def _code_digest(code: Any) -> str:
+    """SHA-256 of what a code object does (bytecode, constants, names), never where it lives (file, line)."""
+    h = hashlib.sha256(code.co_code)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            h.update(_code_digest(const).encode())
+        elif isinstance(const, frozenset):  # its order follows the per-process string hash
+            h.update(repr(sorted(map(repr, const))).encode())
+        else:
+            h.update(repr(const).encode())
+        h.update(b"\0")
+    shape = (code.co_names, code.co_varnames, code.co_freevars, code.co_argcount, code.co_kwonlyargcount)
+    h.update(repr(shape).encode())
+    return h.hexdigest()
 
 
 def _qualified(obj: Any) -> str:

@@ -366,8 +366,11 @@ def _tta_flips(tta) -> list[str]:
 
 
 def _take(items, index):
+    """The items at positions `index`: always by position, never by a Series' or DataFrame's labels."""
     if isinstance(items, pd.DataFrame):
         return items.iloc[list(index)]
+    if isinstance(items, pd.Series):
+        return items.iloc[list(index)].tolist()
     return [items[int(i)] for i in index]
 
 

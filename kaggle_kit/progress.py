@@ -101,11 +101,11 @@ class ProgressManifest:
                     f"{VERSION}; {delete}",
                     str(path),
                 )
-            manifest = cls(raw["fingerprint"], int(raw["total"]), [Commit(**c) for c in raw["commits"]],
-                           list(raw["skipped"]))  # fmt: skip
+            manifest = cls(_typed(raw, "fingerprint", dict), _typed(raw, "total", int),
+                           [_commit(c) for c in _typed(raw, "commits", list)], _skipped(raw))  # fmt: skip
         except ProgressError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ProgressError(f"{path} is not a readable progress manifest ({exc}); {delete}", str(path)) from None
         wanted = json.loads(json.dumps(fingerprint))
         differ = [k for k in wanted if manifest.fingerprint.get(k) != wanted[k]]
@@ -126,6 +126,9 @@ class ProgressManifest:
                 for commit in self.commits:
                     if commit.bytes < position or _digest(f, commit.bytes - position) != commit.sha256:
                         break
+                    state = commit.sink_state
+                    if state.get("bytes") != commit.bytes or state.get("sha256") != commit.sha256:
+                        break  # a sink resumes from this state: it must be what the file proves, never a hand edit
                     position = commit.bytes
                     good += 1
         except FileNotFoundError:
@@ -172,6 +175,29 @@ class ProgressManifest:
         commits = self.commits[:n_commits]
         skipped = self.skipped[: commits[-1].skipped] if commits else []
         return ProgressManifest(self.fingerprint, self.total, commits, skipped)
+
+
+def _typed(raw: Any, key: str, kind: type) -> Any:
+    """`raw[key]` if it is a `kind` (an int is never a bool or a float); a ValueError naming the field otherwise."""
+    if not isinstance(raw, dict) or key not in raw:
+        raise ValueError(f"no field {key!r}")
+    value = raw[key]
+    if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+        raise ValueError(f"field {key!r} is {value!r}, not a {'non-negative int' if kind is int else kind.__name__}")
+    return value
+
+
+def _commit(raw: Any) -> Commit:
+    """One commit read back, every field of its type (whether its sink state agrees is `verified`'s to check)."""
+    return Commit(_typed(raw, "done", int), _typed(raw, "skipped", int), _typed(raw, "sink_state", dict),
+                  _typed(raw, "bytes", int), _typed(raw, "sha256", str))  # fmt: skip
+
+
+def _skipped(raw: dict) -> list[dict[str, Any]]:
+    entries = _typed(raw, "skipped", list)
+    if not all(isinstance(e, dict) and isinstance(e.get("item"), str) for e in entries):
+        raise ValueError("field 'skipped' must list objects with an 'item' string")
+    return entries
 
 
 def adopt_from_inputs(

@@ -186,16 +186,7 @@ class CsvSink:
             fsync_dir(self.path.parent)
 
     def write(self, items: Sequence[Any], preds: np.ndarray, ok: np.ndarray, index: np.ndarray) -> None:
-        rows = self.to_rows(items, preds)
-        if isinstance(rows, pd.DataFrame):
-            rows = rows[self.columns].itertuples(index=False, name=None)
-        rows = list(rows)
-        for row in rows:
-            if len(row) != len(self.columns):
-                raise ValueError(
-                    f"to_rows gave a row of {len(row)} values, expected {len(self.columns)} "
-                    f"({', '.join(self.columns)}): {row!r}"
-                )
+        rows = _rows_of(self.to_rows(items, preds), self.columns)
         self._write(_csv_text(rows))
         self._rows += len(rows)
 
@@ -240,7 +231,12 @@ def merge_shards(
         return _merge_arrays(paths, dest)
     if keys is None or key_column is None:
         raise MergeError("merging CSV shards needs keys (every item's key, in order) and key_column", None)
-    header = list(pd.read_csv(paths[0], nrows=0).columns)
+    header = _header(paths[0])
+    for path in paths[1:]:
+        other = _header(path)
+        if other != header:
+            raise MergeError(f"{path} has the columns {','.join(other)}, the first shard {paths[0]} has "
+                             f"{','.join(header)}: every shard must have the same header", str(path))  # fmt: skip
     if key_column not in header:
         raise MergeError(f"key_column {key_column!r} is not a column of {paths[0]} ({', '.join(header)})", key_column)
     readers = [pd.read_csv(p, dtype=str, keep_default_na=False, chunksize=50_000) for p in paths]
@@ -263,6 +259,13 @@ def merge_shards(
                 left,
             )
     return dest
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise MergeError(f"{path} is not a CSV with a header ({exc})", str(path)) from None
 
 
 def _merge_arrays(paths: list[Path], dest: Path) -> Path:
@@ -288,6 +291,32 @@ def _merge_arrays(paths: list[Path], dest: Path) -> Path:
         raise
     fsync_dir(dest.parent)
     return dest
+
+
+def _rows_of(returned: Any, columns: list[str]) -> list[Sequence[Any]]:
+    """What `to_rows` returned as a list of rows of `columns`: tuples, lists, dicts by column, or a DataFrame."""
+    expected = f"expected rows of {len(columns)} values ({', '.join(columns)})"
+    if isinstance(returned, pd.DataFrame):
+        missing = [c for c in columns if c not in returned.columns]
+        if missing:
+            raise KaggleKitError(f"to_rows returned a DataFrame without the column(s) {', '.join(missing)}; {expected}",
+                                 missing)  # fmt: skip
+        return list(returned[columns].itertuples(index=False, name=None))
+    if returned is None or isinstance(returned, str | bytes | dict) or not isinstance(returned, Iterable):
+        raise KaggleKitError(f"to_rows returned {type(returned).__name__}, not a list of rows; {expected}", None)
+    rows = []
+    for row in returned:
+        if isinstance(row, dict):  # a row by column name, in the CSV's column order
+            missing = [c for c in columns if c not in row]
+            if missing or len(row) != len(columns):
+                raise KaggleKitError(f"to_rows gave a row {row!r} whose keys are not the columns; {expected}", row)
+            row = [row[c] for c in columns]
+        elif isinstance(row, str | bytes) or not isinstance(row, Sequence):
+            raise KaggleKitError(f"to_rows gave a row {row!r} that is not a tuple, list or dict; {expected}", row)
+        if len(row) != len(columns):
+            raise KaggleKitError(f"to_rows gave a row of {len(row)} values, {expected}: {row!r}", row)
+        rows.append(row)
+    return rows
 
 
 def _csv_text(rows: Iterable[Sequence[Any]]) -> bytes:

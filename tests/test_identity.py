@@ -1,18 +1,23 @@
 """A prediction run's identity is the same in every process: checked across two real processes."""
 
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import kaggle_kit as kk
 from kaggle_kit.identity import IdentityError, callable_identity, items_digest, relative_item
 from kaggle_kit.sinks import CsvSink
 
 SIGNATURES = """
 import functools, json, sys
+import numpy as np
+import kaggle_kit as kk
 from kaggle_kit.identity import IdentityError
 from kaggle_kit.imaterialist.submission import SubmissionRows
 from kaggle_kit.sinks import CsvSink
@@ -47,6 +52,11 @@ kinds = {
     "object with signature()": Writer(0.4),
     "partial": functools.partial(rows),
     "SubmissionRows": SubmissionRows([1, 2, 3], None, [1], threshold=0.4),
+    "kit writer": kk.top_k_rows(["a", "b"], k=2),
+    "closure over an array and a set": (lambda limits, names: lambda items, preds: [(n in names) for n in items])(
+        np.array([0.1, 0.2]), {"x", "y", "z"}
+    ),
+    "lambda with a set constant": lambda items, preds: [i in {"a", "b", "c", "d"} for i in items],
 }
 out = {name: CsvSink("sub.csv", fn, ["id"]).signature() for name, fn in kinds.items()}
 try:
@@ -69,7 +79,12 @@ def test_every_kind_of_to_rows_has_the_same_signature_in_two_processes(tmp_path)
     first, second = _signatures_in_a_new_process(tmp_path, 1), _signatures_in_a_new_process(tmp_path, 2)
 
     assert first == second
-    assert first["function"]["to_rows"] == "__main__.rows"
+    assert first["function"]["to_rows"]["function"] == "__main__.rows"
+    assert first["kit writer"]["to_rows"]["settings"] == {
+        "vocab": ["a", "b"],
+        "k": 2,
+        "item_id": first["kit writer"]["to_rows"]["settings"]["item_id"],
+    }
     assert first["object with signature()"]["to_rows"]["settings"] == {"threshold": 0.4}
     assert first["SubmissionRows"]["to_rows"]["settings"]["post"]["default"]["threshold"] == 0.4
     assert "0x" not in json.dumps(first)
@@ -122,5 +137,52 @@ def test_kernel_scripts_name_functions_by_module_and_qualname():
     def to_rows(items, preds):
         return []
 
-    assert callable_identity(to_rows) == f"{__name__}.{to_rows.__qualname__}"
+    assert callable_identity(to_rows)["function"] == f"{__name__}.{to_rows.__qualname__}"
     assert callable_identity(None) is None
+
+
+def _lambdas():  # two lambdas of one scope: the same "<lambda>" name, other behaviour
+    return lambda items, preds: [(1,)], lambda items, preds: [(2,)]
+
+
+class _Rows:
+    def __init__(self, label):
+        self.label = label
+
+    def to_rows(self, items, preds):
+        return [(self.label,)]
+
+
+def _scaled(factor):
+    def to_rows(items, preds):
+        return [(factor,)]
+
+    return to_rows
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (lambda: kk.top_k_rows(["a", "b"], k=1), lambda: kk.top_k_rows(["a", "b"], k=2)),
+        (lambda: kk.tags_rows(["a", "b"], 0.0), lambda: kk.tags_rows(["a", "b"], 0.99)),
+        (lambda: _lambdas()[0], lambda: _lambdas()[1]),
+        (lambda: _Rows("OLD").to_rows, lambda: _Rows("NEW").to_rows),
+        (lambda: _scaled(1), lambda: _scaled(2)),
+        (lambda: _scaled(np.array([1.0, 2.0])), lambda: _scaled(np.array([1.0, 2.5]))),
+        (lambda: functools.partial(_scaled(1), [1]), lambda: functools.partial(_scaled(1), [2])),
+    ],
+    ids=["top_k k", "tags thresholds", "two lambdas", "bound methods", "closure value", "closure array", "partial"],
+)
+def test_callables_that_behave_differently_never_share_an_identity(one, other):
+    assert callable_identity(one()) == callable_identity(one())
+    assert callable_identity(one()) != callable_identity(other())
+
+
+def test_a_closure_over_an_unidentifiable_object_is_refused_naming_it():
+    opaque = object()
+
+    def to_rows(items, preds):
+        return [(opaque,)]
+
+    with pytest.raises(IdentityError, match="'opaque'"):
+        callable_identity(to_rows)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kaggle_kit.errors import OutputLimitError, ResumeMismatchError
+from kaggle_kit.errors import KaggleKitError, OutputLimitError, ResumeMismatchError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.predict import is_placeholder, progress_path, stream_predict
@@ -381,3 +381,112 @@ def test_stale_temp_files_of_a_killed_commit_are_removed(tiny, images, kernel_he
     stream_predict(tiny, images[:4], _sink("csv"), kernel=kernel_here, progress=False)
 
     assert _files(kernel_here.working_dir) == ["out.csv", "out.csv.progress.json"]
+
+
+_RESUME_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from conftest import make_learner
+import kaggle_kit as kk
+from kaggle_kit.errors import ResumeMismatchError
+from kaggle_kit.kernel import Kernel
+from kaggle_kit.limits import KernelLimits
+from kaggle_kit.predict import stream_predict
+from kaggle_kit.sinks import CsvSink
+
+VOCAB = [f"c{{i}}" for i in range(100)]
+TO_ROWS = {{
+    "top-1": kk.top_k_rows(VOCAB, k=1),
+    "top-2": kk.top_k_rows(VOCAB, k=2),
+    "lambda-a": lambda items, preds: [(Path(i).stem, "a") for i in items],
+    "lambda-b": lambda items, preds: [(Path(i).stem, "b") for i in items],
+}}
+mode, name = sys.argv[1:]
+images = sorted(Path({images!r}).glob("*.png"))
+learn = make_learner("tiny", images[:16])
+root = Path({root!r})
+# a kernel 5 s before its cutoff commits one chunk and stops, as a killed-then-resumed kernel would have
+kernel = Kernel(root, KernelLimits(time_s=100.0), started_at=time.time() - 95) if mode == "partial" else Kernel(root)
+try:
+    s = stream_predict(learn, images[:12], CsvSink(root / "working/out.csv", TO_ROWS[name], ["id", "answer"]),
+                       chunk_size=4, kernel=kernel, progress=False)
+    print(json.dumps({{"done": s.done, "complete": s.complete}}))
+except ResumeMismatchError as exc:
+    print(json.dumps({{"refused": str(exc)}}))
+"""
+
+
+def _resume_step(root: Path, images, mode: str, name: str) -> dict:
+    script = root / "resume_step.py"
+    script.write_text(_RESUME_SCRIPT.format(tests=str(Path(__file__).parent), images=str(images[0].parent),
+                                            root=str(root)))  # fmt: skip
+    done = subprocess.run([sys.executable, str(script), mode, name], cwd=root / "working", capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("first", "changed"), [("top-1", "top-2"), ("lambda-a", "lambda-b")])
+def test_a_resume_with_a_changed_to_rows_is_refused_in_a_new_process(first, changed, images, kernel_here):
+    assert _resume_step(kernel_here.root, images, "partial", first) == {"done": 4, "complete": False}
+    before = (kernel_here.working_dir / "out.csv").read_bytes()
+
+    refused = _resume_step(kernel_here.root, images, "finish", changed)
+
+    assert "other sink" in refused["refused"]
+    assert (kernel_here.working_dir / "out.csv").read_bytes() == before  # nothing of the other run written
+    assert _resume_step(kernel_here.root, images, "finish", first) == {"done": 12, "complete": True}
+    rows = pd.read_csv(kernel_here.working_dir / "out.csv", dtype=str, keep_default_na=False)
+    assert len(rows) == 12
+    assert rows["answer"].map(lambda a: len(a.split())).nunique() == 1
+
+
+@pytest.mark.parametrize("order", ["shuffled", "filtered"])
+def test_series_items_are_taken_by_position_never_by_label(order, learners, images, kernel_here):
+    series = pd.Series([str(p) for p in images])
+    series = series.sample(frac=1, random_state=1) if order == "shuffled" else series[series.index % 3 != 0]
+    learn = learners("single")
+
+    stream_predict(learn, series, ArraySink("s.npy"), chunk_size=4, kernel=kernel_here, progress=False)
+
+    expected = _reference(learn, list(series))[0].numpy()
+    np.testing.assert_allclose(np.load(kernel_here.working_dir / "s.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_edited_sink_state_is_not_trusted(tiny, images, uninterrupted, kernel_here, fake_clock, caplog):
+    _partial_run(tiny, images[:12], "csv", kernel_here.root, fake_clock)
+    manifest_file = kernel_here.working_dir / "out.csv.progress.json"
+    raw = json.loads(manifest_file.read_text())
+    raw["commits"][-1]["sink_state"]["bytes"] -= 30  # the state open() would truncate to, unlike the proven bytes
+    manifest_file.write_text(json.dumps(raw))
+
+    summary = stream_predict(tiny, images[:12], _sink("csv"), chunk_size=4, kernel=kernel_here, progress=False)
+
+    assert summary.complete
+    assert summary.resumed_at == 4
+    assert (kernel_here.working_dir / "out.csv").read_bytes() == uninterrupted["csv"]
+    assert "rewinding from item 8 to 4" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("to_rows", "expected"),
+    [
+        (lambda items, preds: [{"id": Path(i).stem, "answer": "x"} for i in items], None),
+        (lambda items, preds: None, "to_rows returned NoneType, not a list of rows"),
+        (lambda items, preds: pd.DataFrame({"id": [Path(i).stem for i in items]}), "without the column\\(s\\) answer"),
+        (lambda items, preds: [{"id": "a"} for _ in items], "whose keys are not the columns"),
+    ],
+    ids=["dicts", "None", "frame missing a column", "dict missing a key"],
+)
+def test_what_to_rows_returns_is_written_by_column_or_refused_naming_it(to_rows, expected, images, learners,
+                                                                        kernel_here):  # fmt: skip
+    sink = CsvSink("rows.csv", to_rows, ["id", "answer"])
+    if expected is None:
+        stream_predict(learners("single"), images[:8], sink, kernel=kernel_here, progress=False)
+        rows = pd.read_csv(kernel_here.working_dir / "rows.csv", dtype=str)
+        assert list(rows["id"]) == [p.stem for p in images[:8]]
+        assert set(rows["answer"]) == {"x"}
+        return
+    with pytest.raises(KaggleKitError, match=expected):
+        stream_predict(learners("single"), images[:8], sink, kernel=kernel_here, progress=False)
