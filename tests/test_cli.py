@@ -315,3 +315,34 @@ def test_every_argument_of_every_command_has_help():
                if not action.help and not isinstance(action, argparse._HelpAction)]  # fmt: skip
     assert len(commands) >= 11
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("second", "keys", "words", "code"),
+    [
+        ("label,id\n2,b\n4,d\n", "id\na\nb\nc\nd\n", "every shard must have the same header", 1),
+        ("id,label,extra\nb,2,x\nd,4,y\n", "id\na\nb\nc\nd\n", "every shard must have the same header", 1),
+        ("", "id\na\nb\nc\nd\n", "is not a CSV with a header", 1),
+        ("id,label\nb,2\nd,4\n", "", "--keys-csv", 2),
+    ],
+    ids=["columns swapped", "extra column", "empty shard", "empty keys"],
+)
+def test_merge_refuses_shards_that_do_not_share_a_header_or_are_empty(second, keys, words, code, tmp_path):
+    (tmp_path / "s0.csv").write_text("id,label\na,1\nc,3\n")
+    (tmp_path / "s1.csv").write_text(second)
+    (tmp_path / "keys.csv").write_text(keys)
+
+    line = _one_line_error(_run("merge", tmp_path / "o.csv", tmp_path / "s0.csv", tmp_path / "s1.csv",
+                                "--key-column", "id", "--keys-csv", tmp_path / "keys.csv"), code)  # fmt: skip
+
+    assert words in line
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_run_local_on_a_folder_with_broken_metadata_is_one_line(tmp_path):
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "kernel-metadata.json").write_text('{"code_file":')
+
+    line = _one_line_error(_run("run-local", tmp_path / "k", "--root", tmp_path / "sandbox"), 1)
+
+    assert "is not JSON" in line
