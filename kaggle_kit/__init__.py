@@ -42,6 +42,8 @@ _LAZY = {
     "clean_images": "kaggle_kit.data",
     "tags_rows": "kaggle_kit.writers",
     "top_k_rows": "kaggle_kit.writers",
+    "TagsRows": "kaggle_kit.writers",
+    "TopKRows": "kaggle_kit.writers",
 }
 
 __all__ = [

@@ -343,6 +343,6 @@ def test_run_local_on_a_folder_with_broken_metadata_is_one_line(tmp_path):
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / "kernel-metadata.json").write_text('{"code_file":')
 
-    line = _one_line_error(_run("run-local", tmp_path / "k", "--root", tmp_path / "sandbox"), 1)
+    line = _one_line_error(_run("run-local", tmp_path / "k", "--root", tmp_path / "sandbox"), 2)
 
     assert "is not JSON" in line
