@@ -11,6 +11,7 @@ Public arguments are minutes (as Kagglers think of them); inside, seconds.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 
 from kaggle_kit.checkpoint import CHECKPOINT_DIR, CheckpointSaver
+from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
 from kaggle_kit.resume import Replay, ResumePoint
@@ -60,6 +62,9 @@ class Deadline(Callback):
         kernel: Kernel | None = None,
         saver: CheckpointSaver | None = None,
     ):
+        for name, value in (("every", every), ("safety", safety)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise KaggleKitError(f"Deadline({name}={value!r}): give a finite number of minutes >= 0", value)
         self.kernel = kernel or Kernel.current()
         self.saver = saver or CheckpointSaver(self.kernel.working_dir / CHECKPOINT_DIR)
         self.every_s, self.safety_s = every * 60.0, safety * 60.0

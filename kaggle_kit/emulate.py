@@ -108,7 +108,7 @@ def parse_input_spec(spec: str) -> tuple[str, Path]:
     slug = slug.strip("/") if sep else path.resolve().name
     if not path.exists():
         raise KernelLayoutError(f"--input {spec!r}: {path} does not exist", spec)
-    if not slug or ".." in Path(slug).parts:
+    if not slug or slug in (".", "..") or ".." in Path(slug).parts or "." in Path(slug).parts[:1]:
         raise KernelLayoutError(f"--input {spec!r}: the slug must be a plain name like 'my-dataset'", spec)
     return slug, path.resolve()
 
@@ -369,6 +369,12 @@ def _make_sandbox(root: Path, inputs: list[tuple[str, Path]], working: str | os.
     if input_dir.exists():
         _remove_links(input_dir)  # links only: the data they point at is untouched
     input_dir.mkdir(parents=True)
+    slugs = [Path(s) for s, _ in inputs]
+    for one in slugs:
+        inside = [other for other in slugs if other != one and other.is_relative_to(one)]
+        if inside:  # its link would be made inside the first input's own folder: never write into a user's data
+            raise KernelLayoutError(f"the input slug {inside[0]} lies inside the input {one}; give inputs that do not "
+                                    "nest (e.g. 'a' and 'b', not 'a' and 'a/b')", str(inside[0]))  # fmt: skip
     for slug, path in inputs:
         link = input_dir / slug
         if link.exists() or link.is_symlink():

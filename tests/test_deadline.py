@@ -335,3 +335,11 @@ def test_a_fit_that_raises_leaves_the_learner_as_it_was(error, resumed, images, 
         with each.no_bar(), each.no_logging():
             each.fit(1, 1e-2)
     assert _same_weights(learn, fresh)
+
+
+@pytest.mark.parametrize("setting", [{"every": float("nan")}, {"every": -1}, {"safety": float("inf")}, {"every": "30"}])
+def test_a_deadline_period_that_is_not_a_finite_number_of_minutes_is_refused(setting, tmp_path):
+    from kaggle_kit.errors import KaggleKitError
+
+    with pytest.raises(KaggleKitError, match="give a finite number of minutes"):
+        Deadline(**setting, kernel=Kernel(tmp_path))

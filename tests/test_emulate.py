@@ -245,3 +245,22 @@ def test_the_watchdog_reads_exact_memory_rarely_on_an_idle_kernel(tmp_path):
     assert report.ok
     assert report.exact_samples < report.samples / 2  # PSS (~20 ms with torch loaded) only now and then
     assert used_s < 0.15 * report.elapsed_s  # generous: measured about 1% (benchmarks/watchdog.py)
+
+
+def test_nested_or_dot_slugs_are_refused_and_nothing_is_written_into_an_input(tmp_path):
+    import pytest
+
+    from kaggle_kit.emulate import parse_input_spec, run_local
+    from kaggle_kit.errors import KernelLayoutError
+
+    d1, d2 = tmp_path / "D1", tmp_path / "D2"
+    d1.mkdir()
+    d2.mkdir()
+    (tmp_path / "s.py").write_text("print('hi')\n")
+
+    with pytest.raises(KernelLayoutError, match="lies inside the input a"):
+        run_local(tmp_path / "s.py", inputs=[f"a={d1}", f"a/b={d2}"], root=tmp_path / "sandbox")
+    with pytest.raises(KernelLayoutError, match="the slug must be a plain name"):
+        parse_input_spec(f".={d1}")
+
+    assert list(d1.iterdir()) == []

@@ -352,13 +352,19 @@ def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, fake_ka
     assert "run 1 left" in outcome["reason"]
 
 
-def test_a_malformed_chain_record_is_a_one_line_error(fake_kaggle, tmp_path):
+@pytest.mark.parametrize(
+    "record",
+    ['{"runs": [1]}', '{"runs": [{"run": "../../escaped", "state": "complete", "version": 1}]}'],
+    ids=["not a run", "a run number holding a path"],
+)
+def test_a_malformed_chain_record_is_a_one_line_error(record, fake_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel")
     bundle = build_bundle(kernel, tmp_path / "build")
-    (bundle / "chain.json").write_text('{"runs": [1]}')
+    (bundle / "chain.json").write_text(record)
 
     proc = _cli("chain", str(kernel), "--out", str(tmp_path / "build"))
 
     assert proc.returncode == 1
     assert "cannot be read as a chain record" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*escaped*"))

@@ -108,8 +108,14 @@ def _load_state(path: Path, ref: str) -> dict[str, Any]:
         return {"kernel": ref, "runs": []}
     try:
         state = json.loads(path.read_text())
-        if not (isinstance(state, dict) and isinstance(state.get("runs"), list)
-                and all(isinstance(r, dict) and "state" in r and "run" in r for r in state["runs"])):  # fmt: skip
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("runs"), list)
+            and all(
+                isinstance(r, dict) and isinstance(r.get("state"), str) and type(r.get("run")) is int and r["run"] > 0
+                for r in state["runs"]
+            )
+        ):  # fmt: skip (run names a folder: an int, never a path)
             raise ValueError("not a chain record")
     except (OSError, ValueError) as exc:
         raise KaggleKitError(f"{path} cannot be read as a chain record ({exc}); delete it to start a new chain",
