@@ -155,3 +155,28 @@ def test_a_lock_held_by_another_process_names_its_pid(tmp_path):
             SinkLock(path).__enter__()
     finally:
         holder.communicate("done\n", timeout=60)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw["commits"][0].update(bytes="100"),
+        lambda raw: raw.update(total=float("1e999")),
+        lambda raw: raw.update(fingerprint=[]),
+        lambda raw: raw["commits"][0].update(sha256=5),
+        lambda raw: raw.update(skipped=[1]),
+    ],
+    ids=["string bytes", "total 1e999", "fingerprint a list", "sha256 a number", "skipped not objects"],
+)
+def test_a_manifest_field_of_the_wrong_type_is_one_progress_error(damage, tmp_path):
+    path = tmp_path / "out.csv.progress.json"
+    fingerprint = {"items": "x"}
+    manifest = ProgressManifest(fingerprint, 12)
+    manifest.record(4, {"rows": 4, "bytes": 10, "sha256": "ab"}, [])
+    manifest.commit(path)
+    raw = json.loads(path.read_text())
+    damage(raw)
+    path.write_text(json.dumps(raw))
+
+    with pytest.raises(ProgressError, match="is not a readable progress manifest"):
+        ProgressManifest.load(path, fingerprint)
