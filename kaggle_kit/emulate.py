@@ -177,6 +177,7 @@ def run_local(
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
+        preexec_fn=_end_with_supervisor,
     )
     watch = _Watchdog(proc, limits, grace_s, memory_kind, sample_every_s)
     stopped_by: int | None = None
@@ -240,6 +241,17 @@ def run_local(
     if stopped_by == signal.SIGINT:
         raise KeyboardInterrupt  # the kernel is stopped and reported; Ctrl-C still ends whoever called us
     return report
+
+
+def _end_with_supervisor() -> None:
+    """In the kernel's process, before the script starts: die with SIGKILL when run-local dies (Linux prctl).
+
+    A run-local that is itself SIGKILLed can stop nothing; without this its kernel would run on with no limits.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 class _Stop(BaseException):

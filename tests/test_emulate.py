@@ -264,3 +264,30 @@ def test_nested_or_dot_slugs_are_refused_and_nothing_is_written_into_an_input(tm
         parse_input_spec(f".={d1}")
 
     assert list(d1.iterdir()) == []
+
+
+def test_a_kernel_ends_when_its_run_local_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "s.py"
+    script.write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
+    supervisor = subprocess.Popen([sys.executable, "-c", "import sys\nfrom kaggle_kit.emulate import run_local\n"
+                                   f"run_local({str(script)!r}, root={str(tmp_path / 'sandbox')!r})"])  # fmt: skip
+    pid_file = tmp_path / "sandbox" / "working" / "pid"
+    for _ in range(600):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    kernel = psutil.Process(int(pid_file.read_text()))
+
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+
+    try:
+        kernel.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        kernel.kill()
+        raise AssertionError("the kernel outlived its run-local") from None
