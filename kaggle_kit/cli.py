@@ -184,7 +184,7 @@ def _limits_from(args: argparse.Namespace) -> KernelLimits:
 def _run_local(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kaggle_kit.emulate import REPORT_NAME, TOO_MANY_FILES, run_local
+    from kaggle_kit.emulate import REPORT_NAME, TOO_MANY_FILES, TOO_MUCH_OUTPUT, run_local
     from kaggle_kit.limits import parse_duration
 
     script = Path(args.script)
@@ -213,7 +213,7 @@ def _run_local(args: argparse.Namespace) -> int:
         f"kaggle-kit: working dir {report.working_dir}; report in {args.report or Path(report.root) / REPORT_NAME}",
         file=sys.stderr,
     )
-    if report.exit_code == 0 and report.verdict == TOO_MANY_FILES:
+    if report.exit_code == 0 and report.verdict in (TOO_MANY_FILES, TOO_MUCH_OUTPUT):
         return 1
     return report.exit_code
 

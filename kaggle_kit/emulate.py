@@ -48,11 +48,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, ERROR, STOPPED = (
+OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, TOO_MUCH_OUTPUT, ERROR, STOPPED = (
     "ok",
     "out of memory",
     "out of time",
     "too many output files",
+    "working dir over its size limit",
     "error",
     "stopped",  # run-local itself got SIGTERM or SIGINT (a CI cancel, Ctrl-C, `timeout`)
 )
@@ -211,6 +212,8 @@ def run_local(
         verdict = OUT_OF_TIME
     elif used.files > limits.max_files:
         verdict = TOO_MANY_FILES
+    elif used.bytes > limits.working_bytes:  # Kaggle would not save this working dir: the run is not ok
+        verdict = TOO_MUCH_OUTPUT
     else:
         verdict = OK if code == 0 else ERROR
     report = RunReport(

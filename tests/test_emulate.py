@@ -291,3 +291,16 @@ def test_a_kernel_ends_when_its_run_local_is_killed(tmp_path):
     except psutil.TimeoutExpired:
         kernel.kill()
         raise AssertionError("the kernel outlived its run-local") from None
+
+
+def test_a_working_dir_over_its_size_limit_is_not_ok(run_kernel):
+    from kaggle_kit.emulate import TOO_MUCH_OUTPUT
+
+    script = """
+        open("big.bin", "wb").truncate(25 * 10**9)  # sparse: 25 GB as Kaggle counts it, no disk used here
+    """
+
+    run = run_kernel(script)
+
+    assert run.report.verdict == TOO_MUCH_OUTPUT, run.explain()
+    assert run.report.output_bytes == 25 * 10**9
