@@ -38,9 +38,10 @@ def callable_identity(fn: Any, what: str = "to_rows") -> Any:
 
     - a builtin or class: ``"module.qualname"``;
     - a Python function or lambda: its name plus what makes it behave differently: a digest of its code, its
-      defaults, the values its closure holds and the plain module-level values it reads (JSON values as they are,
-      arrays by digest, functions by this same rule); a value of any other kind raises `IdentityError`. So
-      ``top_k_rows(vocab, k=1)`` and ``k=2``, or two lambdas of one module, never pass for each other;
+      defaults, the values its closure holds and the plain module-level values it reads, dicts aside (JSON
+      values as they are, arrays by digest, functions by this same rule); a value of any other kind raises
+      `IdentityError`. So ``top_k_rows(vocab, k=1)`` and ``k=2``, or two lambdas of one module, never pass for
+      each other;
     - an object with a ``signature()`` method: its class plus what ``signature()`` returns (its settings);
     - a bound method: its function plus its object's ``signature()``, or else the object's attributes (as values);
     - a ``functools.partial``: its function plus its arguments, when they are values as above;
@@ -211,8 +212,12 @@ def _object_state(owner: Any, what: str) -> Any:
 
 
 def _is_plain(value: Any) -> bool:
-    """A module-level value a function's behaviour may hang on (not a module, class or function: those have names)."""
-    return isinstance(value, bool | int | float | str | list | tuple | dict | set | frozenset | np.ndarray | np.generic)
+    """A module-level value a function's behaviour may hang on: a number, string, list, tuple, set or array.
+
+    Not a dict: a script's settings dict (``settings["reserve_s"]``) is read by everything, and counting all of it
+    would refuse a resume whose time reserve changed. Not a module, class or function: those have names.
+    """
+    return isinstance(value, bool | int | float | str | list | tuple | set | frozenset | np.ndarray | np.generic)
 
 
 def _names_read(code: Any) -> list[str]:
