@@ -133,6 +133,8 @@ def test_memory_while_writing_the_submission_does_not_grow_with_the_test_set(run
 @pytest.mark.parametrize(("bad", "message"), [
     ({"decoder": "tiny"}, 'setting decoder .*must be "fastai" or "light"'),
     ({"train_crop": 16}, "setting train_crop .*must be null or a whole number >= 32"),
+    ({"sizes": [], "epochs": [], "lrs": []}, "setting sizes .*must be a list of at least one value"),
+    ({}, "input 'imaterialist-fashion-2019-FGVC6' is not attached"),  # run_kernel attaches no input
 ])  # fmt: skip
 def test_a_bad_stage1_setting_is_one_line_before_any_work(bad, message, run_kernel, tmp_path):
     config = tmp_path / "bad.json"

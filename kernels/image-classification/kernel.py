@@ -89,7 +89,10 @@ from kaggle_kit.metrics import fbeta_score, search_thresholds  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
-data = kernel.find_input(settings["input"])
+try:  # not attached: one line, not a traceback
+    data = kernel.find_input(settings["input"])
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
 working = kernel.working_dir
 remove_stale_temps(working / "model.pth", r"classification-report\.json|model\.pth")  # a kill mid-write left one
 set_seed(settings["seed"])

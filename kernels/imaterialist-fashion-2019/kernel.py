@@ -66,12 +66,18 @@ def _crop_complaint(value) -> str | None:
     return None if value is None or (whole and value >= 32) else f"{value!r} must be null or a whole number >= 32 (px)"
 
 
+def _list_complaint(value) -> str | None:
+    return None if isinstance(value, list) and value else f"{value!r} must be a list of at least one value"
+
+
 def _decoder_complaint(value) -> str | None:
     return None if value in ("fastai", "light") else f'{value!r} must be "fastai" or "light"'
 
 
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
-    settings = kk.load_settings(SETTINGS, checks={"train_crop": _crop_complaint, "decoder": _decoder_complaint})
+    settings = kk.load_settings(SETTINGS, checks={"train_crop": _crop_complaint, "decoder": _decoder_complaint,
+                                                   "sizes": _list_complaint, "epochs": _list_complaint,
+                                                   "lrs": _list_complaint})  # fmt: skip
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -106,7 +112,10 @@ working = kernel.working_dir
 # a kill during an atomic write leaves a temp file beside the report, the rules, a chart or the final weights; this
 # kernel is their only writer, so what is left of an earlier run goes before it writes them again
 remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|stage[12]\.pth")
-data = kernel.find_input(settings["competition"])
+try:  # not attached: one line, not a traceback
+    data = kernel.find_input(settings["competition"])
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
 train_csv = (data / "train.csv").stat()
 dataset_key = hashlib.sha1(f"{data.resolve()}:{train_csv.st_size}:{train_csv.st_mtime_ns}".encode()).hexdigest()[:12]
 cache = Path(tempfile.gettempdir()) / "kaggle-kit-imaterialist" / dataset_key  # masks and crops: not outputs

@@ -6,6 +6,7 @@ Settings live in SETTINGS; a JSON file named by KAGGLE_KIT_CONFIG overrides them
 """
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -26,9 +27,15 @@ SETTINGS = {
     "chunk_size": None,  # None = adapt to the kernel's memory
     "seed": 0,
 }
-settings = load_settings(SETTINGS)
+try:  # an unknown or mistyped setting: one line, not a traceback
+    settings = load_settings(SETTINGS)
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
 kernel = kk.Kernel.current()
-data = kernel.find_input(settings["input"])
+try:  # not attached: one line, not a traceback
+    data = kernel.find_input(settings["input"])
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
 train_files = sorted((data / "train").glob("*.png"))
 test_files = sorted((data / "test").glob("*.png"))
 print(f"kernel: {len(train_files)} training and {len(test_files)} test images, limits {kernel.limits}")
