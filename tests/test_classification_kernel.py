@@ -85,3 +85,29 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     assert validation["tuned_on"] + validation["scored_on"] == 40
     with Image.open(working / "tag_precision_recall.png") as image:
         assert image.size[0] > 300
+
+
+def test_the_kernel_without_its_input_attached_is_one_line(run_kernel):
+    kernel = Path(__file__).parents[1] / "kernels/image-classification/kernel.py"
+
+    run = run_kernel(kernel, memory="2GiB")
+
+    lines = [line for line in run.stderr.splitlines() if line.startswith("kernel:")]
+    assert not run.report.ok
+    assert len(lines) == 1, run.stderr
+    assert "is not attached" in lines[0]
+    assert "Traceback" not in run.stderr
+
+
+def test_the_streaming_demo_with_an_unknown_setting_is_one_line(run_kernel, tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text('{"epochz": 3}')
+    kernel = Path(__file__).parents[1] / "kernels/streaming-demo/kernel.py"
+
+    run = run_kernel(kernel, memory="2GiB", env={"KAGGLE_KIT_CONFIG": str(config)})
+
+    lines = [line for line in run.stderr.splitlines() if line.startswith("kernel:")]
+    assert not run.report.ok
+    assert len(lines) == 1, run.stderr
+    assert "epochz" in lines[0]
+    assert "Traceback" not in run.stderr
