@@ -31,11 +31,15 @@ def write_status(working_dir: str | os.PathLike, status: str, **info: Any) -> Pa
 
 
 def read_status(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The status JSON in `directory` (a working dir or a downloaded kernel output), or None if there is none."""
+    """The status JSON in `directory` (a working dir or a downloaded kernel output), or None if there is none.
+
+    A file that is not a JSON object (a list, a cut write) counts as no status: every reader gets a dict or None.
+    """
     try:
-        return json.loads((Path(directory) / STATUS_NAME).read_text())
-    except (OSError, ValueError):
+        status = json.loads((Path(directory) / STATUS_NAME).read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return status if isinstance(status, dict) else None
 
 
 def mark_done(working_dir: str | os.PathLike | None = None, **info: Any) -> Path:

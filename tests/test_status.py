@@ -17,3 +17,14 @@ def test_mark_done_keeps_the_training_details(tmp_path):
 
 def test_no_status_file_reads_as_none(tmp_path):
     assert read_status(tmp_path) is None
+
+
+def test_a_status_file_that_is_not_an_object_reads_as_none_and_mark_done_replaces_it(tmp_path):
+    from kaggle_kit.status import STATUS_NAME
+
+    (tmp_path / STATUS_NAME).write_text("[1, 2]")
+
+    assert read_status(tmp_path) is None
+    mark_done(tmp_path, epoch=3)
+    assert read_status(tmp_path)["status"] == "done"
+    assert read_status(tmp_path)["epoch"] == 3
