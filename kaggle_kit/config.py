@@ -46,6 +46,8 @@ def load_settings(
         raise ConfigError(f"KAGGLE_KIT_CONFIG={raw_path!r} cannot be read: {exc.strerror}", raw_path) from None
     except ValueError as exc:
         raise ConfigError(f"KAGGLE_KIT_CONFIG file {path} is not JSON: {exc}", raw_path) from None
+    except RecursionError:
+        raise ConfigError(f"KAGGLE_KIT_CONFIG file {path} is nested too deep to be settings", raw_path) from None
     if not isinstance(overrides, dict):
         raise ConfigError(f"KAGGLE_KIT_CONFIG file {path} must hold a JSON object of settings", raw_path)
     unknown = sorted(set(overrides) - set(defaults))

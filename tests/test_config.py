@@ -79,3 +79,12 @@ def test_a_kernels_own_check_runs_too(tmp_path):
 
     with pytest.raises(ConfigError, match="setting bs .* must be even"):
         load_settings(KERNEL_LIKE, _config(tmp_path, {"bs": 7}), checks=checks)
+
+
+def test_a_config_nested_100000_deep_is_one_config_error(tmp_path, monkeypatch):
+    config = tmp_path / "deep.json"
+    config.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    monkeypatch.setenv("KAGGLE_KIT_CONFIG", str(config))
+
+    with pytest.raises(ConfigError, match="nested too deep"):
+        load_settings({"a": 1})
