@@ -368,3 +368,17 @@ def test_a_malformed_chain_record_is_a_one_line_error(record, fake_kaggle, tmp_p
     assert "cannot be read as a chain record" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.rglob("*escaped*"))
+
+
+@pytest.mark.parametrize("damage", ['{"id":', '{"id": 5}', "[]"], ids=["cut", "id not a string", "a list"])
+def test_chain_on_a_bundle_with_damaged_metadata_is_one_line(damage, fake_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel")
+    bundle = build_bundle(kernel, tmp_path / "build")
+    (bundle / "chain.json").write_text('{"runs": []}')  # a chain in progress: its bundle is reused, not rebuilt
+    (bundle / "kernel-metadata.json").write_text(damage)
+
+    proc = _cli("chain", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

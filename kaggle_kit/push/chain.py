@@ -18,7 +18,7 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.push import api as kaggle_api
-from kaggle_kit.push.metadata import METADATA_NAME
+from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata
 from kaggle_kit.status import DONE, NEEDS_RESUME, TRAINED, read_status
 
 __all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
@@ -51,8 +51,12 @@ def run_chain(
     """
     bundle_dir = Path(bundle_dir)
     api = api or kaggle_api.client()
-    meta = json.loads((bundle_dir / METADATA_NAME).read_text())
-    ref = meta["id"]
+    meta = load_metadata(bundle_dir)  # the one reader: damaged metadata is one MetadataError, not a traceback
+    ref = meta.get("id")
+    if not isinstance(ref, str) or "/" not in ref:
+        raise MetadataError(f"{bundle_dir / METADATA_NAME}: id {ref!r} must be 'owner/slug'", ref)
+    if not isinstance(meta.get("kernel_sources"), list):
+        raise MetadataError(f"{bundle_dir / METADATA_NAME}: kernel_sources must be a list", meta.get("kernel_sources"))
     state_path = bundle_dir / CHAIN_NAME
     state = _load_state(state_path, ref)
     runs: list[dict[str, Any]] = state["runs"]
