@@ -23,12 +23,12 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.vision.all import SegmentationDataLoaders, set_seed, unet_learner
 from torchvision.models import resnet34
 
-from kaggle_kit.checkpoint import CheckpointSaver
-from kaggle_kit.deadline import Deadline
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import format_size
 from kaggle_kit.synthetic import make_colour_squares
-from kaggle_kit.train_state import capture_learner, capture_rng, restore_learner
+from kaggle_kit.train.checkpoint import CheckpointSaver
+from kaggle_kit.train.deadline import Deadline
+from kaggle_kit.train.state import capture_learner, capture_rng, restore_learner
 
 DEFAULT_EVERY_S = 30 * 60.0
 

@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 from fashion_run import run_fashion_kernel
 
-from kaggle_kit.demo import DEMO_PHOTOS, DEMO_SETTINGS
 from kaggle_kit.imaterialist.data import read_labels, read_train_csv
 from kaggle_kit.imaterialist.masks import instance_masks
 from kaggle_kit.imaterialist.metric import score_submission
@@ -31,6 +30,7 @@ from kaggle_kit.imaterialist.postprocess import PostProcessing
 from kaggle_kit.imaterialist.stage1 import predict_probabilities, stage1_dataloaders, stage1_learner
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 from kaggle_kit.imaterialist.tuning import RuleSearch
+from kaggle_kit.local.demo import DEMO_PHOTOS, DEMO_SETTINGS
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kaggle_kit.demo import COMPETITION, kernels_dir
-from kaggle_kit.emulate import RunReport, run_local
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.demo import COMPETITION, kernels_dir
+from kaggle_kit.local.emulate import run_local
+from kaggle_kit.local.report import RunReport
 
 
 def run_fashion_kernel(out: Path, name: str, data: Path, settings: dict, memory: str, time: str) -> RunReport:

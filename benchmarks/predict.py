@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from kaggle_kit.emulate import run_local
 from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.local.emulate import run_local
 from kaggle_kit.synthetic import make_colour_squares
 
 KERNEL = r"""

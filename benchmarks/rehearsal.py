@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kaggle_kit.emulate import run_local
 from kaggle_kit.imaterialist.synth import make_dataset
 from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.local.emulate import run_local
 
 KERNEL = textwrap.dedent('''
     import json, sys, time

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psutil
 
-from kaggle_kit.emulate import run_local
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.emulate import run_local
 from kaggle_kit.memory import process_tree_memory
 
 KERNEL = "import time, fastai.vision.all\nprint('ready', flush=True)\ntime.sleep({seconds})\n"

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kaggle_kit import __version__
-from kaggle_kit.cli_push import add_push_commands
 from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, UsageError
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.push.cli import add_push_commands
 
 __all__ = ["main"]
 
@@ -184,8 +184,9 @@ def _limits_from(args: argparse.Namespace) -> KernelLimits:
 def _run_local(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kaggle_kit.emulate import REPORT_NAME, TOO_MANY_FILES, TOO_MUCH_OUTPUT, run_local
     from kaggle_kit.limits import parse_duration
+    from kaggle_kit.local.emulate import run_local
+    from kaggle_kit.local.report import REPORT_NAME, TOO_MANY_FILES, TOO_MUCH_OUTPUT
 
     script = Path(args.script)
     if script.is_dir():
@@ -221,8 +222,8 @@ def _run_local(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     if not args.streaming:
         return _imaterialist_demo(args)
-    from kaggle_kit.demo import run_streaming_demo
     from kaggle_kit.limits import format_size, parse_size
+    from kaggle_kit.local.demo import run_streaming_demo
 
     if args.test_images < 1:
         raise UsageError(f"--test-images {args.test_images}: need at least 1", args.test_images)
@@ -230,21 +231,21 @@ def _demo(args: argparse.Namespace) -> int:
     parse_size(args.memory, "--memory")
     print(f"kaggle-kit demo: running kernels/streaming-demo under a {args.memory} emulated kernel ...", flush=True)
     outcome = run_streaming_demo(args.out, n_test=args.test_images, memory=args.memory)
-    report, result = outcome["report"], outcome["result"]
+    report, result = outcome.report, outcome.result
     if not report.ok:
         print(f"kaggle-kit demo: the kernel failed: {report.summary()}", file=sys.stderr)
         return report.exit_code or 1
-    print(f"submission:    {outcome['submission']} ({result['done']} test images, {len(result['skipped'])} skipped)")
+    print(f"submission:    {outcome.submission} ({result['done']} test images, {len(result['skipped'])} skipped)")
     print(f"test accuracy: {result['test_accuracy']:.3f}")
     print(f"peak memory:   {format_size(report.peak_memory_bytes)} of {args.memory} (whole process tree)")
     print(f"time used:     {report.elapsed_s:.1f}s (prediction {result['seconds']:.1f}s in {result['chunks']} chunks)")
-    print(f"output files:  {report.output_files} of {report.limits['max_files']}")
+    print(f"output files:  {report.output_files} of {report.limits.max_files}")
     return 0
 
 
 def _imaterialist_demo(args: argparse.Namespace) -> int:
-    from kaggle_kit.demo import run_imaterialist_demo
     from kaggle_kit.limits import format_size
+    from kaggle_kit.local.demo import run_imaterialist_demo
 
     memory = args.memory or "6GiB"
     KernelLimits().with_overrides(memory=memory, time=args.first_time, names=("--memory", "--first-time", ""))
@@ -254,22 +255,22 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     out = run_imaterialist_demo(args.out, memory=memory, first_time=args.first_time)
-    for i, (report, status) in enumerate(zip(out["runs"], out["statuses"], strict=True), start=1):
-        where = f"stage/epoch/batch {status.get('stage')}/{status.get('epoch')}/{status.get('iteration')}"
+    for i, (report, status) in enumerate(zip(out.runs, out.statuses, strict=True), start=1):
+        said = "status none" if status is None else f"status {status.status} ({status.where()})"
         print(
             f"run {i}:         {report.verdict}, {report.elapsed_s:.1f}s, peak memory "
-            f"{format_size(report.peak_memory_bytes)}, status {status.get('status', 'none')} ({where})"
+            f"{format_size(report.peak_memory_bytes)}, {said}"
         )
-    if "scores" not in out:
-        print(f"kaggle-kit demo: the kernel did not finish; see {', '.join(map(str, out['logs']))}", file=sys.stderr)
+    if not out.scores:
+        print(f"kaggle-kit demo: the kernel did not finish; see {', '.join(map(str, out.logs))}", file=sys.stderr)
         return 1
-    last = out["runs"][-1]
-    print(f"submission:    {out['submission']} ({out['submitted_images']} of {out['test_images']} test images)")
-    for mode, (model, baseline) in out["scores"].items():
+    last = out.runs[-1]
+    print(f"submission:    {out.submission} ({out.submitted_images} of {out.test_images} test images)")
+    for mode, (model, baseline) in out.scores.items():
         print(f"score ({mode}): {model:.4f} (trivial baseline {baseline:.4f})")
-    print(f"peak memory:   {format_size(max(r.peak_memory_bytes for r in out['runs']))} of {memory}")
-    print(f"time used:     {sum(r.elapsed_s for r in out['runs']):.1f}s in {len(out['runs'])} runs")
-    print(f"output files:  {last.output_files} of {last.limits['max_files']}")
+    print(f"peak memory:   {format_size(max(r.peak_memory_bytes for r in out.runs))} of {memory}")
+    print(f"time used:     {sum(r.elapsed_s for r in out.runs):.1f}s in {len(out.runs)} runs")
+    print(f"output files:  {last.output_files} of {last.limits.max_files}")
     return 0
 
 
@@ -321,9 +322,9 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _kernel_script(folder) -> object:
-    from kaggle_kit.push.metadata import load_metadata  # the one reader of kernel-metadata.json
+    from kaggle_kit.push.metadata import METADATA_NAME, load_metadata  # the one reader of kernel-metadata.json
 
-    meta = folder / "kernel-metadata.json"
+    meta = folder / METADATA_NAME
     if not meta.is_file():
         raise UsageError(f"{folder} is a folder without kernel-metadata.json; pass the script itself", str(folder))
     code_file = load_metadata(folder).get("code_file")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 
 __all__ = ["MemoryMonitor", "process_tree_memory", "cgroup_memory"]
@@ -93,7 +94,7 @@ class MemoryMonitor:
         clock: Callable[[], float] = time.monotonic,
     ):
         if source not in ("auto", "cgroup", "pss", "rss"):
-            raise ValueError(f"source={source!r}; expected 'auto', 'cgroup', 'pss' or 'rss'")
+            raise UsageError(f"source={source!r}; expected 'auto', 'cgroup', 'pss' or 'rss'")
         self.limits = limits or KernelLimits.from_env()
         self.pid = os.getpid() if pid is None else pid
         self.window_s = window_s

@@ -3,6 +3,7 @@
 ``kaggle-kit chain`` reads it from a finished kernel's output to decide whether to push the next run. Only "done"
 means done: training code writes "needs-resume" while it runs and when it stops at the deadline, "trained" when
 its fits are complete; the kernel script calls ``mark_done()`` when everything, predictions included, is written.
+``KernelStatus`` is the one reader and writer of ``kaggle-kit-status.json``.
 """
 
 from __future__ import annotations
@@ -10,45 +11,131 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps
+from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["STATUS_NAME", "write_status", "read_status", "mark_done", "DONE", "NEEDS_RESUME", "TRAINED"]
+__all__ = [
+    "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "DONE", "NEEDS_RESUME",
+    "TRAINED",
+]  # fmt: skip
 
 STATUS_NAME = "kaggle-kit-status.json"
 DONE, NEEDS_RESUME, TRAINED = "done", "needs-resume", "trained"
+FORMAT_VERSION = 1
+_STATES = (DONE, NEEDS_RESUME, TRAINED)
+
+
+class StatusError(KaggleKitError, ValueError):
+    """A status file (or a status to write) is not a kaggle-kit status; the message names the file or value."""
+
+
+@dataclass
+class KernelStatus:
+    """Where a kernel's job stands: `status` (done, needs-resume or trained), the training position it reached
+    (`stage`, `epoch`, `iteration`: the batch within the epoch), `time_used_s` (kernel seconds), the last
+    `checkpoint` file name, `extra` facts the kernel script adds (``mark_done(submission=...)``) and `updated_at`
+    (Unix time of the write)."""
+
+    status: str
+    stage: int | str | None = None
+    epoch: int | None = None
+    iteration: int | None = None
+    time_used_s: float | None = None
+    checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATES:
+            raise StatusError(f"status={self.status!r}; expected {DONE!r}, {NEEDS_RESUME!r} or {TRAINED!r}",
+                              self.status)  # fmt: skip
+
+    @property
+    def done(self) -> bool:
+        """True when the kernel's whole job (predictions included) is finished."""
+        return self.status == DONE
+
+    def where(self) -> str:
+        """The training position in words, e.g. "stage/epoch/batch 1/3/120"."""
+        return f"stage/epoch/batch {self.stage}/{self.epoch}/{self.iteration}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The file's content: the fields flat, `extra` merged in, and the format version."""
+        named = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {"format": FORMAT_VERSION, **self.extra, **named}
+
+    def commit(self, working_dir: str | os.PathLike) -> Path:
+        """Write this status to `working_dir`/kaggle-kit-status.json atomically, stamped with the time now."""
+        self.updated_at = time.time()
+        path = Path(working_dir) / STATUS_NAME
+        remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
+        return atomic_write_json(path, self.as_dict())
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> KernelStatus | None:
+        """The status in `directory` (a working dir or a downloaded kernel output), None when there is no file.
+
+        A file that is not a status (cut, not a JSON object, a wrong type, a newer format) is a `StatusError`."""
+        path = Path(directory) / STATUS_NAME
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise StatusError(f"{path} is not readable JSON ({exc})", str(path)) from None
+        if not isinstance(raw, dict):
+            raise StatusError(f"{path} holds {type(raw).__name__}, not a status object", str(path))
+        if raw.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise StatusError(f"{path} has format {raw.get('format')!r}; this kaggle_kit reads {FORMAT_VERSION}",
+                              str(path))  # fmt: skip
+        named = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in raw.items() if k in named}
+        extra = {k: v for k, v in raw.items() if k not in named and k != "format"}
+        types = {"epoch": int, "iteration": int, "time_used_s": (int, float), "checkpoint": str,
+                 "updated_at": (int, float), "stage": (int, str)}  # fmt: skip
+        for name, kind in types.items():
+            value = values.get(name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise StatusError(f"{path}: {name}={value!r} is not {getattr(kind, '__name__', 'a number')}",
+                                  str(path))  # fmt: skip
+        if values.get("status") not in _STATES:
+            raise StatusError(f"{path}: status={values.get('status')!r} is not one of {', '.join(_STATES)}", str(path))
+        return cls(**values, extra=extra)
 
 
 def write_status(working_dir: str | os.PathLike, status: str, **info: Any) -> Path:
-    """Atomically write {"status": status, **info, "updated_at": unix time} to working/kaggle-kit-status.json."""
-    if status not in (DONE, NEEDS_RESUME, TRAINED):
-        raise ValueError(f"status={status!r}; expected {DONE!r}, {NEEDS_RESUME!r} or {TRAINED!r}")
-    path = Path(working_dir) / STATUS_NAME
-    remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
-    return atomic_write_json(path, {"status": status, **info, "updated_at": time.time()})
+    """Atomically write `status` with the training position and any other facts in `info` to
+    working/kaggle-kit-status.json (``KernelStatus``'s fields go to their place, the rest to `extra`)."""
+    named = {f.name for f in fields(KernelStatus)} - {"extra", "updated_at"}
+    known = {k: v for k, v in info.items() if k in named}
+    return KernelStatus(status, **known, extra={k: v for k, v in info.items() if k not in named}).commit(working_dir)
 
 
 def read_status(directory: str | os.PathLike) -> dict[str, Any] | None:
-    """The status JSON in `directory` (a working dir or a downloaded kernel output), or None if there is none.
-
-    A file that is not a JSON object (a list, a cut write) counts as no status: every reader gets a dict or None.
-    """
+    """The status in `directory` as a plain dict, or None when there is none or it is not a status file (a cut
+    write, a list): for kernel scripts that only look. Code that decides (``chain``) uses ``KernelStatus.load``."""
     try:
-        status = json.loads((Path(directory) / STATUS_NAME).read_text())
-    except (OSError, ValueError, RecursionError):
+        status = KernelStatus.load(directory)
+    except StatusError:
         return None
-    return status if isinstance(status, dict) else None
+    return None if status is None else status.as_dict()
 
 
 def mark_done(working_dir: str | os.PathLike | None = None, **info: Any) -> Path:
-    """Declare the kernel's job finished (default: the current kernel's working dir)."""
+    """Declare the kernel's job finished (default: the current kernel's working dir), keeping what the status
+    already says (the training position) and adding `info`."""
     if working_dir is None:
         from kaggle_kit.kernel import Kernel
 
         working_dir = Kernel.current().working_dir
-    previous = read_status(working_dir) or {}
-    previous.pop("status", None)
-    previous.pop("updated_at", None)
-    return write_status(working_dir, DONE, **{**previous, **info})
+    try:
+        previous = KernelStatus.load(working_dir)
+    except StatusError:
+        previous = None  # a damaged status says nothing worth keeping; the job is done all the same
+    kept = {} if previous is None else {k: v for k, v in previous.as_dict().items()
+                                        if k not in ("status", "updated_at", "format")}  # fmt: skip
+    return write_status(working_dir, DONE, **{**kept, **info})

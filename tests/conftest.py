@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kaggle_kit.emulate import RunReport, run_local
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.emulate import run_local
+from kaggle_kit.local.report import RunReport
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ import re
 import pytest
 import torch
 
-from kaggle_kit.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
 from kaggle_kit.kernel import Kernel
+from kaggle_kit.train.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
 
 
 def _state(stage, epoch, iteration, step):
@@ -175,7 +175,7 @@ def test_a_killed_save_leaves_no_temp_file_after_the_next_save(tmp_path):
 def test_pruning_keeps_the_final_weights_once_and_removes_only_checkpoints(tmp_path):
     import torch
 
-    from kaggle_kit.checkpoint import prune_checkpoints
+    from kaggle_kit.train.checkpoint import prune_checkpoints
 
     folder = tmp_path / "checkpoints" / "stage1"
     folder.mkdir(parents=True)

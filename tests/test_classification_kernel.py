@@ -8,7 +8,7 @@ import pytest
 from conftest import make_class_folders
 from PIL import Image
 
-from kaggle_kit.demo import kernels_dir
+from kaggle_kit.local.demo import kernels_dir
 from kaggle_kit.synthetic import make_colour_squares
 
 pytestmark = pytest.mark.e2e

@@ -8,11 +8,11 @@ from conftest import make_images, make_learner
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
 
-from kaggle_kit.checkpoint import CheckpointError
-from kaggle_kit.deadline import Deadline
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.status import read_status
+from kaggle_kit.train.checkpoint import CheckpointError
+from kaggle_kit.train.deadline import Deadline
 
 
 class Clockwork(Callback):
@@ -196,7 +196,7 @@ def test_the_deadline_stops_before_a_real_emulated_time_limit_leaving_the_reserv
         from fastai.callback.core import Callback
         from conftest import make_learner
         import kaggle_kit as kk
-        from kaggle_kit.deadline import Deadline
+        from kaggle_kit.train.deadline import Deadline
 
         class Slow(Callback):
             def after_batch(self):

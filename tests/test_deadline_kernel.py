@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from fastai.callback.core import Callback
 from conftest import make_learner
-from kaggle_kit.deadline import Deadline
+from kaggle_kit.train.deadline import Deadline
 
 
 class Slow(Callback):  # widens the window a kill can land in; sleeping draws no random numbers

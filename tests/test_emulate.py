@@ -5,8 +5,8 @@ from pathlib import Path
 
 import psutil
 
-from kaggle_kit.emulate import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.report import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
 
 GiB = 2**30
 
@@ -231,7 +231,7 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report
 
 
 def test_the_watchdog_reads_exact_memory_rarely_on_an_idle_kernel(tmp_path):
-    from kaggle_kit.emulate import run_local
+    from kaggle_kit.local.emulate import run_local
 
     script = tmp_path / "idle.py"
     script.write_text("import time\ntime.sleep(3)\n")
@@ -250,8 +250,8 @@ def test_the_watchdog_reads_exact_memory_rarely_on_an_idle_kernel(tmp_path):
 def test_nested_or_dot_slugs_are_refused_and_nothing_is_written_into_an_input(tmp_path):
     import pytest
 
-    from kaggle_kit.emulate import parse_input_spec, run_local
     from kaggle_kit.errors import KernelLayoutError
+    from kaggle_kit.local.emulate import parse_input_spec, run_local
 
     d1, d2 = tmp_path / "D1", tmp_path / "D2"
     d1.mkdir()
@@ -274,7 +274,7 @@ def test_a_kernel_ends_when_its_run_local_is_killed(tmp_path):
 
     script = tmp_path / "s.py"
     script.write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)\n")
-    supervisor = subprocess.Popen([sys.executable, "-c", "import sys\nfrom kaggle_kit.emulate import run_local\n"
+    supervisor = subprocess.Popen([sys.executable, "-c", "import sys\nfrom kaggle_kit.local.emulate import run_local\n"
                                    f"run_local({str(script)!r}, root={str(tmp_path / 'sandbox')!r})"])  # fmt: skip
     pid_file = tmp_path / "sandbox" / "working" / "pid"
     for _ in range(600):
@@ -296,7 +296,7 @@ def test_a_kernel_ends_when_its_run_local_is_killed(tmp_path):
 
 
 def test_a_working_dir_over_its_size_limit_is_not_ok(run_kernel):
-    from kaggle_kit.emulate import TOO_MUCH_OUTPUT
+    from kaggle_kit.local.report import TOO_MUCH_OUTPUT
 
     script = """
         open("big.bin", "wb").truncate(25 * 10**9)  # sparse: 25 GB as Kaggle counts it, no disk used here

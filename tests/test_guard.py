@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import make_class_folders, make_images, make_learner
 
-from kaggle_kit.demo import kernels_dir
-from kaggle_kit.guard import TrainingError, TrainingGuard
+from kaggle_kit.local.demo import kernels_dir
+from kaggle_kit.train.guard import TrainingError, TrainingGuard
 
 
 def test_a_training_set_smaller_than_a_batch_is_an_error_before_any_batch(tmp_path):

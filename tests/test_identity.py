@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 
 import kaggle_kit as kk
-from kaggle_kit.identity import IdentityError, callable_identity, items_digest, relative_item
-from kaggle_kit.sinks import CsvSink
+from kaggle_kit.predict.identity import IdentityError, callable_identity, items_digest, relative_item
+from kaggle_kit.predict.sinks import CsvSink
 
 SIGNATURES = """
 import functools, json, sys
 import numpy as np
 import kaggle_kit as kk
-from kaggle_kit.identity import IdentityError
+from kaggle_kit.predict.identity import IdentityError
 from kaggle_kit.imaterialist.submission import SubmissionRows
-from kaggle_kit.sinks import CsvSink
+from kaggle_kit.predict.sinks import CsvSink
 
 
 def rows(items, preds):

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from kaggle_kit.demo import run_imaterialist_demo
 from kaggle_kit.imaterialist.data import parse_class_id, read_labels
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
+from kaggle_kit.local.demo import run_imaterialist_demo
 from kaggle_kit.rle import rle_decode
 
 pytestmark = pytest.mark.e2e
@@ -29,23 +29,23 @@ def demo(tmp_path_factory):
 def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(demo):
     _root, out = demo
 
-    first, last = out["runs"][0], out["runs"][-1]
-    assert len(out["runs"]) == 2, [r.summary() for r in out["runs"]]
+    first, last = out.runs[0], out.runs[-1]
+    assert len(out.runs) == 2, [r.summary() for r in out.runs]
     assert first.verdict == "ok", first.summary()  # stopped by its Deadline, not killed by the time limit
-    assert out["statuses"][0]["status"] == "needs-resume"
+    assert out.statuses[0].status == "needs-resume"
     assert last.verdict == "ok", last.summary()
-    assert out["statuses"][1]["status"] == "done"
-    (model_cat, base_cat), (model_full, base_full) = out["scores"]["category"], out["scores"]["full"]
+    assert out.statuses[1].status == "done"
+    (model_cat, base_cat), (model_full, base_full) = out.scores["category"], out.scores["full"]
     # the realistic profile at the demo's tiny sizes (64 -> 96 px, minutes on 2 CPUs): 0.085 / 0.041 when measured
     # with 160 training photos (0.031 / 0.000 with 100); benchmarks/quality.py measures what larger configs reach
-    assert model_cat > base_cat + 0.03, out["scores"]
-    assert model_full > base_full + 0.01, out["scores"]
+    assert model_cat > base_cat + 0.03, out.scores
+    assert model_full > base_full + 0.01, out.scores
     assert last.output_files <= 12
 
 
 def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
     root, out = demo
-    working = out["submission"].parent
+    working = out.submission.parent
     report = json.loads((working / "imaterialist-report.json").read_text())
 
     post = report["postprocessing"]
@@ -80,7 +80,7 @@ def test_the_submission_is_valid(demo):
     solution = pd.read_csv(data / SOLUTION_NAME)
     sizes = solution.groupby("ImageId")[["Height", "Width"]].first()
 
-    submission = pd.read_csv(out["submission"], dtype=str, keep_default_na=False)
+    submission = pd.read_csv(out.submission, dtype=str, keep_default_na=False)
 
     assert list(submission.columns) == ["ImageId", "EncodedPixels", "ClassId"]
     assert set(submission["ImageId"]) == set(sizes.index)

@@ -12,8 +12,8 @@ import pytest
 from kaggle_kit.errors import KaggleKitError, OutputLimitError, ResumeMismatchError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.predict import is_placeholder, progress_path, stream_predict
-from kaggle_kit.sinks import ArraySink, CsvSink, merge_shards
+from kaggle_kit.predict.sinks import ArraySink, CsvSink, merge_shards
+from kaggle_kit.predict.stream import is_placeholder, progress_path, stream_predict
 
 
 def _reference(learn, items, **kwargs):
@@ -124,9 +124,23 @@ def test_output_files_stay_at_two_whatever_the_number_of_items(learners, images,
 
     assert summary.chunks == 30
     assert summary.writer_seconds > 0  # reported, so a writer that holds up prediction can be seen
-    assert summary.writer_waited_seconds >= 0
     assert _files(kernel_here.working_dir) == ["sub.csv", "sub.csv.progress.json"]
     assert len(pd.read_csv(kernel_here.working_dir / "sub.csv")) == 120
+
+
+def _slow_label_rows(items, preds):
+    import time
+
+    time.sleep(0.2)  # a writer slower than prediction: the loop must wait for it, and say so
+    return _label_rows(items, preds)
+
+
+def test_a_writer_slower_than_prediction_shows_in_the_time_waited_for_it(learners, images, kernel_here):
+    summary = stream_predict(learners("single"), images, CsvSink("sub.csv", _slow_label_rows, ["id", "label", "score"]),
+                             chunk_size=4, kernel=kernel_here, progress=False)  # fmt: skip
+
+    assert summary.writer_waited_seconds > 0
+    assert summary.writer_seconds >= 0.2 * summary.chunks
 
 
 def test_a_full_working_dir_is_refused_before_predicting(learners, images, tmp_path, monkeypatch):
@@ -233,8 +247,8 @@ def test_bad_images_get_placeholders_and_are_listed(learners, images, kernel_her
     summary = stream_predict(learn, items, ArraySink("p.npy"), kernel=kernel_here, progress=False)
 
     got = np.load("p.npy")
-    assert sorted(s["item"] for s in summary.skipped) == sorted(map(str, [zero, truncated, text]))
-    assert [s["index"] for s in summary.skipped] == [5, 7, 8]
+    assert sorted(s.item for s in summary.skipped) == sorted(map(str, [zero, truncated, text]))
+    assert [s.index for s in summary.skipped] == [5, 7, 8]
     assert all(is_placeholder(got[i]) for i in (5, 7, 8))
     good = [i for i in range(len(items)) if i not in (5, 7, 8)]
     expected = _reference(learn, [items[i] for i in good])[0].numpy()
@@ -344,8 +358,8 @@ def test_a_partial_run_resumes_byte_identical_in_a_new_process(tiny, images, uni
         from pathlib import Path
         from test_predict import _label_rows
         from kaggle_kit.kernel import Kernel
-        from kaggle_kit.predict import stream_predict
-        from kaggle_kit.sinks import CsvSink
+        from kaggle_kit.predict.stream import stream_predict
+        from kaggle_kit.predict.sinks import CsvSink
 
         images = sorted(Path({str(images[0].parent)!r}).glob("*.png"))[:12]
         learn = make_learner("tiny", sorted(Path({str(images[0].parent)!r}).glob("*.png"))[:16])
@@ -364,7 +378,7 @@ def test_a_partial_run_resumes_byte_identical_in_a_new_process(tiny, images, uni
 
 
 def test_a_second_call_on_a_busy_sink_fails_at_once_and_the_first_finishes(tiny, images, uninterrupted, kernel_here):
-    from kaggle_kit.progress import SinkBusyError, SinkLock
+    from kaggle_kit.predict.progress import SinkBusyError, SinkLock
 
     sink = _sink("csv")
     with SinkLock(kernel_here.working_dir / "out.csv"), pytest.raises(SinkBusyError, match="being written by"):
@@ -392,8 +406,8 @@ import kaggle_kit as kk
 from kaggle_kit.errors import ResumeMismatchError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.predict import stream_predict
-from kaggle_kit.sinks import CsvSink
+from kaggle_kit.predict.stream import stream_predict
+from kaggle_kit.predict.sinks import CsvSink
 
 VOCAB = [f"c{{i}}" for i in range(100)]
 TO_ROWS = {{

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import make_images, start_kernel_process
 
-from kaggle_kit.emulate import OK, OUT_OF_MEMORY
+from kaggle_kit.local.report import OK, OUT_OF_MEMORY
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +22,8 @@ import torch
 from fastai.vision.all import CrossEntropyLossFlat, Learner, SegmentationDataLoaders, nn
 
 import kaggle_kit as kk
-from kaggle_kit.predict import is_placeholder, stream_predict
-from kaggle_kit.sinks import CsvSink
+from kaggle_kit.predict.stream import is_placeholder, stream_predict
+from kaggle_kit.predict.sinks import CsvSink
 
 cfg = json.loads(Path(os.environ["KAGGLE_KIT_CONFIG"]).read_text())
 images = sorted(kk.Kernel.current().find_input("images").glob("*.png"))

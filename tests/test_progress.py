@@ -1,5 +1,6 @@
 """ProgressManifest and SinkLock: what a manifest proves about its sink's file, and one writer per sink."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,10 +11,17 @@ import numpy as np
 import pytest
 
 from kaggle_kit.errors import ResumeMismatchError
-from kaggle_kit.progress import ProgressError, ProgressManifest, SinkBusyError, SinkLock, manifest_path_for
-from kaggle_kit.sinks import ArraySink, CsvSink
+from kaggle_kit.predict.progress import (
+    ProgressError,
+    ProgressManifest,
+    RunFingerprint,
+    SinkBusyError,
+    SinkLock,
+    manifest_path_for,
+)
+from kaggle_kit.predict.sinks import ArraySink, CsvSink
 
-FINGERPRINT = {"items": "abc", "n_items": 12}
+FINGERPRINT = RunFingerprint(items="abc", n_items=12)
 
 
 def _rows(items, preds):
@@ -125,7 +133,7 @@ def test_a_manifest_of_another_run_is_a_mismatch(written):
     sink, _manifest = written
 
     with pytest.raises(ResumeMismatchError, match="other items"):
-        ProgressManifest.load(manifest_path_for(sink.path), {**FINGERPRINT, "items": "xyz"})
+        ProgressManifest.load(manifest_path_for(sink.path), dataclasses.replace(FINGERPRINT, items="xyz"))
 
 
 def test_a_second_lock_on_a_sink_fails_at_once_naming_the_holder(tmp_path):
@@ -142,7 +150,7 @@ def test_a_lock_held_by_another_process_names_its_pid(tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from kaggle_kit.progress import SinkLock
+            from kaggle_kit.predict.progress import SinkLock
             with SinkLock(Path({str(path)!r})):
                 print("locked", flush=True)
                 sys.stdin.readline()
@@ -170,7 +178,7 @@ def test_a_lock_held_by_another_process_names_its_pid(tmp_path):
 )
 def test_a_manifest_field_of_the_wrong_type_is_one_progress_error(damage, tmp_path):
     path = tmp_path / "out.csv.progress.json"
-    fingerprint = {"items": "x"}
+    fingerprint = RunFingerprint(items="x")
     manifest = ProgressManifest(fingerprint, 12)
     manifest.record(4, {"rows": 4, "bytes": 10, "sha256": "ab"}, [])
     manifest.commit(path)

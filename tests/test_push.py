@@ -15,9 +15,10 @@ from kaggle_kit.push.chain import run_chain
 SECRET = "s3cr3t-key-0123456789"
 
 
-def _kernel(
-    folder: Path, script: str = "import kaggle_kit as kk\nprint('kernel ran with', kk.__file__)\n", **meta
-) -> Path:
+SAYS_WHERE = "import sys, kaggle_kit as kk\nprint('kernel ran with', kk.__file__, f'no_site={sys.flags.no_site}')\n"
+
+
+def _kernel(folder: Path, script: str = SAYS_WHERE, **meta) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kernel.py").write_text(script)
     (folder / "kaggle.json").write_text(json.dumps({"username": "tester", "key": SECRET}))  # must never travel
@@ -122,6 +123,7 @@ def test_the_bundle_runs_where_kaggle_kit_is_not_installed_without_writing_to_wo
     assert check.returncode != 0  # kaggle_kit really is not importable there
     assert run.report.ok, run.explain()
     assert "kernel ran with" in run.stdout
+    assert "no_site=1" in run.stdout  # the option reached the child: it really ran without site-packages
     assert ".zip/kaggle_kit/__init__.py" in run.stdout
     assert run.report.output_files == 0
 
@@ -155,8 +157,8 @@ def test_chain_pushes_a_resume_run_with_the_previous_output_until_done(fake_kagg
     outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=waits.append)
 
     first, second = fake_kaggle.calls("SaveKernel")
-    assert outcome["result"] == "done"
-    assert [r["state"] for r in outcome["runs"]] == ["needs-resume", "done"]
+    assert outcome.result == "done"
+    assert [r["state"] for r in outcome.runs] == ["needs-resume", "done"]
     assert "kernelDataSources" not in first or "tester/my-fashion-kernel" not in first["kernelDataSources"]
     assert second["kernelDataSources"] == ["tester/my-fashion-kernel"]
     assert waits == [1]
@@ -170,8 +172,8 @@ def test_chain_stops_with_the_reason_on_error(fake_kaggle, tmp_path):
 
     outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
 
-    assert outcome["result"] == "error"
-    assert "run 1 ended ERROR: Your notebook tried to allocate more memory" in outcome["reason"]
+    assert outcome.result == "error"
+    assert "run 1 ended ERROR: Your notebook tried to allocate more memory" in outcome.reason
     assert len(fake_kaggle.calls("SaveKernel")) == 1
 
 
@@ -187,7 +189,7 @@ def test_an_interrupted_chain_continues_without_pushing_twice(fake_kaggle, tmp_p
         run_chain(bundle, max_runs=5, poll_s=1, sleep=interrupt)  # stopped while run 2 is running
     outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
 
-    assert outcome["result"] == "done"
+    assert outcome.result == "done"
     assert len(fake_kaggle.calls("SaveKernel")) == 2
 
 
@@ -197,7 +199,7 @@ def test_chain_stops_after_max_runs(fake_kaggle, tmp_path):
 
     outcome = run_chain(bundle, max_runs=2, poll_s=1, sleep=lambda s: None)
 
-    assert outcome["result"] == "max-runs"
+    assert outcome.result == "max-runs"
     assert len(fake_kaggle.calls("SaveKernel")) == 2
 
 
@@ -348,8 +350,8 @@ def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, fake_ka
 
     outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
 
-    assert outcome["result"] == "no-status"
-    assert "run 1 left" in outcome["reason"]
+    assert outcome.result == "no-status"
+    assert "run 1 left" in outcome.reason
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,15 @@ ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
+def doc_pages() -> list[Path]:
+    """README.md and every page under docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """Every shell command in the README's ```bash blocks, continuation lines joined, comments dropped."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """Every shell command in the ```bash blocks of the README and docs/, continuation lines joined, comments
+    dropped."""
+    blocks = [b for page in doc_pages() for b in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)]
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
@@ -33,6 +39,72 @@ def _kaggle_kit_args(command: str) -> list[str] | None:
     if words and words[0] in ("kaggle-kit", ".venv/bin/kaggle-kit"):
         return words[1:]
     return None
+
+
+def _code_spans(text: str) -> list[str]:
+    """The text of every code block and inline `code` span."""
+    blocks = re.findall(r"```\w*\n(.*?)```", text, flags=re.S)
+    rest = re.sub(r"```\w*\n.*?```", "", text, flags=re.S)
+    return blocks + re.findall(r"`([^`\n]+)`", rest)
+
+
+def _resolves(dotted: str) -> bool:
+    """`kaggle_kit.a.b` names a module, or a module's attribute."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                value = getattr(value, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from kaggle_kit.cli import _build_parser
+
+    def options(parser) -> set[str]:
+        return {flag for action in parser._actions for flag in action.option_strings}
+
+    parser = _build_parser()
+    found = {}
+    for name, sub in next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices.items():
+        found[name] = options(sub)
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for inner_name, inner in nested[0].choices.items() if nested else ():
+            found[f"{name} {inner_name}"] = options(inner)
+    return found
+
+
+@pytest.mark.parametrize("page", doc_pages(), ids=lambda p: p.name)
+def test_every_name_and_command_the_docs_mention_exists(page):
+    import kaggle_kit as kk
+
+    commands = _subcommands()
+    missing = []
+    for span in _code_spans(page.read_text()):
+        missing += [f"kk.{n}" for n in re.findall(r"\bkk\.([A-Za-z_]\w*)", span) if not hasattr(kk, n)]
+        missing += [d for d in re.findall(r"\bkaggle_kit(?:\.[A-Za-z_]\w*)+", span) if not _resolves(d)]
+        for call in re.split(r"(?=\bkaggle-kit )", span)[1:]:
+            words = call.split()
+            if len(words) < 2 or not re.fullmatch(r"[a-z][a-z0-9-]*", words[1]):
+                continue
+            name = f"{words[1]} {words[2]}" if len(words) > 2 and f"{words[1]} {words[2]}" in commands else words[1]
+            if name not in commands:
+                missing.append(f"kaggle-kit {name}")
+                continue
+            flags = {w.split("=")[0] for w in words[2:] if re.fullmatch(r"--[a-z][\w-]*(=.*)?", w)}
+            missing += [f"kaggle-kit {name} {f}" for f in sorted(flags - commands[name] - {"--help"})]
+    assert missing == []
 
 
 def _run(args, cwd, env, timeout=300):

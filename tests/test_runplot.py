@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from kaggle_kit.emulate import RunReport
-from kaggle_kit.runplot import run_events
+from kaggle_kit.local.report import RunReport
+from kaggle_kit.local.runplot import run_events
 
 KAGGLE_KIT = str(Path(sys.executable).parent / "kaggle-kit")
 SCRIPT = """

@@ -9,8 +9,8 @@ import torch
 import torchvision
 from conftest import make_class_folders, make_images
 
-from kaggle_kit.demo import kernels_dir
-from kaggle_kit.weights import WeightsError, expected_file_name, use_offline_weights
+from kaggle_kit.local.demo import kernels_dir
+from kaggle_kit.train.weights import WeightsError, expected_file_name, use_offline_weights
 
 
 @pytest.fixture

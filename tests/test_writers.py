@@ -1,6 +1,6 @@
 import numpy as np
 
-from kaggle_kit.writers import tags_rows, top_k_rows
+from kaggle_kit.predict.writers import tags_rows, top_k_rows
 
 
 def test_tags_use_per_class_thresholds_and_keep_placeholder_items():

@@ -91,10 +91,10 @@ def parse_class_id(class_id: str) -> tuple[int, tuple[int, ...]]:
     """
     text = str(class_id)
     if not _CLASS_ID.fullmatch(text):
-        raise ValueError(f"ClassId {class_id!r} is not 'category' or 'category_attribute_...' (whole numbers)")
+        raise DataError(f"ClassId {class_id!r} is not 'category' or 'category_attribute_...' (whole numbers)")
     category, *attributes = (int(p) for p in text.split("_"))
     if any(b <= a for a, b in zip(attributes, attributes[1:], strict=False)):
-        raise ValueError(f"ClassId {class_id!r} lists attributes out of order or twice; expected increasing ids")
+        raise DataError(f"ClassId {class_id!r} lists attributes out of order or twice; expected increasing ids")
     return category, tuple(attributes)
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.rle import rle_decode
 
-__all__ = ["score_submission", "score_by_category", "image_score", "THRESHOLDS"]
+__all__ = ["score_submission", "score_by_category", "image_score", "trivial_baseline", "THRESHOLDS"]
 
 THRESHOLDS = np.arange(0.5, 0.951, 0.05)
 
@@ -27,6 +28,16 @@ def score_submission(submission: pd.DataFrame, solution: pd.DataFrame, mode: str
     """
     scores = [_ratio(_total(c.values())) for c in _image_counts(submission, solution, mode)]
     return float(np.mean(scores)) if scores else 0.0
+
+
+def trivial_baseline(solution: pd.DataFrame, class_id: str | int | None = None) -> pd.DataFrame:
+    """The submission a model must beat: each image of `solution` wholly one garment of `class_id` (default: the
+    most common category of `solution`), in the competition's columns."""
+    if class_id is None:
+        class_id = solution["ClassId"].astype(str).str.split("_").str[0].mode()[0]
+    sizes = solution.groupby("ImageId")[["Height", "Width"]].first()
+    return pd.DataFrame([(i, f"1 {h * w}", str(class_id)) for i, (h, w) in sizes.iterrows()],
+                        columns=["ImageId", "EncodedPixels", "ClassId"])  # fmt: skip
 
 
 def score_by_category(submission: pd.DataFrame, solution: pd.DataFrame) -> dict[int, dict]:
@@ -65,7 +76,7 @@ def _ratio(counts) -> float:
 def _image_counts(submission: pd.DataFrame, solution: pd.DataFrame, mode: str):
     """Per solution image: class key -> (true positives per IoU threshold, predicted, true)."""
     if mode not in ("category", "full"):
-        raise ValueError(f"mode={mode!r}; expected 'category' or 'full'")
+        raise UsageError(f"mode={mode!r}; expected 'category' or 'full'")
     predicted = {k: g for k, g in submission.groupby("ImageId")}
     for image_id, truth in solution.groupby("ImageId"):
         shape = (int(truth["Height"].iloc[0]), int(truth["Width"].iloc[0]))

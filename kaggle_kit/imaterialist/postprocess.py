@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from kaggle_kit.errors import UsageError
+
 __all__ = [
     "CategoryRule",
     "PostProcessing",
@@ -169,7 +171,7 @@ def components(binary: np.ndarray, split: str | None, prob: np.ndarray | None = 
     or "peaks" of `prob`, the probabilities `binary` was thresholded from). Returns (labels, sizes): labels 1..n,
     background 0; sizes[k] is the pixel count of label k (sizes[0] = 0)."""
     if split not in SPLITS:
-        raise ValueError(f"split={split!r}; expected one of {SPLITS}")
+        raise UsageError(f"split={split!r}; expected one of {SPLITS}")
     labels, n = ndimage.label(binary)
     if split and n:
         labels = split_touching(labels, split, prob)

@@ -22,14 +22,15 @@ from fastai.vision.core import imagenet_stats
 from fastai.vision.learner import _default_meta, create_body, model_meta, unet_learner
 from PIL import Image
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.light_unet import LightUnet
 from kaggle_kit.imaterialist.masks import MaskCache, MultiLabelMask
+from kaggle_kit.train.weights import architecture
 
 __all__ = [
     "stage1_dataloaders",
     "stage1_learner",
-    "architecture",
     "MultiLabelSegLoss",
     "positive_weights",
     "predict_probabilities",
@@ -61,7 +62,7 @@ class MultiLabelSegLoss:
         pos_weight: Sequence[float] | None = None,
     ):
         if dice not in ("batch", "image"):
-            raise ValueError(f"dice={dice!r}; expected 'batch' or 'image'")
+            raise UsageError(f"dice={dice!r}; expected 'batch' or 'image'")
         self.thresh, self.dice_weight, self.smooth, self.dice = thresh, dice_weight, smooth, dice
         self.focal_gamma = focal_gamma
         self.pos_weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32)
@@ -101,24 +102,6 @@ def positive_weights(train: pd.DataFrame, category_ids: Sequence[int], cap: floa
         share = covered[category] / pixels if pixels else 0.0
         out.append(float(min(cap, max(1.0, ((1 - share) / share) ** 0.5))) if share > 0 else 1.0)
     return out
-
-
-def architecture(arch: str, weights: str | os.PathLike | None):
-    """(torchvision constructor, pretrained) for fastai's learners: with `weights` (a checkpoint file or the attached
-    dataset folder holding it) the file is put where torchvision looks (``kaggle_kit.weights``) and fastai loads it
-    with ``pretrained=True``: body frozen, ImageNet normalisation; without, random init (nothing is downloaded)."""
-    import torchvision.models as tvm
-
-    try:
-        build = getattr(tvm, arch)
-    except AttributeError:
-        raise ValueError(f"unknown encoder {arch!r}; use a torchvision model name such as 'resnet34'") from None
-    if weights is None:
-        return build, False
-    from kaggle_kit.weights import use_offline_weights
-
-    use_offline_weights(weights, arch)
-    return build, True
 
 
 class TrainingCrop(RandTransform):
@@ -194,7 +177,7 @@ def stage1_learner(
     `decoder`: "fastai" (fastai's ``DynamicUnet``) or "light" (``LightUnet``: the same encoder, a decoder with a
     fifth of the compute; `last_cross` does not apply)."""
     if decoder not in DECODERS:
-        raise ValueError(f"decoder={decoder!r}; expected one of {DECODERS}")
+        raise UsageError(f"decoder={decoder!r}; expected one of {DECODERS}")
     build, pretrained = architecture(arch, weights)
     loss = loss or MultiLabelSegLoss()
     if decoder == "fastai":

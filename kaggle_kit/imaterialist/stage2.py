@@ -22,9 +22,9 @@ from fastai.vision.learner import vision_learner
 from PIL import Image
 
 from kaggle_kit.atomic import atomic_open
-from kaggle_kit.identity import array_digest, model_digest
-from kaggle_kit.imaterialist.stage1 import architecture
+from kaggle_kit.predict.identity import array_digest, model_digest
 from kaggle_kit.rle import rle_decode
+from kaggle_kit.train.weights import architecture
 
 __all__ = [
     "mask_box", "crop_box", "photo_crops", "build_crops", "stage2_learner", "tune_thresholds", "AttributePredictor",

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kaggle_kit.identity import callable_identity
+from kaggle_kit.errors import UsageError
 from kaggle_kit.imaterialist.data import format_class_id
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing
 from kaggle_kit.imaterialist.stage2 import crop_box, mask_box, photo_crops
+from kaggle_kit.predict.identity import callable_identity
 from kaggle_kit.rle import nearest_index, rle_encode_resized
 
 __all__ = ["SubmissionRows", "COLUMNS"]
@@ -54,7 +55,7 @@ class SubmissionRows:
         self.category_ids = list(category_ids)
         self.post = post or PostProcessing(self.category_ids, CategoryRule(threshold, min_area))
         if self.post.category_ids != self.category_ids:
-            raise ValueError("post.category_ids must be the stage-1 channel order given as category_ids")
+            raise UsageError("post.category_ids must be the stage-1 channel order given as category_ids")
         self.attributes = attributes
         self.attribute_categories = set(attribute_categories)
         self.fallback_class = fallback_class

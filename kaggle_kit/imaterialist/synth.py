@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.imaterialist.realistic import draw_realistic, photo_size
 from kaggle_kit.rle import rle_encode
 
@@ -56,7 +57,7 @@ def make_dataset(
     [min_size, max_size], default 100-3000 pixels).
     """
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r}; expected one of {', '.join(PROFILES)}")
+        raise UsageError(f"profile={profile!r}; expected one of {', '.join(PROFILES)}")
     min_size = min_size or PROFILES[profile][0]
     max_size = max_size or max(PROFILES[profile][1], min_size)
     dest = Path(dest)

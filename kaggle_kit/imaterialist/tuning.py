@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.imaterialist.metric import THRESHOLDS
 from kaggle_kit.imaterialist.postprocess import DEFAULT_RULE, CategoryRule, PostProcessing, components, kept_labels
 
@@ -93,9 +94,9 @@ class RuleSearch:
         """A search holding both searches' counted images (same candidates and exclusive categories): rules chosen
         on more images without predicting any of them again."""
         if other.category_ids != self.category_ids or other.candidates != self.candidates:
-            raise ValueError("cannot merge searches over different categories or candidate rules")
+            raise UsageError("cannot merge searches over different categories or candidate rules")
         if other.exclusive.exclusive != self.exclusive.exclusive:
-            raise ValueError("cannot merge searches with different exclusive categories")
+            raise UsageError("cannot merge searches with different exclusive categories")
         out = copy.copy(self)  # new count lists below; the rest is shared and never changed
         out._tp, out._predicted, out._truth = (self._tp + other._tp, self._predicted + other._predicted,
                                                self._truth + other._truth)  # fmt: skip
@@ -105,7 +106,7 @@ class RuleSearch:
         """The chosen rules, and a report: the metric on the counted images with the default rule and with the chosen
         ones, and per category (``category_scores``)."""
         if not self._tp:
-            raise ValueError("no images counted: call add() first")
+            raise UsageError("no images counted: call add() first")
         tp, predicted, truth = np.stack(self._tp), np.stack(self._predicted), np.stack(self._truth)
         cats = np.arange(len(self.category_ids))
         choice = np.zeros(len(cats), dtype=int)
@@ -133,11 +134,11 @@ class RuleSearch:
         """The metric on the counted images with `post`'s rules (each must be one of the candidates): overall
         (`score`) and per category (``category_scores``)."""
         if post.category_ids != self.category_ids or post.exclusive != self.exclusive.exclusive:
-            raise ValueError("post.category_ids or post.exclusive differ from this search's")
+            raise UsageError("post.category_ids or post.exclusive differ from this search's")
         try:
             choice = np.array([self.candidates.index(post.rule(c)) for c in self.category_ids])
         except ValueError:
-            raise ValueError("a rule of `post` is not one of this search's candidates") from None
+            raise UsageError("a rule of `post` is not one of this search's candidates") from None
         tp, predicted, truth = np.stack(self._tp), np.stack(self._predicted), np.stack(self._truth)
         cats = np.arange(len(self.category_ids))
         score = _score(tp[:, cats, choice].sum(1), predicted[:, cats, choice].sum(1), truth.sum(1))

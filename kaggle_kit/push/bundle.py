@@ -19,7 +19,7 @@ from pathlib import Path
 
 import kaggle_kit
 from kaggle_kit.atomic import atomic_write_bytes
-from kaggle_kit.push.metadata import METADATA_NAME, load_metadata, validate_metadata
+from kaggle_kit.push.metadata import load_metadata, validate_metadata, write_metadata
 
 __all__ = ["build_bundle", "package_zip", "BOOTSTRAP_MARK"]
 
@@ -123,6 +123,6 @@ def build_bundle(
     if meta.get("kernel_type") == "notebook":  # one code cell: Kaggle runs it as the notebook's only cell
         code_name, code = Path(code_name).stem + ".ipynb", _notebook(code)
     atomic_write_bytes(out / code_name, code.encode("utf-8"))
-    atomic_write_bytes(out / METADATA_NAME, (json.dumps({**meta, "code_file": code_name}, indent=2) + "\n").encode())
+    write_metadata(out, {**meta, "code_file": code_name})
     log.info("bundled %s (%d bytes of kaggle_kit) into %s", kernel_dir, len(data), out)
     return out

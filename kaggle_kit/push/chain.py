@@ -12,14 +12,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.push import api as kaggle_api
-from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata
-from kaggle_kit.status import DONE, NEEDS_RESUME, TRAINED, read_status
+from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, write_metadata
+from kaggle_kit.status import DONE, NEEDS_RESUME, KernelStatus, StatusError
 
 __all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
 
@@ -30,8 +31,14 @@ STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each 
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 
 
-class ChainOutcome(dict):
-    """{"result": "done" | "error" | "max-runs" | "no-status", "reason": str, "runs": [...]}."""
+@dataclass
+class ChainOutcome:
+    """How a chain ended: `result` ("done", "error", "max-runs", "no-status" or the last run's state), a one-line
+    `reason`, and the `runs` as recorded in chain.json (run number, version, url, state, position)."""
+
+    result: str
+    reason: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_chain(
@@ -83,23 +90,19 @@ def run_chain(
                 return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
             dest = bundle_dir / f"run-{run['run']}-output"
             kaggle_api.output(ref, dest, api, file_pattern=STATUS_PATTERN)  # not the whole output: GBs of weights
-            status = read_status(dest)
-            if not isinstance(status, dict) or status.get("status") not in (DONE, NEEDS_RESUME, TRAINED):
+            try:
+                status, problem = KernelStatus.load(dest), "no kaggle-kit-status.json"
+            except StatusError as exc:
+                status, problem = None, f"a status file that is not one ({exc})"
+            if status is None:
                 run["state"] = "no-status"
                 atomic_write_json(state_path, state)
-                what = (
-                    "no kaggle-kit-status.json"
-                    if status is None
-                    else f"a status file without a status ({status!r:.80})"
-                )
-                return _finish(state, state_path, "no-status", f"run {run['run']} left {what}")
-            run["state"] = status["status"]
-            run.update({k: status.get(k) for k in ("stage", "epoch", "iteration", "time_used_s")})
+                return _finish(state, state_path, "no-status", f"run {run['run']} left {problem}")
+            run["state"] = status.status
+            run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
+                       time_used_s=status.time_used_s)  # fmt: skip
             atomic_write_json(state_path, state)
-            say(
-                f"run {run['run']}: {status['status']} (stage {status.get('stage')}, epoch {status.get('epoch')}, "
-                f"batch {status.get('iteration')})"
-            )
+            say(f"run {run['run']}: {status.status} ({status.where()})")
         if run["state"] == DONE:
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
@@ -140,7 +143,7 @@ def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, 
 def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:
     if ref not in meta["kernel_sources"]:
         meta["kernel_sources"] = [*meta["kernel_sources"], ref]
-        atomic_write_json(bundle_dir / METADATA_NAME, meta)
+        write_metadata(bundle_dir, meta)
 
 
 def _finish(state: dict, state_path: Path, result: str, reason: str) -> ChainOutcome:

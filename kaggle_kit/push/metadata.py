@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.errors import UsageError
 
-__all__ = ["MetadataError", "load_metadata", "validate_metadata", "METADATA_NAME"]
+__all__ = ["MetadataError", "load_metadata", "write_metadata", "validate_metadata", "METADATA_NAME"]
 
 METADATA_NAME = "kernel-metadata.json"
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -44,6 +45,12 @@ def load_metadata(kernel_dir: str | os.PathLike) -> dict[str, Any]:
     for key in ("dataset_sources", "competition_sources", "kernel_sources", "model_sources"):
         meta.setdefault(key, [])
     return meta
+
+
+def write_metadata(kernel_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Write `meta` as the kernel folder's kernel-metadata.json (indented, atomic)."""
+    path = Path(kernel_dir) / METADATA_NAME
+    return atomic_write_bytes(path, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def validate_metadata(meta: dict[str, Any], kernel_dir: str | os.PathLike) -> None:

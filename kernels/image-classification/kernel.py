@@ -82,10 +82,10 @@ from fastai.vision.all import (  # noqa: E402
 )
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
-from kaggle_kit.imaterialist.stage1 import architecture  # noqa: E402
 from kaggle_kit.metrics import fbeta_score, search_thresholds  # noqa: E402
+from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
+from kaggle_kit.train.weights import architecture  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()

@@ -87,11 +87,9 @@ import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
-from kaggle_kit.identity import model_digest  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
 from kaggle_kit.imaterialist.masks import instance_masks  # noqa: E402
-from kaggle_kit.imaterialist.metric import score_by_category  # noqa: E402
+from kaggle_kit.imaterialist.metric import score_by_category, trivial_baseline  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, exclusive_categories  # noqa: E402
 from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
@@ -104,7 +102,9 @@ from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
 from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
 from kaggle_kit.imaterialist.tuning import RuleSearch  # noqa: E402
-from kaggle_kit.predict import progress_path  # noqa: E402
+from kaggle_kit.predict.identity import model_digest  # noqa: E402
+from kaggle_kit.predict.stream import progress_path  # noqa: E402
+from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
@@ -324,8 +324,7 @@ for stale in (valid_sink.path, progress_path(valid_sink)):  # cheap to redo; the
 kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False)
 truth = train[train["ImageId"].isin(report_ids)]
 predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
-sizes = truth.groupby("ImageId")[["Height", "Width"]].first()
-baseline = pd.DataFrame([(i, f"1 {h * w}", str(most_common)) for i, (h, w) in sizes.iterrows()], columns=COLUMNS)
+baseline = trivial_baseline(truth, most_common)
 scores = {f"{name}_{mode}": score_submission(frame, truth, mode) for mode in ("category", "full")
           for name, frame in (("model", predicted), ("baseline", baseline))}  # fmt: skip
 print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores.items()})}")

@@ -21,13 +21,13 @@ from typing import Any
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 
-from kaggle_kit.checkpoint import CHECKPOINT_DIR, CheckpointSaver
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
-from kaggle_kit.resume import Replay, ResumePoint
 from kaggle_kit.status import NEEDS_RESUME, TRAINED, write_status
-from kaggle_kit.train_state import fit_signature
+from kaggle_kit.train.checkpoint import CHECKPOINT_DIR, CheckpointSaver
+from kaggle_kit.train.resume import Replay, ResumePoint
+from kaggle_kit.train.state import fit_signature
 
 __all__ = ["Deadline"]
 
@@ -106,9 +106,9 @@ class Deadline(Callback):
         if point.fit_done:
             log.info("training stage %d already finished in %s: skipping it", self.stage, point.path)
             self.finished = True
-            self._write_status(TRAINED, point.state["epoch"], point.state["iteration"])
+            self._write_status(TRAINED, point.epoch, point.iteration)
             raise CancelFitException()
-        self._write_status(NEEDS_RESUME, point.state["epoch"], point.state["iteration"])
+        self._write_status(NEEDS_RESUME, point.epoch, point.iteration)
         log.info("resuming stage %d at epoch %d, batch %d from %s", self.stage, epoch, batch, point.path)
 
     def after_fit(self) -> None:

@@ -27,7 +27,8 @@ from kaggle_kit.atomic import atomic_write_json, fsync_dir
 from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
 
 __all__ = [
-    "ProgressManifest", "Commit", "ProgressError", "SinkBusyError", "SinkLock", "manifest_path_for", "shard_problems",
+    "ProgressManifest", "RunFingerprint", "SkippedItem", "Commit", "ProgressError", "SinkBusyError", "SinkLock",
+    "manifest_path_for", "shard_problems",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,57 @@ def manifest_path_for(first_file: Path) -> Path:
     return first_file.with_name(first_file.name + ".progress.json")
 
 
+@dataclass(frozen=True)
+class RunFingerprint:
+    """What identifies one prediction run in any process or kernel (see ``identity``): the items' digest and
+    count, the shard (i, n), whether predictions are decoded, the activation's and the sink's identities, the TTA
+    flips and the model's digest. Two runs with any field different never share a manifest."""
+
+    items: str
+    n_items: int = 0
+    shard: tuple[int, int] = (0, 1)
+    decode: bool = False
+    act: Any = None
+    tta: tuple[str, ...] = ()
+    sink: Any = None
+    model: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form stored in the manifest."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RunFingerprint:
+        """The fingerprint a manifest holds; a ValueError naming the field when it is not one."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("items"), str):
+            raise ValueError(f"field 'fingerprint' is {raw!r:.80}, not a run fingerprint")
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        shard = known.get("shard", (0, 1))
+        if not (isinstance(shard, list | tuple) and len(shard) == 2 and all(type(x) is int for x in shard)):
+            raise ValueError(f"field 'shard' is {shard!r}, not [i, n]")
+        return cls(**{**known, "shard": tuple(shard), "tta": tuple(known.get("tta", ()))})
+
+    def differences(self, other: RunFingerprint) -> list[str]:
+        """The names of the fields where `other` identifies another run."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        return [k for k in mine if mine[k] != theirs[k]]
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """An item that could not be read: its position in the items (`index`), its name, and why."""
+
+    index: int
+    item: str
+    reason: str
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SkippedItem:
+        if not (isinstance(raw, dict) and isinstance(raw.get("item"), str)):
+            raise ValueError("field 'skipped' must list objects with an 'item' string")
+        return cls(int(raw.get("index", -1)), raw["item"], str(raw.get("reason", "")))
+
+
 @dataclass
 class Commit:
     """One durable step of a run: `done` items, the sink's state, and the file bytes that prove it."""
@@ -64,10 +116,10 @@ class Commit:
 class ProgressManifest:
     """The record of one prediction run (see the module docstring). Units: items and bytes."""
 
-    fingerprint: dict[str, Any]
+    fingerprint: RunFingerprint
     total: int
     commits: list[Commit] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"index", "item", "reason"} per unreadable item
+    skipped: list[SkippedItem] = field(default_factory=list)  # one per unreadable item, in the order met
 
     @property
     def done(self) -> int:
@@ -84,7 +136,7 @@ class ProgressManifest:
     # --- reading ----------------------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path, fingerprint: dict[str, Any]) -> ProgressManifest | None:
+    def load(cls, path: Path, fingerprint: RunFingerprint) -> ProgressManifest | None:
         """The manifest at `path` if it belongs to the run `fingerprint` names; None if there is none.
 
         Raises `ProgressError` for a file that is not a manifest of this version and `ResumeMismatchError` for one of
@@ -101,14 +153,13 @@ class ProgressManifest:
                     f"{VERSION}; {delete}",
                     str(path),
                 )
-            manifest = cls(_typed(raw, "fingerprint", dict), _typed(raw, "total", int),
+            manifest = cls(RunFingerprint.from_dict(_typed(raw, "fingerprint", dict)), _typed(raw, "total", int),
                            [_commit(c) for c in _typed(raw, "commits", list)], _skipped(raw))  # fmt: skip
         except ProgressError:
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ProgressError(f"{path} is not a readable progress manifest ({exc}); {delete}", str(path)) from None
-        wanted = json.loads(json.dumps(fingerprint))
-        differ = [k for k in wanted if manifest.fingerprint.get(k) != wanted[k]]
+        differ = fingerprint.differences(manifest.fingerprint)
         if differ:
             raise ResumeMismatchError(
                 f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
@@ -157,7 +208,7 @@ class ProgressManifest:
 
     # --- writing ----------------------------------------------------------------------------------------------------
 
-    def record(self, done: int, sink_state: dict[str, Any], skipped: Iterable[dict[str, Any]]) -> None:
+    def record(self, done: int, sink_state: dict[str, Any], skipped: Iterable[SkippedItem]) -> None:
         """Add a commit: `done` items, the sink state `sink.commit()` returned, and new unreadable items."""
         self.skipped += list(skipped)
         self.commits.append(Commit(done, len(self.skipped), dict(sink_state), int(sink_state["bytes"]),
@@ -165,8 +216,9 @@ class ProgressManifest:
 
     def commit(self, path: Path) -> None:
         """Write the manifest atomically: the run's commit point, after the sink's bytes are durable."""
-        atomic_write_json(path, {"version": VERSION, "fingerprint": self.fingerprint, "total": self.total,
-                                 "done": self.done, "complete": self.complete, "skipped": self.skipped,
+        atomic_write_json(path, {"version": VERSION, "fingerprint": self.fingerprint.as_dict(), "total": self.total,
+                                 "done": self.done, "complete": self.complete,
+                                 "skipped": [asdict(s) for s in self.skipped],
                                  "commits": [asdict(c) for c in self.commits]})  # fmt: skip
 
     def _cut(self, n_commits: int) -> ProgressManifest:
@@ -193,15 +245,12 @@ def _commit(raw: Any) -> Commit:
                   _typed(raw, "bytes", int), _typed(raw, "sha256", str))  # fmt: skip
 
 
-def _skipped(raw: dict) -> list[dict[str, Any]]:
-    entries = _typed(raw, "skipped", list)
-    if not all(isinstance(e, dict) and isinstance(e.get("item"), str) for e in entries):
-        raise ValueError("field 'skipped' must list objects with an 'item' string")
-    return entries
+def _skipped(raw: dict) -> list[SkippedItem]:
+    return [SkippedItem.from_dict(entry) for entry in _typed(raw, "skipped", list)]
 
 
 def adopt_from_inputs(
-    file: Path, manifest_path: Path, candidates: Iterable[Path], fingerprint: dict[str, Any]
+    file: Path, manifest_path: Path, candidates: Iterable[Path], fingerprint: RunFingerprint
 ) -> ProgressManifest | None:
     """Continue from an earlier kernel's output: the furthest verified run of `fingerprint` among `candidates`.
 
@@ -241,7 +290,7 @@ def shard_problems(paths: list[Path]) -> list[str]:
     for i, path in enumerate(paths):
         try:
             raw = json.loads(manifest_path_for(path).read_text())
-            shard, n = raw["fingerprint"]["shard"]
+            shard, n = RunFingerprint.from_dict({"items": "", **raw["fingerprint"]}).shard
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if n != len(paths):

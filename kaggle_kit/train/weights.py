@@ -18,17 +18,34 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from kaggle_kit.errors import UsageError
 
-__all__ = ["use_offline_weights", "WeightsError", "expected_file_name"]
+__all__ = ["architecture", "use_offline_weights", "WeightsError", "expected_file_name"]
 
 _HASHED = re.compile(r"^(?P<arch>.+)-(?P<prefix>[0-9a-f]{8,})\.(pth|pt)$")
 
 
 class WeightsError(UsageError):
     """The attached weights are missing, corrupt or for another architecture; the message names the file."""
+
+
+def architecture(arch: str, weights: str | os.PathLike | None) -> tuple[Callable, bool]:
+    """(torchvision constructor, pretrained) for fastai's learners: with `weights` (a checkpoint file or the attached
+    dataset folder holding it) the file is put where torchvision looks (``use_offline_weights``) and fastai loads it
+    with ``pretrained=True``: body frozen, ImageNet normalisation; without, random init (nothing is downloaded)."""
+    import torchvision.models as tvm
+
+    try:
+        build = getattr(tvm, arch)
+    except AttributeError:
+        raise WeightsError(f"unknown encoder {arch!r}; use a torchvision model name such as 'resnet34'", arch) from None
+    if weights is None:
+        return build, False
+    use_offline_weights(weights, arch)
+    return build, True
 
 
 def expected_file_name(arch: str) -> str:

@@ -2,7 +2,7 @@
 
 A sink is a small class with these methods (``Sink`` spells them out); ``stream_predict`` calls them in order
 ``paths -> signature -> open -> (write -> commit)* -> close``. Each commit returns a small JSON-able state that the
-run's ``ProgressManifest`` (``kaggle_kit.progress``, the owner of the manifest file) records; a resumed run hands it
+run's ``ProgressManifest`` (``progress``, the owner of the manifest file) records; a resumed run hands it
 back to ``open``, and the sink throws away anything written after it, so a killed run resumes with no duplicate and
 no missing row. A sink writes its first file front to back: each commit state carries ``bytes`` (how long the
 committed content of that file is) and ``sha256`` (the digest of the bytes written since the previous commit), which
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from kaggle_kit.atomic import atomic_open, fsync_dir
-from kaggle_kit.errors import KaggleKitError
-from kaggle_kit.identity import callable_identity
+from kaggle_kit.errors import KaggleKitError, UsageError
+from kaggle_kit.predict.identity import callable_identity
 
 __all__ = ["Sink", "ArraySink", "CsvSink", "merge_shards", "MergeError"]
 
@@ -103,7 +103,7 @@ class ArraySink:
         if self._file is None:
             self._create(preds.shape[1:], preds.dtype)
         if preds.shape[1:] != self._row_shape:
-            raise ValueError(f"prediction shape {preds.shape[1:]} differs from the first chunk's {self._row_shape}")
+            raise UsageError(f"prediction shape {preds.shape[1:]} differs from the first chunk's {self._row_shape}")
         data = np.ascontiguousarray(preds, dtype=self.dtype)
         row_bytes = int(np.prod(self._row_shape)) * self.dtype.itemsize
         self._file.seek(self._offset + self._rows * row_bytes)

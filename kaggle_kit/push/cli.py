@@ -1,6 +1,6 @@
 """The `kaggle-kit` commands that talk to Kaggle: bundle, push (and --shards), status, output, chain, merge.
 
-Part of the command line (it prints, like cli.py); the work is done by kaggle_kit.push and kaggle_kit.sinks.
+Part of the command line (it prints, like cli.py); the work is done by kaggle_kit.push and kaggle_kit.predict.sinks.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def add_push_commands(sub) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from kaggle_kit.demo import kernels_dir
-    from kaggle_kit.scaffold import KINDS, PLACEHOLDER_OWNER, init_kernel
+    from kaggle_kit.local.demo import kernels_dir
+    from kaggle_kit.push.scaffold import KINDS, PLACEHOLDER_OWNER, init_kernel
 
     meta = init_kernel(args.dir, args.kind, kernels_dir() if KINDS[args.kind] else Path(), None)
     print(f"kaggle-kit init: {args.dir} ({args.kind}), id {meta['id']}")
@@ -112,7 +112,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _refuse_placeholder(kernel_dir: str) -> None:
     from kaggle_kit.push.metadata import load_metadata
-    from kaggle_kit.scaffold import PLACEHOLDER_OWNER
+    from kaggle_kit.push.scaffold import PLACEHOLDER_OWNER
 
     kernel_id = str(load_metadata(kernel_dir).get("id", ""))
     if kernel_id.startswith(f"{PLACEHOLDER_OWNER}/"):
@@ -185,20 +185,20 @@ def _chain(args: argparse.Namespace) -> int:
         poll_s=parse_duration(args.poll, "--poll"),
         say=lambda line: print(f"kaggle-kit chain: {line}", flush=True),
     )
-    for run in outcome["runs"]:
+    for run in outcome.runs:
         print(
             f"  run {run['run']}: version {run.get('version')}, {run.get('kernel_status', '?')}, {run['state']}"
             + (f" at stage {run.get('stage')} epoch {run.get('epoch')}" if run.get("epoch") is not None else "")
         )
-    print(f"kaggle-kit chain: {outcome['result']}: {outcome['reason']}")
-    return 0 if outcome["result"] == "done" else 1
+    print(f"kaggle-kit chain: {outcome.result}: {outcome.reason}")
+    return 0 if outcome.result == "done" else 1
 
 
 def _merge(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from kaggle_kit.progress import shard_problems
-    from kaggle_kit.sinks import merge_shards
+    from kaggle_kit.predict.progress import shard_problems
+    from kaggle_kit.predict.sinks import merge_shards
 
     keys = None
     if args.keys_csv:

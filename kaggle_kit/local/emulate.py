@@ -10,7 +10,6 @@ are counted at the end. A JSON run report is written outside ``working/``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -21,84 +20,34 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
 import psutil
 
-from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KernelLayoutError
-from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.report import (
+    ERROR,
+    OK,
+    OUT_OF_MEMORY,
+    OUT_OF_TIME,
+    REPORT_NAME,
+    STOPPED,
+    TOO_MANY_FILES,
+    TOO_MUCH_OUTPUT,
+    RunReport,
+)
 from kaggle_kit.memory import PSS_EVERY_S, process_tree_memory
 from kaggle_kit.outputs import OutputBudget
 
-__all__ = [
-    "run_local",
-    "RunReport",
-    "parse_input_spec",
-    "OK",
-    "OUT_OF_MEMORY",
-    "OUT_OF_TIME",
-    "TOO_MANY_FILES",
-    "ERROR",
-    "STOPPED",
-]
+__all__ = ["run_local", "parse_input_spec"]
 
 log = logging.getLogger(__name__)
 
-OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, TOO_MUCH_OUTPUT, ERROR, STOPPED = (
-    "ok",
-    "out of memory",
-    "out of time",
-    "too many output files",
-    "working dir over its size limit",
-    "error",
-    "stopped",  # run-local itself got SIGTERM or SIGINT (a CI cancel, Ctrl-C, `timeout`)
-)
 SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
-REPORT_NAME = "run-report.json"
-
-
-@dataclass
-class RunReport:
-    """What happened to one emulated kernel run. Sizes in bytes, times in seconds."""
-
-    script: str
-    exit_code: int
-    verdict: str
-    peak_memory_bytes: int
-    elapsed_s: float
-    output_files: int
-    output_bytes: int
-    root: str
-    working_dir: str
-    limits: dict = field(default_factory=dict)
-    signals: list[str] = field(default_factory=list)
-    samples: int = 0  # memory samples the watchdog took (cheap RSS)
-    exact_samples: int = 0  # of which also exact (PSS)
-    memory_timeline: list = field(default_factory=list)  # [seconds, RSS bytes]: about every elapsed/1000 s, >= 1 s
-
-    @property
-    def ok(self) -> bool:
-        """True when the run ended with exit code 0 inside every limit."""
-        return self.verdict == OK
-
-    def summary(self) -> str:
-        """One line for a terminal."""
-        return (
-            f"{self.verdict}: exit code {self.exit_code}, peak memory {format_size(self.peak_memory_bytes)} "
-            f"of {format_size(self.limits.get('memory_bytes', 0))}, {self.elapsed_s:.1f}s of "
-            f"{self.limits.get('time_s', 0):.0f}s, {self.output_files} output files "
-            f"of {self.limits.get('max_files', 0)}"
-        )
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> RunReport:
-        """Load a report written by `run_local`."""
-        return cls(**json.loads(Path(path).read_text()))
 
 
 def parse_input_spec(spec: str) -> tuple[str, Path]:
@@ -141,7 +90,7 @@ def run_local(
     the time limit. `sample_every_s`: watchdog period. `memory_kind`: "pss" or "rss".
     The report is also written as JSON to `report_path` (default ``root/run-report.json``). `python_args` go to the
     interpreter before the script (e.g. ["-S"] to run without site-packages, as a bundle would on Kaggle).
-    `plot`: also draw the run against its limits beside the report (same name, .png; ``kaggle_kit.runplot``).
+    `plot`: also draw the run against its limits beside the report (same name, .png; ``kaggle_kit.local.runplot``).
     """
     script = Path(script).resolve()
     if not script.is_file():
@@ -172,7 +121,7 @@ def run_local(
     }
     child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
     proc = subprocess.Popen(
-        [sys.executable, str(script), *args],
+        [sys.executable, *python_args, str(script), *args],
         cwd=working_dir,
         env=child_env,
         stdout=stdout,
@@ -217,24 +166,24 @@ def run_local(
     else:
         verdict = OK if code == 0 else ERROR
     report = RunReport(
-        str(script),
-        code,
-        verdict,
-        watch.peak_bytes,
-        round(elapsed, 3),
-        used.files,
-        used.bytes,
-        str(root),
-        str(working_dir),
-        limits.as_dict(),
-        watch.signals,
-        watch.samples,
-        watch.exact_samples,
-        watch.timeline,
+        script=str(script),
+        exit_code=code,
+        verdict=verdict,
+        peak_memory_bytes=watch.peak_bytes,
+        elapsed_s=round(elapsed, 3),
+        output_files=used.files,
+        output_bytes=used.bytes,
+        root=str(root),
+        working_dir=str(working_dir),
+        limits=limits,
+        signals=watch.signals,
+        samples=watch.samples,
+        exact_samples=watch.exact_samples,
+        memory_timeline=watch.timeline,
     )
-    atomic_write_json(report_path, asdict(report))
+    report.write(report_path)
     if plot:
-        from kaggle_kit.runplot import plot_run
+        from kaggle_kit.local.runplot import plot_run
 
         try:
             plot_run(report, report_path.with_suffix(".png"), started_at)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from kaggle_kit.atomic import atomic_write_bytes
-from kaggle_kit.emulate import RunReport
+from kaggle_kit.local.report import RunReport
 
 __all__ = ["plot_run", "run_events"]
 
@@ -43,7 +43,7 @@ def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    limit = report.limits.get("memory_bytes", 0)
+    limit = report.limits.memory_bytes
     fig, (memory, time_ax, files_ax) = plt.subplots(3, 1, figsize=(7, 5.2), dpi=90,
                                                     gridspec_kw={"height_ratios": [4, 1, 1]})  # fmt: skip
     if report.memory_timeline:
@@ -63,9 +63,9 @@ def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | Non
     memory.set_xlabel("seconds since start")
     memory.legend(loc="upper left", fontsize=7, ncols=2)
     memory.set_title(f"{Path(report.script).name}: {report.verdict}", fontsize=9)
-    time_limit = report.limits.get("time_s", 0) or 1
+    time_limit = report.limits.time_s or 1
     _bar(time_ax, report.elapsed_s, time_limit, f"time {report.elapsed_s:.0f} s of {time_limit:.0f} s")
-    max_files = report.limits.get("max_files", 0) or 1
+    max_files = report.limits.max_files or 1
     _bar(files_ax, report.output_files, max_files, f"output files {report.output_files} of {max_files}")
     fig.tight_layout()
     buffer = io.BytesIO()

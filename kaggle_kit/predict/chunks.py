@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from kaggle_kit.memory import MemoryMonitor
-from kaggle_kit.progress import ProgressManifest
-from kaggle_kit.sinks import Sink
+from kaggle_kit.predict.progress import ProgressManifest, SkippedItem
+from kaggle_kit.predict.sinks import Sink
 
 __all__ = ["ChunkPlanner", "ChunkWriter"]
 
@@ -61,8 +61,7 @@ class ChunkWriter:
         started = time.perf_counter()
         try:
             self.sink.write(chunk_items, preds, ok, index)
-            bad = [{"index": int(index[i]), "item": _describe(chunk_items, i), "reason": reason}
-                   for i, reason in skipped.items()]  # fmt: skip
+            bad = [SkippedItem(int(index[i]), _describe(chunk_items, i), reason) for i, reason in skipped.items()]
             self.manifest.record(done, self.sink.commit(), bad)
             self.manifest.commit(self.manifest_path)  # the commit point: sink state, count and file digest together
         except BaseException as exc:  # handed to the main thread at its next submit or wait

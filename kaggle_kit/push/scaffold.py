@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from kaggle_kit.errors import UsageError
+from kaggle_kit.push.metadata import load_metadata, write_metadata
 
 __all__ = ["init_kernel", "kaggle_username", "KINDS", "PLACEHOLDER_OWNER"]
 
@@ -82,12 +83,12 @@ def init_kernel(dest: str | os.PathLike, kind: str, kernels_dir: Path, environ: 
                 "kernel_sources": []}  # fmt: skip
         script = BLANK_SCRIPT
     else:
-        meta = json.loads((kernels_dir / source / "kernel-metadata.json").read_text())
+        meta = load_metadata(kernels_dir / source)
         script = (kernels_dir / source / meta["code_file"]).read_text()
         meta["dataset_sources"] = [s for s in meta.get("dataset_sources", []) if not s.startswith(PLACEHOLDER_OWNER)]
     meta["id"] = f"{owner}/{slug}"
     meta["title"] = slug.replace("-", " ")  # Kaggle derives the slug from the title: they must agree
     dest.mkdir(parents=True, exist_ok=True)
     (dest / meta["code_file"]).write_text(script)
-    (dest / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_metadata(dest, meta)
     return meta

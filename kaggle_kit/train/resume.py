@@ -21,9 +21,9 @@ from fastai.callback.core import CancelEpochException
 from fastai.learner import Learner
 from fastcore.foundation import L
 
-from kaggle_kit.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
 from kaggle_kit.kernel import Kernel
-from kaggle_kit.train_state import capture_learner, capture_rng, restore_callbacks, restore_learner, restore_rng
+from kaggle_kit.train.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
+from kaggle_kit.train.state import capture_learner, capture_rng, restore_callbacks, restore_learner, restore_rng
 
 __all__ = ["ResumePoint", "Replay", "FORMAT"]
 
@@ -63,8 +63,15 @@ class ResumePoint:
             )
         return cls(state, path)
 
-    stage = property(lambda self: int(self.state["stage"]))
-    fit_done = property(lambda self: bool(self.state["fit_done"]))
+    # the saved fields, by name: nobody outside this class reads `state` by key
+    stage = property(lambda self: int(self.state["stage"]), doc="the fit's stage (a kernel's first fit is 0)")
+    epoch = property(lambda self: int(self.state["epoch"]), doc="the epoch the point was taken in")
+    iteration = property(lambda self: int(self.state["iteration"]), doc="batches of that epoch trained")
+    epoch_done = property(lambda self: bool(self.state["epoch_done"]), doc="True at the end of an epoch")
+    fit_done = property(lambda self: bool(self.state["fit_done"]), doc="True when the whole fit had ended")
+    signature = property(lambda self: dict(self.state["signature"]), doc="what identifies the fit (fit_signature)")
+    order = property(lambda self: list(self.state["order"]), doc="the epoch's item order, for the replay")
+    time_used_s = property(lambda self: float(self.state.get("time_used_s", 0.0)), doc="kernel seconds used")
 
     @classmethod
     def find(cls, kernel: Kernel, saver: CheckpointSaver, stage: int, signature: dict[str, Any]) -> ResumePoint | None:
@@ -80,13 +87,13 @@ class ResumePoint:
 
     def continue_at(self) -> tuple[int, int]:
         """(epoch, batch) where training goes on."""
-        if self.state["epoch_done"]:
-            return int(self.state["epoch"]) + 1, 0
-        return int(self.state["epoch"]), int(self.state["iteration"])
+        if self.epoch_done:
+            return self.epoch + 1, 0
+        return self.epoch, self.iteration
 
     def check(self, signature: dict[str, Any]) -> None:
         """Raise CheckpointError, naming each difference, if this point belongs to another fit."""
-        saved = self.state["signature"]
+        saved = self.signature
         differ = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in signature.items() if saved.get(k) != v]
         if differ:
             raise CheckpointError(
@@ -98,7 +105,21 @@ class ResumePoint:
     def restore(self, learn: Learner) -> None:
         """Put the learner's model, optimizer, recorder, callbacks and schedule position back."""
         restore_learner(learn, self.state["learner"])
+        self.restore_schedule(learn)
+
+    def restore_schedule(self, learn: Learner) -> None:
+        """Put the one-cycle schedule's position back (fastai's train_iter and pct_train)."""
         learn.train_iter, learn.pct_train = self.state["train_iter"], self.state["pct_train"]
+
+    def restore_callbacks(self, learn: Learner) -> None:
+        """Put the callbacks' saved state back, schedulers included (at the start of the resumed epoch)."""
+        restore_callbacks(learn, self.state["learner"].get("callbacks", {}), include_schedulers=True)
+
+    def restore_generators(self, dl: Any, *, global_rng: bool) -> None:
+        """Put the DataLoader's shuffling generator back, and with `global_rng` Python's, numpy's and torch's."""
+        dl.rng.setstate(_tuple(self.state["dl_rng"]))
+        if global_rng:
+            restore_rng(self.state["rng"])
 
 
 class Replay:
@@ -131,16 +152,15 @@ class Replay:
             self._record_order(dl)
             return 0
         self.point = None  # the point is used up: later epochs run normally
-        restore_callbacks(self.learn, point.state["learner"].get("callbacks", {}), include_schedulers=True)
+        point.restore_callbacks(self.learn)
         offset = self.start[1]
         if not offset:  # an epoch boundary: the next order comes from the saved generator states
-            dl.rng.setstate(_tuple(point.state["dl_rng"]))
-            restore_rng(point.state["rng"])
+            point.restore_generators(dl, global_rng=True)
             self._record_order(dl)
             return 0
-        self.learn.train_iter, self.learn.pct_train = point.state["train_iter"], point.state["pct_train"]
-        self.order = list(point.state["order"])
-        dl.rng.setstate(_tuple(point.state["dl_rng"]))  # where the unbroken run's generator is after this epoch
+        point.restore_schedule(self.learn)
+        self.order = point.order
+        point.restore_generators(dl, global_rng=False)  # where the unbroken run's generator is after this epoch
         self.learn.dl = _replay_loader(dl, self.order[offset * dl.bs :], point.state)
         return offset
 

@@ -6,16 +6,20 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.emulate import run_local
 from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.status import read_status
+from kaggle_kit.local.emulate import run_local
+from kaggle_kit.local.report import RunReport
+from kaggle_kit.status import KernelStatus, StatusError
 from kaggle_kit.synthetic import make_colour_squares
 
-__all__ = ["run_streaming_demo", "run_imaterialist_demo", "kernels_dir", "DEMO_SETTINGS"]
+__all__ = [
+    "run_streaming_demo", "run_imaterialist_demo", "StreamingDemo", "FashionDemo", "kernels_dir", "DEMO_SETTINGS",
+]  # fmt: skip
 
 COMPETITION = "imaterialist-fashion-2019-FGVC6"
 # The iMaterialist kernel at tiny sizes: minutes on 2 CPU cores instead of hours on a GPU (a lighter unet: fastai's
@@ -30,9 +34,39 @@ DEMO_PHOTOS = {"profile": "realistic", "min_size": 100, "max_size": 500}  # smal
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class StreamingDemo:
+    """What the streaming demo came to: the emulator's `report`, the kernel's `result` (its demo-result.json: test
+    accuracy and stream_predict's summary; empty when the kernel failed) and the `submission` path."""
+
+    report: RunReport
+    result: dict[str, Any]
+    submission: Path
+
+
+@dataclass
+class FashionDemo:
+    """What the iMaterialist demo came to: each run's report and the kernel status after it (None: no status),
+    the logs, the submission path, and when the job finished `scores` ({mode: (model, trivial baseline)}) with the
+    test and submitted image counts."""
+
+    runs: list[RunReport]
+    statuses: list[KernelStatus | None]
+    logs: list[Path]
+    submission: Path
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    test_images: int = 0
+    submitted_images: int = 0
+
+    @property
+    def done(self) -> bool:
+        """True when the last run's kernel said its job is done."""
+        return bool(self.statuses) and self.statuses[-1] is not None and self.statuses[-1].done
+
+
 def kernels_dir() -> Path:
     """The repository's kernels/ folder (the demo runs its kernels from a clone of the project)."""
-    path = Path(__file__).resolve().parents[1] / "kernels"
+    path = Path(__file__).resolve().parents[2] / "kernels"
     if not path.is_dir():
         raise KernelLayoutError(
             f"kernels/ not found beside the package ({path}); run the demo from a clone of "
@@ -48,10 +82,10 @@ def run_streaming_demo(
     n_test: int = 800,
     memory: str = "3GiB",
     time: str = "15min",
-) -> dict[str, Any]:
+) -> StreamingDemo:
     """Train a small classifier on synthetic images and stream its test predictions, inside an emulated kernel.
 
-    Returns the kernel's result (test accuracy, stream_predict's summary) and the emulator's report, as a dict.
+    Returns the kernel's result (test accuracy, stream_predict's summary) and the emulator's report.
     """
     out_dir = Path(out_dir).resolve()
     data = out_dir / "colour-squares"
@@ -64,7 +98,7 @@ def run_streaming_demo(
     report = run_local(script, inputs={"colour-squares": data}, limits=limits, root=out_dir / "kernel")
     result_file = out_dir / "kernel" / "demo-result.json"
     result = json.loads(result_file.read_text()) if report.ok and result_file.exists() else {}
-    return {"report": report, "result": result, "submission": Path(report.working_dir) / "submission.csv"}
+    return StreamingDemo(report, result, Path(report.working_dir) / "submission.csv")
 
 
 def run_imaterialist_demo(
@@ -74,7 +108,7 @@ def run_imaterialist_demo(
     memory: str = "6GiB",
     first_time: str = "75s",
     seed: int = 0,
-) -> dict[str, Any]:
+) -> FashionDemo:
     """The iMaterialist kernel on a synthetic dataset, twice in one working dir: the first run gets a time limit too
     short to finish (its Deadline checkpoints and stops), the second resumes and writes the submission.
 
@@ -83,7 +117,7 @@ def run_imaterialist_demo(
     """
     import pandas as pd
 
-    from kaggle_kit.imaterialist.metric import score_submission
+    from kaggle_kit.imaterialist.metric import score_submission, trivial_baseline
     from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 
     out_dir = Path(out_dir).resolve()
@@ -112,28 +146,23 @@ def run_imaterialist_demo(
                     stderr=log_file,
                 )
             )
-        statuses.append(read_status(working) or {})
-        if statuses[-1].get("status") == "done" or not runs[-1].ok:
+        try:
+            statuses.append(KernelStatus.load(working))
+        except StatusError as exc:
+            log.warning("%s", exc)
+            statuses.append(None)
+        if (statuses[-1] is not None and statuses[-1].done) or not runs[-1].ok:
             break
-    result: dict[str, Any] = {
-        "runs": runs,
-        "statuses": statuses,
-        "submission": working / "submission.csv",
-        "logs": [out_dir / f"run-{i + 1}.log" for i in range(len(runs))],
-    }
-    if result["submission"].exists() and statuses[-1].get("status") == "done":
+    logs = [out_dir / f"run-{i + 1}.log" for i in range(len(runs))]
+    demo = FashionDemo(runs, statuses, logs, working / "submission.csv")
+    if demo.submission.exists() and demo.done:
         solution = pd.read_csv(data / SOLUTION_NAME, dtype={"ClassId": str})
-        submission = pd.read_csv(result["submission"], dtype=str, keep_default_na=False)
-        sizes = solution.groupby("ImageId")[["Height", "Width"]].first()
-        common = solution["ClassId"].str.split("_").str[0].mode()[0]
-        baseline = pd.DataFrame(
-            [(i, f"1 {h * w}", common) for i, (h, w) in sizes.iterrows()],
-            columns=["ImageId", "EncodedPixels", "ClassId"],
-        )
-        result["scores"] = {
+        submission = pd.read_csv(demo.submission, dtype=str, keep_default_na=False)
+        baseline = trivial_baseline(solution)
+        demo.scores = {
             mode: (score_submission(submission, solution, mode), score_submission(baseline, solution, mode))
             for mode in ("category", "full")
         }
-        result["test_images"] = int(solution["ImageId"].nunique())
-        result["submitted_images"] = int(submission["ImageId"].nunique())
-    return result
+        demo.test_images = int(solution["ImageId"].nunique())
+        demo.submitted_images = int(submission["ImageId"].nunique())
+    return demo

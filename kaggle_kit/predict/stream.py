@@ -26,14 +26,21 @@ from fastprogress.fastprogress import progress_bar
 from torch import nn
 
 from kaggle_kit.atomic import remove_stale_temps
-from kaggle_kit.chunks import ChunkPlanner, ChunkWriter
 from kaggle_kit.errors import KaggleKitError
-from kaggle_kit.identity import callable_identity, items_digest, model_digest
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
-from kaggle_kit.progress import ProgressManifest, SinkLock, adopt_from_inputs, manifest_path_for
-from kaggle_kit.sinks import Sink
+from kaggle_kit.predict.chunks import ChunkPlanner, ChunkWriter
+from kaggle_kit.predict.identity import callable_identity, items_digest, model_digest
+from kaggle_kit.predict.progress import (
+    ProgressManifest,
+    RunFingerprint,
+    SinkLock,
+    SkippedItem,
+    adopt_from_inputs,
+    manifest_path_for,
+)
+from kaggle_kit.predict.sinks import Sink
 
 __all__ = ["stream_predict", "PredictSummary", "progress_path", "is_placeholder"]
 
@@ -55,7 +62,7 @@ class PredictSummary:
     peak_memory_bytes: int
     seconds: float
     files: list[str]
-    skipped: list[dict] = field(default_factory=list)  # {"index", "item", "reason"} per bad item, across resumes
+    skipped: list[SkippedItem] = field(default_factory=list)  # per unreadable item, across resumes
     resumed_at: int = 0
     writer_seconds: float = 0.0  # the background writer's busy time: rows, conversion, fsync, manifest
     writer_waited_seconds: float = 0.0  # time the prediction loop waited for it (> 0: the writer was the bottleneck)
@@ -119,11 +126,9 @@ def stream_predict(
     monitor = monitor or MemoryMonitor(kernel.limits)
     first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
     roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
-    fingerprint = {  # what identifies this run in any process or kernel (see kaggle_kit.identity)
-        "items": items_digest(items, roots), "n_items": n_total, "shard": [shard_i, n_shards], "decode": decode,
-        "act": callable_identity(act, "act"), "tta": flips, "sink": sink.signature(),
-        "model": model_digest(learn.model),
-    }  # fmt: skip
+    fingerprint = RunFingerprint(items=items_digest(items, roots), n_items=n_total, shard=(shard_i, n_shards),
+                                 decode=decode, act=callable_identity(act, "act"), tta=tuple(flips),
+                                 sink=sink.signature(), model=model_digest(learn.model))  # fmt: skip
     files = [str(p) for p in [*sink.paths(), manifest_path]]
     new_files = [p for p in [*sink.paths(), manifest_path] if not p.exists()]
     OutputBudget(kernel.working_dir, kernel.limits).check_new_files(len(new_files), what="stream_predict")
@@ -135,8 +140,9 @@ def stream_predict(
         resumed_at = manifest.done
         if manifest.complete:
             log.info("predictions in %s are already complete (%d items, verified)", first, manifest.done)
-            return PredictSummary(len(positions), 0, manifest.done, True, 0, [], 0, 0.0, files, manifest.skipped,
-                                  resumed_at)  # fmt: skip
+            return PredictSummary(items=len(positions), predicted=0, done=manifest.done, complete=True, chunks=0,
+                                  chunk_sizes=[], peak_memory_bytes=0, seconds=0.0, files=files,
+                                  skipped=manifest.skipped, resumed_at=resumed_at)  # fmt: skip
         chunk_sizes, writer = _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size,
                                               decode, act, flips, num_workers, memory_fraction, max_chunk_bytes,
                                               commit_every_s, kernel, monitor, reserve_s, progress)  # fmt: skip
@@ -144,26 +150,26 @@ def stream_predict(
         log.warning(
             "%d item(s) could not be read and got placeholder predictions: %s",
             len(manifest.skipped),
-            ", ".join(s["item"] for s in manifest.skipped[:5]),
+            ", ".join(s.item for s in manifest.skipped[:5]),
         )
     return PredictSummary(
-        len(positions),
-        manifest.done - resumed_at,
-        manifest.done,
-        manifest.complete,
-        len(chunk_sizes),
-        chunk_sizes,
-        monitor.peak_bytes(float("inf")),
-        round(time.monotonic() - started, 3),
-        files,
-        manifest.skipped,
-        resumed_at,
-        round(writer.busy_s, 3),
-        round(writer.waited_s, 3),
+        items=len(positions),
+        predicted=manifest.done - resumed_at,
+        done=manifest.done,
+        complete=manifest.complete,
+        chunks=len(chunk_sizes),
+        chunk_sizes=chunk_sizes,
+        peak_memory_bytes=monitor.peak_bytes(float("inf")),
+        seconds=round(time.monotonic() - started, 3),
+        files=files,
+        skipped=manifest.skipped,
+        resumed_at=resumed_at,
+        writer_seconds=round(writer.busy_s, 3),
+        writer_waited_seconds=round(writer.waited_s, 3),
     )
 
 
-def _verified_progress(first: Path, manifest_path: Path, fingerprint: dict, total: int, kernel: Kernel):
+def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerprint, total: int, kernel: Kernel):
     """This run's progress, checked against its files: from working/, else from an attached input, else fresh."""
     manifest = ProgressManifest.load(manifest_path, fingerprint)
     if manifest is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from kaggle_kit.atomic import atomic_open, atomic_write_json, atomic_write_named_by_digest, remove_stale_temps
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.kernel import Kernel
 
 __all__ = [
@@ -66,7 +66,7 @@ class CheckpointSaver:
 
     def __init__(self, directory: str | os.PathLike, keep: int = 2):
         if keep < 1:
-            raise ValueError(f"keep={keep} must be at least 1")
+            raise UsageError(f"keep={keep} must be at least 1")
         self.directory = Path(directory)
         self.keep = keep
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kaggle_kit.identity import callable_identity
+from kaggle_kit.predict.identity import callable_identity
 
 __all__ = ["tags_rows", "top_k_rows", "TagsRows", "TopKRows", "file_stem"]
 
