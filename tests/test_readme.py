@@ -29,7 +29,7 @@ def readme_commands() -> list[str]:
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
-            if line and not line.startswith("#"):
+            if line and not line.startswith("#") and line not in commands:  # a page may repeat another's command
                 commands.append(line)
     return commands
 
@@ -105,6 +105,25 @@ def test_every_name_and_command_the_docs_mention_exists(page):
             flags = {w.split("=")[0] for w in words[2:] if re.fullmatch(r"--[a-z][\w-]*(=.*)?", w)}
             missing += [f"kaggle-kit {name} {f}" for f in sorted(flags - commands[name] - {"--help"})]
     assert missing == []
+
+
+def test_the_readme_module_map_matches_the_package():
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## The package, by job") :].split("```")[1]
+    named = set()
+    for line in block.splitlines()[2:]:  # after "kaggle_kit/": names, then 3+ spaces, then what they are for
+        pieces = re.split(r"\s{3,}", line.strip())
+        if pieces[0].endswith("/"):  # a subpackage: its modules follow, or it counts as one
+            folder = pieces[0].rstrip("/")
+            words = pieces[1].split() if len(pieces) > 2 else []
+            named |= {f"{folder}/{w}.py" for w in words} if words else {f"{folder}/"}
+        else:
+            named |= {f"{w}.py" for w in pieces[0].split()}
+    package = ROOT / "kaggle_kit"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py"}
+    modules = {m for m in modules if not m.startswith("imaterialist/")} | {"imaterialist/"}
+
+    assert named == modules, (named - modules, modules - named)
 
 
 def _run(args, cwd, env, timeout=300):
