@@ -13,7 +13,7 @@ from typing import Any
 
 from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["load_settings", "ConfigError", "STANDARD_CHECKS"]
+__all__ = ["load_settings", "ConfigError", "STANDARD_CHECKS", "one_of", "whole_at_least", "non_empty_list"]
 
 
 class ConfigError(KaggleKitError):
@@ -67,6 +67,27 @@ def load_settings(
         if complaint:
             raise ConfigError(f"setting {key.lstrip('*')} in {path}: {complaint}", key)
     return settings
+
+
+def one_of(*choices: Any) -> Callable[[Any], str | None]:
+    """A check for ``load_settings``: the value must be one of `choices`."""
+    return lambda v: None if v in choices else f"{v!r} must be {' or '.join(map(json.dumps, choices))}"
+
+
+def whole_at_least(least: int, unit: str = "") -> Callable[[Any], str | None]:
+    """A check for ``load_settings``: null, or a whole number >= `least` (in `unit`)."""
+
+    def check(v: Any) -> str | None:
+        whole = isinstance(v, int) and not isinstance(v, bool)
+        return None if v is None or (whole and v >= least) else f"{v!r} must be null or a whole number >= {least}" + (
+            f" ({unit})" if unit else "")  # fmt: skip
+
+    return check
+
+
+def non_empty_list(v: Any) -> str | None:
+    """A check for ``load_settings``: a list of at least one value."""
+    return None if isinstance(v, list) and v else f"{v!r} must be a list of at least one value"
 
 
 def _type_complaint(value: Any, default: Any) -> str | None:

@@ -124,6 +124,13 @@ class Kernel:
             )
         raise KernelLayoutError(f"input {slug!r} is ambiguous: {', '.join(map(str, found))}; use 'owner/{name}'", slug)
 
+    def input_or_path(self, value: str | os.PathLike | None) -> Path | None:
+        """A setting that names data to use (weights, a model): an existing path as it is, else the slug of an
+        attached input (``find_input``); None stays None."""
+        if value is None:
+            return None
+        return Path(value) if Path(value).exists() else self.find_input(str(value))
+
 
 def _earliest_start(include_ancestors: bool) -> float:
     """Start time of this process, or of its oldest ancestor when all ancestors belong to the kernel."""

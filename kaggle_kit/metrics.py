@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["fbeta_score", "search_thresholds"]
+__all__ = ["fbeta_score", "search_thresholds", "multi_label_validation", "single_label_validation"]
 
 
 def fbeta_score(
@@ -48,6 +48,37 @@ def search_thresholds(
             scores = [_fbeta_counts(probs, truth, b2, thresholds, c, t) for t in grid]
             thresholds[c] = grid[int(np.argmax(scores))]
     return thresholds
+
+
+def multi_label_validation(
+    probs: np.ndarray, targets: np.ndarray, beta: float = 2.0, start: float = 0.2
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-class thresholds tuned on the even-numbered validation items and scored on the odd ones (so the score is
+    not the one tuned), next to the flat `start` threshold and a baseline that gives every item the tags most
+    items have. Returns (thresholds, scores)."""
+    probs, targets = np.asarray(probs), np.asarray(targets)
+    tune = np.arange(len(probs)) % 2 == 0
+    held = ~tune
+    thresholds = search_thresholds(probs[tune], targets[tune], beta, start=start)
+    common = (targets[tune].mean(axis=0) > 0.5).astype(float)
+    return thresholds, {
+        "f_beta": fbeta_score(probs[held], targets[held], beta, thresholds),
+        "f_beta_at_start_threshold": fbeta_score(probs[held], targets[held], beta, start),
+        "f_beta_baseline": fbeta_score(np.tile(common, (int(held.sum()), 1)), targets[held], beta, 0.5),
+        "tuned_on": int(tune.sum()),
+        "scored_on": int(held.sum()),
+    }
+
+
+def single_label_validation(probs: np.ndarray, labels: np.ndarray, k: int = 3) -> dict[str, float]:
+    """Accuracy, top-`k` error and the accuracy of always answering the most common class (the baseline)."""
+    probs, labels = np.asarray(probs), np.asarray(labels).astype(int)
+    top_k = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return {
+        "accuracy": float((probs.argmax(1) == labels).mean()),
+        f"top_{k}_error": 1 - float((top_k == labels[:, None]).any(axis=1).mean()),
+        "baseline_accuracy": float(np.bincount(labels, minlength=probs.shape[1]).max() / len(labels)),
+    }
 
 
 def _fbeta_counts(probs, truth, b2, thresholds, c, t) -> float:

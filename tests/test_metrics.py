@@ -34,3 +34,28 @@ def test_thresholds_tuned_on_one_half_are_worse_on_the_other_than_where_tuned():
 
     assert fbeta_score(noisy[tune], TARGETS[tune], 2, thresholds) > fbeta_score(noisy[held], TARGETS[held], 2,
                                                                                thresholds)  # fmt: skip
+
+
+def test_single_label_validation_counts_accuracy_top_k_and_the_most_common_class():
+    from kaggle_kit.metrics import single_label_validation
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    labels = np.array([0, 0, 1, 1])  # the second is not in its top 2; the third is, second
+
+    scores = single_label_validation(probs, labels, k=2)
+
+    assert scores == {"accuracy": 0.5, "top_2_error": 0.25, "baseline_accuracy": 0.5}
+
+
+def test_multi_label_validation_scores_on_items_it_did_not_tune_on():
+    from kaggle_kit.metrics import fbeta_score, multi_label_validation
+
+    rng = np.random.default_rng(0)
+    targets = (rng.random((40, 3)) > 0.5).astype(float)
+    probs = np.clip(targets * 0.6 + rng.random((40, 3)) * 0.5, 0, 1)
+
+    thresholds, scores = multi_label_validation(probs, targets, beta=2, start=0.2)
+
+    assert (scores["tuned_on"], scores["scored_on"]) == (20, 20)
+    assert scores["f_beta"] == fbeta_score(probs[1::2], targets[1::2], 2, thresholds)
+    assert thresholds.shape == (3,)

@@ -53,7 +53,8 @@ LAYERS = [
     {"errors", "atomic"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status"},
     {"rle", "metrics", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks"}, {"predict.stream"},
-    {"train.state"}, {"train.checkpoint"}, {"train.resume"}, {"train.deadline", "train.guard", "train.weights"},
+    {"train.state"}, {"train.checkpoint"}, {"train.resume"},
+    {"train.deadline", "train.guard", "train.weights", "train.lr"},
     {"imaterialist"}, {"local.report"}, {"local.runplot"}, {"local.emulate"}, {"local.demo"}, {"push"}, {"cli"},
 ]  # fmt: skip
 WHOLE = ("imaterialist", "push")  # packages that count as one layer

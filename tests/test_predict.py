@@ -190,6 +190,21 @@ def test_resuming_with_another_shard_or_model_is_a_clear_error(learners, images,
         stream_predict(learners("multi"), images, sink, shard=(0, 2), kernel=kernel_here, progress=False)
 
 
+def test_restart_starts_a_run_of_another_model_over_with_that_models_predictions(learners, images, kernel_here):
+    sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
+    stream_predict(learners("single"), images[:12], sink, kernel=kernel_here, progress=False)
+    other = learners("multi")  # another model: the saved progress is not its own
+    with pytest.raises(ResumeMismatchError, match="restart=True"):
+        stream_predict(other, images, sink, kernel=kernel_here, progress=False)
+
+    summary = stream_predict(other, images, sink, kernel=kernel_here, progress=False, restart=True)
+
+    assert (summary.complete, summary.resumed_at, summary.done) == (True, 0, len(images))
+    alone = CsvSink("alone.csv", _label_rows, ["id", "label", "score"])
+    stream_predict(other, images, alone, kernel=kernel_here, progress=False)
+    assert (kernel_here.working_dir / "sub.csv").read_bytes() == (kernel_here.working_dir / "alone.csv").read_bytes()
+
+
 def test_a_run_out_of_time_commits_and_the_next_call_finishes_it(learners, images, tmp_path, fake_clock, monkeypatch):
     (tmp_path / "working").mkdir()
     monkeypatch.chdir(tmp_path / "working")

@@ -7,7 +7,9 @@ pixels take 288 KB per image.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from fastai.torch_core import TensorBase
 
 from kaggle_kit.rle import nearest_index, rle_decode
 
-__all__ = ["MultiLabelMask", "MaskCache", "resize_nearest", "instance_masks"]
+__all__ = ["MultiLabelMask", "MaskCache", "dataset_cache_dir", "resize_nearest", "instance_masks"]
 
 
 class MultiLabelMask(TensorBase):
@@ -28,6 +30,14 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D array by index sampling (pixel centres), any scale."""
     rows, cols = nearest_index(mask.shape[0], height), nearest_index(mask.shape[1], width)
     return mask[rows[:, None], cols[None, :]]
+
+
+def dataset_cache_dir(data: str | os.PathLike) -> Path:
+    """Where masks and crops of the competition data in `data` are cached: a temp folder (never an output) named
+    by the data's path and its train.csv's size and time, so another dataset never reads these files."""
+    train_csv = (Path(data) / "train.csv").stat()
+    key = f"{Path(data).resolve()}:{train_csv.st_size}:{train_csv.st_mtime_ns}"
+    return Path(tempfile.gettempdir()) / "kaggle-kit-imaterialist" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 class MaskCache:

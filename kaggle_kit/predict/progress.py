@@ -163,7 +163,7 @@ class ProgressManifest:
         if differ:
             raise ResumeMismatchError(
                 f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
-                f"or {delete}",
+                f"or restart=True to start over (or {delete})",
                 differ,
             )
         return manifest

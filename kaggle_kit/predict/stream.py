@@ -100,6 +100,7 @@ def stream_predict(
     monitor: MemoryMonitor | None = None,
     reserve_s: float = 60.0,
     progress: bool = True,
+    restart: bool = False,
 ) -> PredictSummary:
     """Predict `items` with `learn` and write them through `sink`, chunk by chunk; resume where a killed run stopped.
 
@@ -113,6 +114,8 @@ def stream_predict(
     `shard=(i, n)`: predict only items i, i+n, i+2n, ... (see ``sinks.merge_shards``); by default it comes from
     KAGGLE_KIT_SHARD="i/n", which a bundle pushed with ``kaggle-kit push --shards n`` sets.
     Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left.
+    `restart=True` throws away the sink's files and their manifest first (whatever run they belong to) and predicts
+    from the first item: for outputs that are cheap to redo, or when the model changed on purpose.
     Writes the sink's files and ``<sink file>.progress.json`` beside them; nothing else.
     """
     bs = int(bs or learn.dls.bs)
@@ -136,6 +139,12 @@ def stream_predict(
     with SinkLock(first):  # one writer per sink, for the whole call
         for path in [*sink.paths(), manifest_path]:
             remove_stale_temps(path)
+        if restart:  # under the lock: nobody else is writing these files
+            log.info("restart=True: starting %s over", first)
+            manifest_path.unlink(missing_ok=True)
+            for path in sink.paths():
+                if path.exists():
+                    os.truncate(path, 0)  # in place: the lock on the first file stays held
         manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
         resumed_at = manifest.done
         if manifest.complete:

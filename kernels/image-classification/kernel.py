@@ -63,7 +63,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
     CategoryBlock,
     ClassificationInterpretation,
@@ -83,8 +82,9 @@ from fastai.vision.all import (  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
-from kaggle_kit.metrics import fbeta_score, search_thresholds  # noqa: E402
+from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
 from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
+from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -128,15 +128,10 @@ block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
 metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi
            else [accuracy, partial(top_k_accuracy, k=min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
-weights = settings["weights"]
-if weights is not None and not Path(weights).exists():
-    weights = kernel.find_input(weights)  # the slug of an attached dataset
-build, pretrained = architecture(settings["arch"], weights)  # pretrained: body frozen, ImageNet Normalize
+build, pretrained = architecture(settings["arch"], kernel.input_or_path(settings["weights"]))  # frozen body if weights
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
-if settings["lr_find"]:
-    print(f"kernel: lr_find suggests lr={learn.lr_find(show_plot=False).valley:.2e} (settings lr={settings['lr']})")
-    if not any((learn.path / learn.model_dir).iterdir()):  # lr_find's emptied temp folder: not an output
-        (learn.path / learn.model_dir).rmdir()
+if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn):.2e} (settings lr={settings['lr']})")
 
 deadline = kk.Deadline(
     every=settings["checkpoint_every"],
@@ -160,19 +155,9 @@ if deadline.stopped:
 with learn.no_bar():
     probs, targets = (t.numpy() for t in learn.get_preds())
 vocab = list(learn.dls.vocab)
-tune = np.arange(len(probs)) % 2 == 0  # multi-label thresholds are tuned here, scored on the other half
-held = ~tune
-if multi:
-    beta = settings["beta"]
-    thresholds = search_thresholds(probs[tune], targets[tune], beta, start=settings["threshold"])
-    common = (targets[tune].mean(axis=0) > 0.5).astype(float)  # baseline: the tags most images have, everywhere
-    scores = {
-        "f_beta": fbeta_score(probs[held], targets[held], beta, thresholds),
-        "f_beta_at_start_threshold": fbeta_score(probs[held], targets[held], beta, settings["threshold"]),
-        "f_beta_baseline": fbeta_score(np.tile(common, (int(held.sum()), 1)), targets[held], beta, 0.5),
-        "tuned_on": int(tune.sum()),
-        "scored_on": int(held.sum()),
-    }
+if multi:  # thresholds tuned on one half of validation, scored on the other
+    thresholds, scores = multi_label_validation(probs, targets, settings["beta"], settings["threshold"])
+    held = np.arange(len(probs)) % 2 == 1
     predicted, truth = probs[held] >= thresholds, targets[held] > 0.5
     tp = (predicted & truth).sum(axis=0)
     precision, recall = tp / np.maximum(predicted.sum(axis=0), 1), tp / np.maximum(truth.sum(axis=0), 1)
@@ -186,14 +171,8 @@ if multi:
     fig.savefig("tag_precision_recall.png")
     plt.close(fig)
 else:
-    thresholds = None
-    k = min(settings["top_k"], len(vocab))
-    labels = targets.astype(int)
-    scores = {
-        "accuracy": float((probs.argmax(1) == labels).mean()),
-        f"top_{k}_error": 1 - float(top_k_accuracy(torch.from_numpy(probs), torch.from_numpy(labels), k=k)),
-        "baseline_accuracy": float(np.bincount(labels, minlength=len(vocab)).max() / len(labels)),  # most common
-    }
+    thresholds, labels = None, targets.astype(int)
+    scores = single_label_validation(probs, labels, min(settings["top_k"], len(vocab)))
     interp = ClassificationInterpretation.from_learner(learn)  # fastai's own pictures
     interp.plot_confusion_matrix(normalize=True, figsize=(4 + 0.3 * len(vocab),) * 2, dpi=90)
     plt.gcf().savefig("confusion_matrix.png")

@@ -9,14 +9,13 @@ or the same working dir) resumes at the exact batch. The same file runs locally 
 All settings live in SETTINGS; a JSON file named by KAGGLE_KIT_CONFIG overrides any of them.
 """
 
-import hashlib
 import json
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 import kaggle_kit as kk
+from kaggle_kit.config import non_empty_list, one_of, whole_at_least
 
 SETTINGS = {
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
@@ -61,23 +60,10 @@ SETTINGS = {
 }
 
 
-def _crop_complaint(value) -> str | None:
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    return None if value is None or (whole and value >= 32) else f"{value!r} must be null or a whole number >= 32 (px)"
-
-
-def _list_complaint(value) -> str | None:
-    return None if isinstance(value, list) and value else f"{value!r} must be a list of at least one value"
-
-
-def _decoder_complaint(value) -> str | None:
-    return None if value in ("fastai", "light") else f'{value!r} must be "fastai" or "light"'
-
-
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
-    settings = kk.load_settings(SETTINGS, checks={"train_crop": _crop_complaint, "decoder": _decoder_complaint,
-                                                   "sizes": _list_complaint, "epochs": _list_complaint,
-                                                   "lrs": _list_complaint})  # fmt: skip
+    settings = kk.load_settings(SETTINGS, checks={"train_crop": whole_at_least(32, "px"),
+                                                   "decoder": one_of("fastai", "light"), "sizes": non_empty_list,
+                                                   "epochs": non_empty_list, "lrs": non_empty_list})  # fmt: skip
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -88,10 +74,11 @@ from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
-from kaggle_kit.imaterialist.masks import instance_masks  # noqa: E402
+from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category, trivial_baseline  # noqa: E402
-from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, exclusive_categories  # noqa: E402
+from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing  # noqa: E402
 from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
+from kaggle_kit.imaterialist.rules import RULES_NAME, TunedRules, garment_categories, tune_rules  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     MultiLabelSegLoss,
     positive_weights,
@@ -101,10 +88,9 @@ from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
 )
 from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
-from kaggle_kit.imaterialist.tuning import RuleSearch  # noqa: E402
 from kaggle_kit.predict.identity import model_digest  # noqa: E402
-from kaggle_kit.predict.stream import progress_path  # noqa: E402
 from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
+from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
@@ -116,9 +102,7 @@ try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["competition"])
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
-train_csv = (data / "train.csv").stat()
-dataset_key = hashlib.sha1(f"{data.resolve()}:{train_csv.st_size}:{train_csv.st_mtime_ns}".encode()).hexdigest()[:12]
-cache = Path(tempfile.gettempdir()) / "kaggle-kit-imaterialist" / dataset_key  # masks and crops: not outputs
+cache = dataset_cache_dir(data)  # masks and crops: not outputs
 set_seed(settings["seed"])
 
 # --- read and validate everything before any long work -------------------------------------------------------------
@@ -141,11 +125,6 @@ def deadline(name: str) -> kk.Deadline:
 
 
 # --- stage 1: segmentation, progressive resizing ---------------------------------------------------------------------
-def attached(value: str | None) -> Path | None:
-    """A weights setting: a path, or the slug of an attached dataset."""
-    return None if value is None else Path(value) if Path(value).exists() else kernel.find_input(value)
-
-
 def dls_at(size: int):
     return stage1_dataloaders(
         data / "train",
@@ -172,16 +151,14 @@ learn = stage1_learner(
     dls_at(settings["sizes"][0]),
     len(category_ids),
     settings["encoder"],
-    attached(settings["weights"]),
+    kernel.input_or_path(settings["weights"]),
     loss=loss,
     cut=settings["encoder_cut"],
     last_cross=settings["last_cross"],
     decoder=settings["decoder"],
 )
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
-    print(f"kernel: lr_find suggests lr={learn.lr_find(show_plot=False).valley:.2e} (lrs {settings['lrs']})")
-    if not any((learn.path / learn.model_dir).iterdir()):  # lr_find's emptied temp folder: not an output
-        (learn.path / learn.model_dir).rmdir()
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn):.2e} (lrs {settings['lrs']})")
 stage1 = deadline("stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 pretrained = settings["weights"] is not None  # then fastai froze the encoder: train the decoder first
@@ -216,7 +193,7 @@ learn2 = stage2_learner(
     settings["crop_size"],
     settings["stage2_bs"],
     settings["stage2_encoder"],
-    attached(settings["stage2_weights"]),
+    kernel.input_or_path(settings["stage2_weights"]),
     seed=settings["seed"],
     valid_images=[Path(p).name for p in learn.dls.valid.items],  # never trained on what validation scores
 )
@@ -240,69 +217,32 @@ tta = "hflip" if settings["flip_tta"] else None
 
 
 # --- post-processing tuned to the metric on half of the validation images; scored on the other half ---------------
-def counted(ids: list[str], *searches: RuleSearch) -> None:
-    size = settings["sizes"][-1]
-    by_image = dict(list(train[train["ImageId"].isin(ids)].groupby("ImageId")))
+def observe(ids: list[str]):
+    """(probabilities, true instances) at the model's size for each validation image `ids` names."""
+    size, by_image = settings["sizes"][-1], dict(list(train[train["ImageId"].isin(ids)].groupby("ImageId")))
     for path, prob in predict_probabilities(learn, [data / "train" / i for i in ids], flip=bool(tta)):
-        truth = instance_masks(by_image[path.name], size, size)
-        for search in searches:
-            search.add(prob, truth)
+        yield prob, instance_masks(by_image[path.name], size, size)
 
 
 valid_ids = [Path(p).name for p in learn.dls.valid.items]
 tune_ids, report_ids = valid_ids[::2][: settings["max_tune_images"]], valid_ids[1::2][: settings["max_tune_images"]]
 default_rule = CategoryRule(settings["threshold"], settings["min_area"])
-untuned_post = PostProcessing(category_ids, default_rule)
-tuned_file = working / "imaterialist-postprocessing.json"  # saved with the model: a resumed run reuses it
-model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area]}
-
-
-def saved_rules() -> tuple[PostProcessing, PostProcessing] | None:
-    """(held-out rules, submission rules) saved with this model; None without a file, for another model, or for a
-    file cut or edited by hand (the rules are then tuned again: seconds)."""
-    try:
-        saved = json.loads(tuned_file.read_text())
-        if saved["key"] != model_key:
-            return None
-        final = saved.get("final_rules", saved["rules"])  # older files: one set of rules
-        return PostProcessing.from_dict(saved["rules"]), PostProcessing.from_dict(final)
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        print(f"kernel: {tuned_file.name} is unreadable ({type(exc).__name__}); tuning the post-processing again")
-        return None
-
-
-tuned_search = None
-if (rules := saved_rules()) is not None:
-    post, final = rules
-elif settings["tune_postprocessing"] and tune_ids:
-    sample = train[train["ImageId"].isin(image_ids[:300])]  # which categories never share pixels (garments)
-    garments = exclusive_categories(
-        {c: np.any(m, axis=0) for c, m in instance_masks(objects, 64, 64).items()}
-        for _i, objects in sample.groupby("ImageId")
+model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area],
+             "tune": settings["tune_postprocessing"]}  # fmt: skip
+rules = TunedRules.load(working / RULES_NAME, model_key)  # saved with the model: a resumed run reuses it
+if rules is None:
+    rules = tune_rules(
+        observe,
+        tune_ids,
+        report_ids,
+        category_ids,
+        default_rule,
+        garment_categories(train, image_ids[:300]),
+        model_key,
+        settings["tune_postprocessing"],
     )
-    searches = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=garments)]
-    counted(tune_ids, *searches)
-    results = [search.best() for search in searches]
-    chosen = max(range(len(searches)), key=lambda k: results[k][1]["score_tuned"])
-    (post, tuning), tuned_search = results[chosen], searches[chosen]
-    print(
-        f"kernel: post-processing tuned on {len(tune_ids)} validation images (model size): metric "
-        f"{tuning['score_default']:.4f} -> {results[0][1]['score_tuned']:.4f} (categories independent), "
-        f"{results[1][1]['score_tuned']:.4f} (exclusive: {garments})"
-    )
-else:
-    post = final = untuned_post
-held_out = [RuleSearch(category_ids, default_rule), RuleSearch(category_ids, default_rule, exclusive=post.exclusive)]
-counted(report_ids, *held_out)  # model size: untuned vs tuned on images the tuning did not see
-if tuned_search is not None:  # the submission's rules: chosen again on all validation images (counts already made)
-    final = tuned_search.merged(held_out[1]).best()[0] if report_ids else post
-    atomic_write_json(tuned_file, {"key": model_key, "rules": post.as_dict(), "final_rules": final.as_dict()})
-postprocessing = {"tuned_on": len(tune_ids), "scored_on": len(report_ids),
-                  "untuned_model_size": held_out[0].evaluate(untuned_post)["score"] if report_ids else None,
-                  "tuned_model_size": held_out[1].evaluate(post)["score"] if report_ids else None,
-                  "rules": post.as_dict(), "submission_rules": final.as_dict()}  # fmt: skip
+    rules.commit(working / RULES_NAME)
+post, final, untuned_post = rules.held_out, rules.submission, PostProcessing(category_ids, default_rule)
 
 
 def submission_rows(rules: PostProcessing) -> SubmissionRows:
@@ -319,9 +259,7 @@ def submission_rows(rules: PostProcessing) -> SubmissionRows:
 # --- the local metric on the held-out validation images (both modes) against a trivial baseline ---------------------
 valid_files = [data / "train" / i for i in report_ids]
 valid_sink = kk.CsvSink(cache / "validation_predictions.csv", submission_rows(post), COLUMNS)  # held out
-for stale in (valid_sink.path, progress_path(valid_sink)):  # cheap to redo; the model may be new
-    stale.unlink(missing_ok=True)
-kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False)
+kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False, restart=True)  # cheap; the model may be new
 truth = train[train["ImageId"].isin(report_ids)]
 predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
 baseline = trivial_baseline(truth, most_common)
@@ -337,7 +275,7 @@ overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], pre
 summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", submission_rows(final), COLUMNS), tta=tta)
 report = {
     "scores": scores,
-    "postprocessing": postprocessing,
+    "postprocessing": rules.report,
     "categories": categories,
     "overlays": overlays,
     "prediction": summary.as_dict(),
