@@ -152,9 +152,11 @@ def stream_predict(
             return PredictSummary(items=len(positions), predicted=0, done=manifest.done, complete=True, chunks=0,
                                   chunk_sizes=[], peak_memory_bytes=0, seconds=0.0, files=files,
                                   skipped=manifest.skipped, resumed_at=resumed_at)  # fmt: skip
-        chunk_sizes, writer = _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size,
-                                              decode, act, flips, num_workers, memory_fraction, max_chunk_bytes,
-                                              commit_every_s, kernel, monitor, reserve_s, progress)  # fmt: skip
+        chunk_sizes, writer = _predict_chunks(_ChunkRun(
+            learn=learn, items=items, positions=positions, sink=sink, manifest=manifest, manifest_path=manifest_path,
+            bs=bs, chunk_size=chunk_size, decode=decode, act=act, flips=flips, num_workers=num_workers,
+            memory_fraction=memory_fraction, max_chunk_bytes=max_chunk_bytes, commit_every_s=commit_every_s,
+            kernel=kernel, monitor=monitor, reserve_s=reserve_s, progress=progress))  # fmt: skip
     if manifest.skipped:
         log.warning(
             "%d item(s) could not be read and got placeholder predictions: %s",
@@ -194,37 +196,62 @@ def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerp
     return manifest or ProgressManifest(fingerprint, total)
 
 
-def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, chunk_size, decode, act, flips,
-                    num_workers, memory_fraction, max_chunk_bytes, commit_every_s, kernel, monitor, reserve_s,
-                    progress) -> tuple[list[int], ChunkWriter]:  # fmt: skip
+@dataclass
+class _ChunkRun:
+    """One stream_predict call as the chunk loop sees it: what to predict, where it goes, and the limits it keeps."""
+
+    learn: Learner
+    items: Any
+    positions: np.ndarray  # the item positions this call predicts (its shard), in order
+    sink: Sink
+    manifest: ProgressManifest
+    manifest_path: Path
+    bs: int
+    chunk_size: int | None
+    decode: bool
+    act: Callable | None
+    flips: list[str]
+    num_workers: int | None
+    memory_fraction: float
+    max_chunk_bytes: int
+    commit_every_s: float
+    kernel: Kernel
+    monitor: MemoryMonitor
+    reserve_s: float
+    progress: bool
+
+
+def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     """The chunk loop: predict a chunk while the previous one is written; return the chunks' sizes and the writer."""
-    planner = ChunkPlanner(bs, monitor, chunk_size, memory_fraction, max_chunk_bytes, commit_every_s)
-    activation = act or getattr(learn.loss_func, "activation", _identity)
-    finish = _finishing(getattr(learn.loss_func, "decodes", _identity) if decode else None, sink)
-    bar = progress_bar(range(len(positions)), leave=False) if progress else None
+    planner = ChunkPlanner(
+        run.bs, run.monitor, run.chunk_size, run.memory_fraction, run.max_chunk_bytes, run.commit_every_s
+    )
+    activation = run.act or getattr(run.learn.loss_func, "activation", _identity)
+    finish = _finishing(getattr(run.learn.loss_func, "decodes", _identity) if run.decode else None, run.sink)
+    bar = progress_bar(range(len(run.positions)), leave=False) if run.progress else None
     show = bar.update if bar else _identity
     show(0)
-    if manifest.done:
-        show(manifest.done)
-    sink.open(len(positions), manifest.sink_state)
-    writer = ChunkWriter(sink, manifest, manifest_path)
+    if run.manifest.done:
+        show(run.manifest.done)
+    run.sink.open(len(run.positions), run.manifest.sink_state)
+    writer = ChunkWriter(run.sink, run.manifest, run.manifest_path)
     chunk_sizes: list[int] = []
-    monitor.usage_bytes()
-    start = manifest.done
+    run.monitor.usage_bytes()
+    start = run.manifest.done
     try:
-        while start < len(positions):
-            size = min(planner.next_size(), len(positions) - start)
-            if chunk_sizes and kernel.remaining_s() < reserve_s + planner.seconds_per_item * size:
-                log.warning("stopping predictions at %d of %d items: %.0fs left in the kernel", start, len(positions),
-                            kernel.remaining_s())  # fmt: skip
+        while start < len(run.positions):
+            size = min(planner.next_size(), len(run.positions) - start)
+            if chunk_sizes and run.kernel.remaining_s() < run.reserve_s + planner.seconds_per_item * size:
+                log.warning("stopping predictions at %d of %d items: %.0fs left in the kernel", start,
+                            len(run.positions), run.kernel.remaining_s())  # fmt: skip
                 break
-            index = positions[start : start + size]
-            chunk_start, base = time.monotonic(), monitor.usage_bytes()
-            chunk_items = _take(items, index)
-            preds, ok, skipped = _predict_chunk(learn, chunk_items, bs, num_workers, activation, finish, flips,
-                                                monitor, lambda k, s=start: show(s + k))  # fmt: skip
+            index = run.positions[start : start + size]
+            chunk_start, base = time.monotonic(), run.monitor.usage_bytes()
+            chunk_items = _take(run.items, index)
+            preds, ok, skipped = _predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation, finish,
+                                                run.flips, run.monitor, lambda k, s=start: show(s + k))  # fmt: skip
             writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
-            peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
+            peak = run.monitor.peak_bytes(time.monotonic() - chunk_start + 1)
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))
             start += len(index)
@@ -232,9 +259,9 @@ def _predict_chunks(learn, items, positions, sink, manifest, manifest_path, bs, 
         writer.wait()
     finally:
         writer.wait(raise_errors=False)
-        sink.close()
-    if manifest.complete:
-        show(len(positions))
+        run.sink.close()
+    if run.manifest.complete:
+        show(len(run.positions))
     return chunk_sizes, writer
 
 
