@@ -335,7 +335,9 @@ def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel
     with zipfile.ZipFile(planted_dir / f"kaggle-kit-{sha}.zip", "w") as zf:
         zf.writestr("kaggle_kit/__init__.py", "raise SystemExit('planted code ran')\n")
 
-    run = run_kernel(out / "kernel.py", env={"TMPDIR": str(planted_dir)}, python_args=["-S"])
+    run = run_kernel(
+        out / "kernel.py", env={"TMPDIR": str(planted_dir), **_site_packages_only_env()}, python_args=["-S"]
+    )
 
     assert run.report.ok, run.explain()
     assert "planted code ran" not in run.stdout + run.stderr
