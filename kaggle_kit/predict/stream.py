@@ -20,16 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
-from torch import nn
 
 from kaggle_kit.atomic import remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
+from kaggle_kit.predict.batches import FLIPS, chunk_finisher, identity, predict_chunk, take
 from kaggle_kit.predict.chunks import ChunkPlanner, ChunkWriter
 from kaggle_kit.predict.identity import callable_identity, items_digest, model_digest
 from kaggle_kit.predict.progress import (
@@ -45,8 +44,6 @@ from kaggle_kit.predict.sinks import Sink
 __all__ = ["stream_predict", "PredictSummary", "progress_path", "is_placeholder"]
 
 log = logging.getLogger(__name__)
-
-_FLIPS = {"hflip": (-1,), "vflip": (-2,)}
 
 
 @dataclass
@@ -226,10 +223,10 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     planner = ChunkPlanner(
         run.bs, run.monitor, run.chunk_size, run.memory_fraction, run.max_chunk_bytes, run.commit_every_s
     )
-    activation = run.act or getattr(run.learn.loss_func, "activation", _identity)
-    finish = _finishing(getattr(run.learn.loss_func, "decodes", _identity) if run.decode else None, run.sink)
+    activation = run.act or getattr(run.learn.loss_func, "activation", identity)
+    finish = chunk_finisher(getattr(run.learn.loss_func, "decodes", identity) if run.decode else None, run.sink)
     bar = progress_bar(range(len(run.positions)), leave=False) if run.progress else None
-    show = bar.update if bar else _identity
+    show = bar.update if bar else identity
     show(0)
     if run.manifest.done:
         show(run.manifest.done)
@@ -247,8 +244,8 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
                 break
             index = run.positions[start : start + size]
             chunk_start, base = time.monotonic(), run.monitor.usage_bytes()
-            chunk_items = _take(run.items, index)
-            preds, ok, skipped = _predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation, finish,
+            chunk_items = take(run.items, index)
+            preds, ok, skipped = predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation, finish,
                                                 run.flips, run.monitor, lambda k, s=start: show(s + k))  # fmt: skip
             writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
             peak = run.monitor.peak_bytes(time.monotonic() - chunk_start + 1)
@@ -263,119 +260,6 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     if run.manifest.complete:
         show(len(run.positions))
     return chunk_sizes, writer
-
-
-class _Collect(Callback):
-    """Activates (and finishes: decodes, casts) each batch's predictions as they leave the model, hands them on."""
-
-    order = 100  # after every callback that touches pred (MixedPrecision casts it back to float32)
-
-    def __init__(self, act: Callable, finish: Callable, on_batch: Callable[[np.ndarray], None], monitor: MemoryMonitor):
-        self.act, self.finish, self.on_batch, self.monitor = act, finish, on_batch, monitor
-
-    def after_batch(self) -> None:
-        pred = self.finish(self.act(self.learn.pred))
-        self.on_batch(pred.detach().cpu().numpy())
-        self.monitor.usage_bytes()  # per-batch sample: the chunk's peak, DataLoader workers included
-
-
-class _Flipped(nn.Module):
-    """The model's activated output averaged over the plain and flipped inputs (flipped back when spatial)."""
-
-    def __init__(self, model: nn.Module, act: Callable, flips: list[str]):
-        super().__init__()
-        self.model, self.act, self.flips = model, act, flips
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.model(x)).float()
-        for name in self.flips:
-            dims = _FLIPS[name]
-            pred = self.act(self.model(x.flip(dims))).float()
-            if pred.ndim == x.ndim and pred.shape[-2:] == x.shape[-2:]:
-                pred = pred.flip(dims)  # a mask: put its pixels back where they came from
-            out = out + pred
-        return out / (1 + len(self.flips))
-
-
-def _predict_chunk(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
-    """Predictions for one chunk: (array, ok mask, {position in chunk: reason} for unreadable items)."""
-    try:
-        return (*_predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress), {})
-    except Exception as exc:
-        bad = _unreadable(learn, chunk_items)
-        if not bad:
-            raise
-        log.warning("chunk failed (%s); %d unreadable item(s) get placeholders", exc, len(bad))
-    keep = [i for i in range(len(chunk_items)) if i not in bad]
-    if keep:
-        good, _ = _predict_readable(
-            learn, _take(chunk_items, keep), bs, num_workers, act, finish, flips, monitor, on_progress
-        )
-        preds = np.empty((len(chunk_items), *good.shape[1:]), dtype=good.dtype)
-        preds[keep] = good
-    else:
-        preds = np.empty((len(chunk_items), 1), dtype=np.float32)
-    ok = np.ones(len(chunk_items), dtype=bool)
-    ok[list(bad)] = False
-    preds[~ok] = _placeholder(preds.dtype)
-    return preds, ok, bad
-
-
-def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
-    dl = learn.dls.test_dl(chunk_items, bs=bs, **({} if num_workers is None else {"num_workers": num_workers}))
-    buffer: list[np.ndarray | None] = [None]
-    filled = [0]
-
-    def on_batch(batch: np.ndarray) -> None:
-        if buffer[0] is None:  # one allocation per chunk, sized from the first batch: no concatenation copies
-            buffer[0] = np.empty((len(chunk_items), *batch.shape[1:]), dtype=batch.dtype)
-        buffer[0][filled[0] : filled[0] + len(batch)] = batch
-        filled[0] += len(batch)
-        on_progress(filled[0])
-
-    model = learn.model
-    if flips:
-        learn.model, act = _Flipped(model, act, flips), _identity
-    try:
-        with learn.no_bar():
-            learn.get_preds(dl=dl, with_preds=False, with_targs=False, cbs=[_Collect(act, finish, on_batch, monitor)])
-    finally:
-        learn.model = model
-    if filled[0] != len(chunk_items):
-        raise KaggleKitError(f"the model gave {filled[0]} predictions for {len(chunk_items)} items", filled[0])
-    return buffer[0], np.ones(len(chunk_items), dtype=bool)
-
-
-def _finishing(decodes: Callable | None, sink: Sink) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What happens to activated predictions before they leave the device: `decodes`, then the sink's float type
-    (an ``ArraySink(dtype="float16")``): converted by torch on the device, half the bytes copied and buffered."""
-    requested = getattr(sink, "requested_dtype", None)
-    store = torch.from_numpy(np.empty(0, requested)).dtype if requested is not None and requested.kind == "f" else None
-
-    def finish(pred: torch.Tensor) -> torch.Tensor:
-        if decodes is not None:
-            pred = decodes(pred)
-        return pred.to(store) if store is not None and pred.is_floating_point() else pred
-
-    return finish
-
-
-def _unreadable(learn, chunk_items) -> dict[int, str]:
-    """Items of the chunk that the test DataLoader cannot turn into a sample, with the reason."""
-    dl = learn.dls.test_dl(chunk_items, num_workers=0)
-    bad = {}
-    for i in range(len(chunk_items)):
-        try:
-            dl.do_item(i)
-        except Exception as exc:  # any failure to read one item is that item's problem, not the run's
-            bad[i] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    return bad
-
-
-def _placeholder(dtype: np.dtype):
-    if np.issubdtype(dtype, np.floating):
-        return np.nan
-    return -1 if np.issubdtype(dtype, np.signedinteger) else np.iinfo(dtype).max
 
 
 def _check_args(n_total, bs, chunk_size, shard, memory_fraction) -> tuple[int, int]:
@@ -401,20 +285,7 @@ def _shard_from_env(raw: str) -> tuple[int, int]:
 
 def _tta_flips(tta) -> list[str]:
     flips = [] if not tta else [tta] if isinstance(tta, str) else list(tta)
-    unknown = [f for f in flips if f not in _FLIPS]
+    unknown = [f for f in flips if f not in FLIPS]
     if unknown:
         raise KaggleKitError(f"tta={tta!r}: unknown augmentation {unknown[0]!r}; use 'hflip' and/or 'vflip'", tta)
     return flips
-
-
-def _take(items, index):
-    """The items at positions `index`: always by position, never by a Series' or DataFrame's labels."""
-    if isinstance(items, pd.DataFrame):
-        return items.iloc[list(index)]
-    if isinstance(items, pd.Series):
-        return items.iloc[list(index)].tolist()
-    return [items[int(i)] for i in index]
-
-
-def _identity(x):
-    return x
