@@ -10,13 +10,16 @@ import importlib
 from typing import Any
 
 from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, OutputLimitError, ResumeMismatchError
-from kaggle_kit.kernel import Kernel
+from kaggle_kit.kernel import Kernel, in_kernel, show_kit_logs
 from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
 from kaggle_kit.rle import rle_decode, rle_encode, rle_encode_resized
 
 __version__ = "0.1.0"
+
+if in_kernel():  # a kernel's log is all its user sees: the kit's INFO lines belong there without any set-up
+    show_kit_logs()
 
 # public name -> module that defines it; loaded lazily because these modules import torch/fastai
 _LAZY = {

@@ -266,8 +266,8 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
         return 1
     last = out.runs[-1]
     print(f"submission:    {out.submission} ({out.submitted_images} of {out.test_images} test images)")
-    for mode, (model, baseline) in out.scores.items():
-        print(f"score ({mode}): {model:.4f} (trivial baseline {baseline:.4f})")
+    for reading, (model, baseline) in out.scores.items():  # "category/class": the per-class average (docs)
+        print(f"score ({reading}):{' ' * (15 - len(reading))}{model:.4f} (trivial baseline {baseline:.4f})")
     print(f"peak memory:   {format_size(max(r.peak_memory_bytes for r in out.runs))} of {memory}")
     print(f"time used:     {sum(r.elapsed_s for r in out.runs):.1f}s in {len(out.runs)} runs")
     print(f"output files:  {last.output_files} of {last.limits.max_files}")

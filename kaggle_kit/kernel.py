@@ -17,7 +17,7 @@ import psutil
 from kaggle_kit.errors import KernelLayoutError, LimitsError
 from kaggle_kit.limits import KernelLimits
 
-__all__ = ["Kernel", "KAGGLE_ROOT"]
+__all__ = ["Kernel", "KAGGLE_ROOT", "in_kernel", "show_kit_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,35 @@ KAGGLE_ROOT = Path("/kaggle")
 # /kaggle/input/<slug> (old) and /kaggle/input/<kind>/[<owner>/]<slug> (current, since 2024)
 _OWNED_KINDS = ("datasets", "notebooks", "models")
 _UNOWNED_KINDS = ("competitions",)
+
+
+def in_kernel(environ: Mapping[str, str] | None = None) -> bool:
+    """True inside a Kaggle kernel (KAGGLE_KERNEL_RUN_TYPE) or a kernel run by ``run_local`` (KAGGLE_KIT_ROOT)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("KAGGLE_KERNEL_RUN_TYPE") or env.get("KAGGLE_KIT_ROOT"))
+
+
+class _KernelLogHandler(logging.StreamHandler):
+    """Prints the kit's records to stderr until the script configures logging itself (``logging.basicConfig``):
+    from then on the root's handlers show them, so nothing is printed twice."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+def show_kit_logs() -> None:
+    """Make the kit's INFO lines (resuming at ..., stopping N s before the cutoff, predictions complete) visible in
+    a kernel's log without any logging set-up; ``import kaggle_kit`` calls it inside a kernel. Quiet them with
+    ``logging.getLogger("kaggle_kit").setLevel(logging.WARNING)``."""
+    kit = logging.getLogger("kaggle_kit")
+    if any(isinstance(h, _KernelLogHandler) for h in kit.handlers):
+        return
+    if kit.level == logging.NOTSET:
+        kit.setLevel(logging.INFO)
+    handler = _KernelLogHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    kit.addHandler(handler)
 
 
 @dataclass

@@ -9,6 +9,7 @@ its fits are complete; the kernel script calls ``mark_done()`` when everything, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,8 @@ __all__ = [
     "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "DONE", "NEEDS_RESUME",
     "TRAINED",
 ]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 STATUS_NAME = "kaggle-kit-status.json"
 DONE, NEEDS_RESUME, TRAINED = "done", "needs-resume", "trained"
@@ -125,9 +128,13 @@ def read_status(directory: str | os.PathLike) -> dict[str, Any] | None:
     return None if status is None else status.as_dict()
 
 
-def mark_done(working_dir: str | os.PathLike | None = None, **info: Any) -> Path:
+def mark_done(working_dir: str | os.PathLike | None = None, *, allow_unfinished: bool = False, **info: Any) -> Path:
     """Declare the kernel's job finished (default: the current kernel's working dir), keeping what the status
-    already says (the training position) and adding `info`."""
+    already says (the training position) and adding `info`.
+
+    When the status says needs-resume (a ``Deadline`` stopped training to be resumed), the job is not done: the
+    status stays as it is, so the next run (or ``chain``) resumes, and a warning says so. `allow_unfinished=True`
+    marks it done all the same."""
     if working_dir is None:
         from kaggle_kit.kernel import Kernel
 
@@ -136,6 +143,10 @@ def mark_done(working_dir: str | os.PathLike | None = None, **info: Any) -> Path
         previous = KernelStatus.load(working_dir)
     except StatusError:
         previous = None  # a damaged status says nothing worth keeping; the job is done all the same
+    if previous is not None and previous.status == NEEDS_RESUME and not allow_unfinished:
+        log.warning("mark_done: training stopped at %s to be resumed; the status stays %s (run the kernel again)",
+                    previous.where(), NEEDS_RESUME)  # fmt: skip
+        return Path(working_dir) / STATUS_NAME
     kept = {} if previous is None else {k: v for k, v in previous.as_dict().items()
                                         if k not in ("status", "updated_at", "format")}  # fmt: skip
     return write_status(working_dir, DONE, **{**kept, **info})

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.imaterialist.data import DataError, format_class_id, parse_class_id, read_labels, read_train_csv
-from kaggle_kit.imaterialist.metric import score_submission
+from kaggle_kit.imaterialist.metric import score_readings, score_submission
 from kaggle_kit.imaterialist.submission import SubmissionRows
 from kaggle_kit.imaterialist.synth import CATEGORY_NAMES, SOLUTION_NAME, make_dataset
 from kaggle_kit.rle import rle_decode, rle_encode
@@ -181,6 +182,44 @@ def test_a_missing_image_scores_zero_and_extra_predictions_cost():
 
     assert score_submission(truth.iloc[0:0], truth) == 0.0
     assert score_submission(extra, truth) == pytest.approx(0.5)  # TP 1, FP 1
+
+
+def _three_shirts_and(extra):
+    """Truth: three shirts (category 1) predicted perfectly; `extra` = ("truth" | "pred", class, mask) adds one more
+    object of another category to one side only."""
+    shirts = [("1", _box(30, 30, 0, 10 * i, 5, 10 * i + 5)) for i in range(3)]
+    side, class_id, mask = extra
+    truth = _solution(shirts + ([(class_id, mask)] if side == "truth" else []))
+    pred = _solution(shirts + ([(class_id, mask)] if side == "pred" else []))[["ImageId", "EncodedPixels", "ClassId"]]
+    return pred, truth
+
+
+@pytest.mark.parametrize("side", ["truth", "pred"])  # a missed category; a predicted category absent from the truth
+def test_the_class_average_scores_each_category_alone(side):
+    pred, truth = _three_shirts_and((side, "31", _box(30, 30, 20, 20, 30, 30)))
+
+    assert score_submission(pred, truth, "category", average="image") == pytest.approx(0.75)  # TP 3 of 4 objects
+    assert score_submission(pred, truth, "category", average="class") == pytest.approx(0.5)  # shirts 1, the other 0
+
+
+def test_the_averages_agree_when_each_image_has_one_category_and_readings_match_single_scores():
+    truth = _solution([("8", _box(10, 10, 0, 0, 10, 10))])
+    pred = truth.assign(EncodedPixels=rle_encode(_box(10, 10, 0, 0, 7, 10)), ClassId="8_1")  # IoU 0.7, attribute off
+    pred, truth = pred[["ImageId", "EncodedPixels", "ClassId"]], truth
+
+    readings = score_readings(pred, truth)
+    assert readings == {"category": pytest.approx(0.4), "full": 0.0, "category/class": pytest.approx(0.4),
+                        "full/class": 0.0}  # fmt: skip
+    mixed_pred, mixed_truth = _three_shirts_and(("truth", "31_2", _box(30, 30, 20, 20, 30, 30)))
+    for key, value in score_readings(mixed_pred, mixed_truth).items():
+        mode, _, average = key.partition("/")
+        assert value == pytest.approx(score_submission(mixed_pred, mixed_truth, mode, average or "image")), key
+
+
+def test_an_unknown_average_is_a_usage_error():
+    truth = _solution([("8", _box(10, 10, 0, 0, 10, 10))])
+    with pytest.raises(UsageError, match="average='pixel'"):
+        score_submission(truth, truth, average="pixel")
 
 
 def test_submission_rows_find_instances_at_the_original_size(tmp_path):

@@ -59,3 +59,20 @@ def test_multi_label_validation_scores_on_items_it_did_not_tune_on():
     assert (scores["tuned_on"], scores["scored_on"]) == (20, 20)
     assert scores["f_beta"] == fbeta_score(probs[1::2], targets[1::2], 2, thresholds)
     assert thresholds.shape == (3,)
+
+
+def test_a_flat_best_stretch_gives_its_middle_not_its_lowest_value():
+    from kaggle_kit.metrics import middle_of_best
+
+    targets = np.array([[1, 1], [0, 1], [1, 0], [0, 0]] * 10, dtype=float)
+    probs = np.where(targets > 0.5, 0.9, 0.1)  # every threshold in (0.1, 0.9] separates both classes perfectly
+    probs[:, 1] = np.where(targets[:, 1] > 0.5, 0.7, 0.3)  # class 1: perfect on (0.3, 0.7]
+
+    thresholds = search_thresholds(probs, targets, beta=2)
+
+    assert thresholds[0] == pytest.approx(0.5, abs=0.03)  # about 0.12 .. 0.88 on the 0.02 grid; argmax gives 0.12
+    assert thresholds[1] == pytest.approx(0.5, abs=0.03)  # about 0.32 .. 0.70
+    assert fbeta_score(probs, targets, 2, thresholds) == fbeta_score(probs, targets, 2, 0.5)  # the best there is
+    grid = np.arange(5) / 10
+    assert middle_of_best(grid, np.array([0.1, 0.9, 0.5, 0.9, 0.9])) == 0.3  # the longer stretch: 0.3, 0.4
+    assert middle_of_best(grid, np.array([0.9, 0.1, 0.5, 0.2, 0.1])) == 0.0

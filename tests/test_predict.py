@@ -520,3 +520,27 @@ def test_what_to_rows_returns_is_written_by_column_or_refused_naming_it(to_rows,
         return
     with pytest.raises(KaggleKitError, match=expected):
         stream_predict(learners("single"), images[:8], sink, kernel=kernel_here, progress=False)
+
+
+def test_a_kernel_whose_training_stopped_to_resume_predicts_nothing_unless_told(learners, images, kernel_here):
+    from kaggle_kit.status import write_status
+
+    learn = learners("single")
+    write_status(kernel_here.working_dir, "needs-resume", stage=0, epoch=1, iteration=7)  # what a stopped Deadline says
+    path = kernel_here.working_dir / "submission.csv"
+
+    refused = stream_predict(learn, images, CsvSink(path, _label_rows, ["id", "label", "p"]), kernel=kernel_here,
+                             progress=False)  # fmt: skip
+
+    assert refused.refused.startswith("training stopped at stage/epoch/batch 0/1/7 to be resumed")
+    assert (refused.done, refused.complete, refused.files) == (0, False, [])
+    assert _files(kernel_here.working_dir) == ["kaggle-kit-status.json"]  # nothing written, not even a manifest
+
+    told = stream_predict(learn, images, CsvSink(path, _label_rows, ["id", "label", "p"]), kernel=kernel_here,
+                          progress=False, allow_unfinished=True)  # fmt: skip
+    assert told.complete
+    assert told.refused is None
+    write_status(kernel_here.working_dir, "trained", stage=0, epoch=1, iteration=9)  # the rerun finished training
+    again = stream_predict(learn, images, CsvSink(path, _label_rows, ["id", "label", "p"]), kernel=kernel_here,
+                           progress=False)  # fmt: skip
+    assert (again.refused, again.complete) == (None, True)

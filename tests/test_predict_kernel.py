@@ -145,3 +145,64 @@ def test_the_next_kernel_continues_from_the_previous_kernels_output_byte_identic
     assert (Path(second.report.working_dir) / "submission.csv").read_bytes() == (
         Path(clean.report.working_dir) / "submission.csv"
     ).read_bytes()
+
+
+TWO_LINES = """
+import os, sys
+from pathlib import Path
+
+sys.path.insert(0, {tests!r})
+from conftest import make_learner
+
+import kaggle_kit as kk
+
+images = sorted(kk.Kernel.current().find_input("images").glob("*.png"))
+learn = make_learner("tiny", images)
+
+
+def to_rows(items, preds):
+    return [(p.stem, int(x.argmax())) for p, x in zip(items, preds)]
+
+
+# the README's two lines as a hurried user writes them: no `if deadline.finished`
+learn.fit_one_cycle(2, 1e-2, cbs=kk.Deadline(every=30, reserve=float(os.environ["RESERVE_MIN"])))
+kk.stream_predict(learn, images, kk.CsvSink("submission.csv", to_rows, ["id", "label"]), progress=False)
+kk.mark_done()
+"""
+
+
+def test_the_two_lines_unguarded_write_nothing_after_a_stop_then_finish_on_the_rerun(tmp_path):
+    """A Deadline that stops (the first kernel's reserve is longer than its time) leaves no submission and the status
+    needs-resume; run-local's verdict line says so; the kit's INFO lines show without logging set-up; the rerun
+    resumes, predicts every image once and is done."""
+    import subprocess
+    import sys
+
+    images = make_images(tmp_path / "images", 12)
+    script = tmp_path / "two_lines.py"
+    script.write_text(TWO_LINES.format(tests=str(Path(__file__).parent)))
+    working = tmp_path / "working"
+    cli = [sys.executable, "-m", "kaggle_kit.cli", "run-local", str(script), "--input", f"images={images[0].parent}",
+           "--working", str(working), "--memory", "4GiB"]  # fmt: skip
+
+    def run(reserve_min: float, n: int) -> subprocess.CompletedProcess:
+        env = {**os.environ, "RESERVE_MIN": str(reserve_min)}
+        return subprocess.run([*cli, "--root", str(tmp_path / f"run-{n}")], env=env, capture_output=True, text=True)
+
+    first = run(10**6, 1)  # a reserve longer than the kernel: the Deadline stops after its first batch
+
+    assert first.returncode == 0, first.stderr
+    assert not (working / "submission.csv").exists(), first.stderr
+    assert "kernel status needs-resume at stage/epoch/batch 0/0/1" in first.stderr
+    assert "training stopped at stage/epoch/batch 0/0/1 to be resumed" in first.stderr  # stream_predict says why
+    assert "the status stays needs-resume" in first.stderr  # and mark_done keeps it
+    assert json.loads((working / "kaggle-kit-status.json").read_text())["status"] == "needs-resume"
+
+    second = run(0, 2)
+
+    assert second.returncode == 0, second.stderr
+    assert "INFO kaggle_kit.train.deadline: resuming stage 0 at epoch 0, batch 1" in second.stderr  # no basicConfig
+    assert "kernel status done" in second.stderr
+    rows = (working / "submission.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(images)
+    assert {r.split(",")[0] for r in rows[1:]} == {p.stem for p in images}

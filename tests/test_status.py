@@ -28,3 +28,14 @@ def test_a_status_file_that_is_not_an_object_reads_as_none_and_mark_done_replace
     mark_done(tmp_path, epoch=3)
     assert read_status(tmp_path)["status"] == "done"
     assert read_status(tmp_path)["epoch"] == 3
+
+
+def test_mark_done_keeps_needs_resume_unless_told(tmp_path, caplog):
+    write_status(tmp_path, "needs-resume", stage=0, epoch=2, iteration=5)
+
+    mark_done(tmp_path, submission="submission.csv")
+
+    assert read_status(tmp_path)["status"] == "needs-resume"
+    assert "training stopped at stage/epoch/batch 0/2/5 to be resumed; the status stays needs-resume" in caplog.text
+    mark_done(tmp_path, allow_unfinished=True)
+    assert read_status(tmp_path)["status"] == "done"

@@ -5,6 +5,12 @@ Two modes, because which one the leaderboard used is not certain: the competitio
 which can be read as the category alone or as the full "category_attribute_..." string.
   mode="category": objects match when their categories are equal (attributes ignored);
   mode="full": objects match when category and the full set of attributes are equal.
+
+Two averages within an image, because published validation numbers use both:
+  average="image" (the competition's text): TP, FP and FN are pooled over all classes of the image;
+  average="class" (how the 2019 winner validated, amirassov/kaggle-imaterialist src/metric.py): each class that is
+  true or predicted in the image scores its own mean over IoU thresholds (a predicted class absent from the truth
+  scores 0), and the image scores the mean over its classes.
 """
 
 from __future__ import annotations
@@ -15,19 +21,37 @@ import pandas as pd
 from kaggle_kit.errors import UsageError
 from kaggle_kit.rle import rle_decode
 
-__all__ = ["score_submission", "score_by_category", "image_score", "trivial_baseline", "THRESHOLDS"]
+__all__ = ["score_submission", "score_readings", "score_by_category", "image_score", "trivial_baseline", "THRESHOLDS"]
 
 THRESHOLDS = np.arange(0.5, 0.951, 0.05)
+MODES, AVERAGES = ("category", "full"), ("image", "class")
 
 
-def score_submission(submission: pd.DataFrame, solution: pd.DataFrame, mode: str = "category") -> float:
-    """Score `submission` (ImageId, EncodedPixels, ClassId) against `solution` (the same plus Height, Width).
+def score_submission(
+    submission: pd.DataFrame, solution: pd.DataFrame, mode: str = "category", average: str = "image"
+) -> float:
+    """Score `submission` (ImageId, EncodedPixels, ClassId) against `solution` (the same plus Height, Width), in
+    [0, 1]. `mode` and `average`: which reading of the metric (see the module's text).
 
     Images of the solution missing from the submission score 0 unless they have no objects; submission rows for
     images not in the solution are ignored. Empty EncodedPixels rows mean "no object".
     """
-    scores = [_ratio(_total(c.values())) for c in _image_counts(submission, solution, mode)]
+    if average not in AVERAGES:
+        raise UsageError(f"average={average!r}; expected 'image' or 'class'")
+    scores = [_image_score(c, average) for c in _image_counts(submission, solution, mode)]
     return float(np.mean(scores)) if scores else 0.0
+
+
+def score_readings(submission: pd.DataFrame, solution: pd.DataFrame) -> dict[str, float]:
+    """`score_submission` in all four readings, each mask decoded once per mode: {"category": ..., "full": ...,
+    "category/class": ..., "full/class": ...} (a key without "/class" averages per image)."""
+    out = {}
+    for mode in MODES:
+        counts = list(_image_counts(submission, solution, mode))
+        for average in AVERAGES:
+            scores = [_image_score(c, average) for c in counts]
+            out[mode if average == "image" else f"{mode}/class"] = float(np.mean(scores)) if scores else 0.0
+    return out
 
 
 def trivial_baseline(solution: pd.DataFrame, class_id: str | int | None = None) -> pd.DataFrame:
@@ -55,6 +79,13 @@ def score_by_category(submission: pd.DataFrame, solution: pd.DataFrame) -> dict[
 def image_score(pred: list[tuple[str, np.ndarray]], truth: list[tuple[str, np.ndarray]]) -> float:
     """The metric for one image: lists of (class key, boolean mask)."""
     return _ratio(_total(_class_counts(pred, truth).values()))
+
+
+def _image_score(counts: dict, average: str) -> float:
+    """One image's score from its class counts: pooled over classes ("image") or the mean of each class's ("class")."""
+    if average == "image" or not counts:  # no classes at all: an empty image, 1 either way
+        return _ratio(_total(counts.values()))
+    return float(np.mean([_ratio(c) for c in counts.values()]))
 
 
 def _total(counts) -> tuple[np.ndarray, int, int] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +26,7 @@ from kaggle_kit.errors import UsageError
 from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.light_unet import LightUnet
 from kaggle_kit.imaterialist.masks import MaskCache, MultiLabelMask
+from kaggle_kit.train.guard import TrainingError
 from kaggle_kit.train.weights import architecture
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "MultiLabelSegLoss",
     "positive_weights",
     "predict_probabilities",
+    "fit_progressive",
     "TrainingCrop",
 ]
 
@@ -190,6 +192,39 @@ def stage1_learner(
     if pretrained:
         learn.freeze()
     return learn
+
+
+def fit_progressive(
+    learn: Learner,
+    dls_at: Callable[[int], object],
+    sizes: Sequence[int],
+    epochs: Sequence[int],
+    lrs: Sequence[float],
+    deadline,
+    *,
+    pretrained: bool = False,
+    freeze_epochs: int = 1,
+) -> bool:
+    """Stage 1's training with progressive resizing: for each size (pixels), ``learn.dls = dls_at(size)`` and one
+    ``fit_one_cycle(epochs[i], lrs[i])``. `pretrained`: the encoder is frozen for `freeze_epochs` at the first size,
+    then unfrozen and trained with discriminative learning rates (``slice(lr / 10, lr)``). `deadline`: the
+    ``kk.Deadline`` in ``learn.cbs``; the same calls in the same order on every run is what lets it resume.
+    Returns False when the deadline stopped training (checkpointed: run again to resume). A ``TrainingError``
+    names the size."""
+    for i, (size, n_epochs, lr) in enumerate(zip(sizes, epochs, lrs, strict=True)):
+        learn.dls = dls_at(size)
+        fits = [(freeze_epochs, lr)] if pretrained and i == 0 and freeze_epochs else []
+        fits.append((n_epochs, slice(lr / 10, lr) if pretrained else lr))
+        for j, (n, rate) in enumerate(fits):
+            if pretrained and j == len(fits) - 1:
+                learn.unfreeze()
+            try:
+                learn.fit_one_cycle(n, rate)
+            except TrainingError as exc:
+                raise TrainingError(f"stage 1 at {size} px: {exc.message}", exc.value) from exc
+            if deadline.stopped:
+                return False
+    return True
 
 
 def _light_unet_groups(model: LightUnet) -> list:

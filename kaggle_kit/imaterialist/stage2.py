@@ -22,6 +22,7 @@ from fastai.vision.learner import vision_learner
 from PIL import Image
 
 from kaggle_kit.atomic import atomic_open
+from kaggle_kit.metrics import middle_of_best
 from kaggle_kit.predict.identity import array_digest, model_digest
 from kaggle_kit.rle import rle_decode
 from kaggle_kit.train.weights import architecture
@@ -138,7 +139,7 @@ def stage2_learner(
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float] | None = None) -> np.ndarray:
     """Per-attribute threshold maximising F1 on validation (`probs`, `targets`: (n, attributes)); 0.5 where an
-    attribute never occurs in validation."""
+    attribute never occurs in validation; the middle of the best stretch where F1 is flat (``middle_of_best``)."""
     grid = np.arange(0.05, 0.96, 0.05) if grid is None else np.asarray(grid)
     best = np.full(probs.shape[1], 0.5)
     for a in range(probs.shape[1]):
@@ -150,7 +151,7 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float
             pred = probs[:, a] >= t
             tp = (pred & truth).sum()
             f1.append(2 * tp / max(1, pred.sum() + truth.sum()))
-        best[a] = grid[int(np.argmax(f1))]
+        best[a] = middle_of_best(grid, np.asarray(f1))
     return best
 
 

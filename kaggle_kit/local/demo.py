@@ -47,8 +47,8 @@ class StreamingDemo:
 @dataclass
 class FashionDemo:
     """What the iMaterialist demo came to: each run's report and the kernel status after it (None: no status),
-    the logs, the submission path, and when the job finished `scores` ({mode: (model, trivial baseline)}) with the
-    test and submitted image counts."""
+    the logs, the submission path, and when the job finished `scores` ({reading: (model, trivial baseline)}, the
+    four readings of ``score_readings``) with the test and submitted image counts."""
 
     runs: list[RunReport]
     statuses: list[KernelStatus | None]
@@ -117,7 +117,7 @@ def run_imaterialist_demo(
     """
     import pandas as pd
 
-    from kaggle_kit.imaterialist.metric import score_submission, trivial_baseline
+    from kaggle_kit.imaterialist.metric import score_readings, trivial_baseline
     from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 
     out_dir = Path(out_dir).resolve()
@@ -159,10 +159,8 @@ def run_imaterialist_demo(
         solution = pd.read_csv(data / SOLUTION_NAME, dtype={"ClassId": str})
         submission = pd.read_csv(demo.submission, dtype=str, keep_default_na=False)
         baseline = trivial_baseline(solution)
-        demo.scores = {
-            mode: (score_submission(submission, solution, mode), score_submission(baseline, solution, mode))
-            for mode in ("category", "full")
-        }
+        model, trivial = score_readings(submission, solution), score_readings(baseline, solution)
+        demo.scores = {reading: (model[reading], trivial[reading]) for reading in model}
         demo.test_images = int(solution["ImageId"].nunique())
         demo.submitted_images = int(submission["ImageId"].nunique())
     return demo

@@ -41,6 +41,7 @@ from kaggle_kit.local.report import (
 )
 from kaggle_kit.memory import PSS_EVERY_S, process_tree_memory
 from kaggle_kit.outputs import OutputBudget
+from kaggle_kit.status import KernelStatus, StatusError
 
 __all__ = ["run_local", "parse_input_spec"]
 
@@ -180,6 +181,7 @@ def run_local(
         samples=watch.samples,
         exact_samples=watch.exact_samples,
         memory_timeline=watch.timeline,
+        **_kernel_says(working_dir),
     )
     report.write(report_path)
     if plot:
@@ -193,6 +195,18 @@ def run_local(
     if stopped_by == signal.SIGINT:
         raise KeyboardInterrupt  # the kernel is stopped and reported; Ctrl-C still ends whoever called us
     return report
+
+
+def _kernel_says(working_dir: Path) -> dict[str, str | None]:
+    """The kernel's own status after the run (``kaggle-kit-status.json``): a run can be ok and still need a resume."""
+    try:
+        status = KernelStatus.load(working_dir)
+    except StatusError as exc:
+        return {"kernel_status": f"unreadable ({exc})"}
+    if status is None:
+        return {}
+    where = status.where() if status.epoch is not None else None
+    return {"kernel_status": status.status, "kernel_position": where}
 
 
 def _end_with_supervisor() -> None:

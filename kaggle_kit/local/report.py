@@ -50,6 +50,8 @@ class RunReport:
     samples: int = 0  # memory samples the watchdog took (cheap RSS)
     exact_samples: int = 0  # of which also exact (PSS)
     memory_timeline: list = field(default_factory=list)  # [seconds, RSS bytes]: about every elapsed/1000 s, >= 1 s
+    kernel_status: str | None = None  # what the kernel itself says in kaggle-kit-status.json: done, needs-resume...
+    kernel_position: str | None = None  # where its training got to, e.g. "stage/epoch/batch 0/2/15"
 
     @property
     def ok(self) -> bool:
@@ -57,11 +59,16 @@ class RunReport:
         return self.verdict == OK
 
     def summary(self) -> str:
-        """One line for a terminal."""
+        """One line for a terminal: the platform's verdict, then what the kernel says of its own job."""
+        said = ""
+        if self.kernel_status:
+            said = f"; kernel status {self.kernel_status}" + (
+                f" at {self.kernel_position}" if self.kernel_position and self.kernel_status != "done" else ""
+            )
         return (
             f"{self.verdict}: exit code {self.exit_code}, peak memory {format_size(self.peak_memory_bytes)} "
             f"of {format_size(self.limits.memory_bytes)}, {self.elapsed_s:.1f}s of {self.limits.time_s:.0f}s, "
-            f"{self.output_files} output files of {self.limits.max_files}"
+            f"{self.output_files} output files of {self.limits.max_files}{said}"
         )
 
     def write(self, path: str | os.PathLike) -> Path:

@@ -40,6 +40,7 @@ from kaggle_kit.predict.progress import (
     manifest_path_for,
 )
 from kaggle_kit.predict.sinks import Sink
+from kaggle_kit.status import NEEDS_RESUME, STATUS_NAME, KernelStatus, StatusError
 
 __all__ = ["stream_predict", "PredictSummary", "progress_path", "is_placeholder"]
 
@@ -63,6 +64,7 @@ class PredictSummary:
     resumed_at: int = 0
     writer_seconds: float = 0.0  # the background writer's busy time: rows, conversion, fsync, manifest
     writer_waited_seconds: float = 0.0  # time the prediction loop waited for it (> 0: the writer was the bottleneck)
+    refused: str | None = None  # why nothing was predicted (training stopped to be resumed), or None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +100,7 @@ def stream_predict(
     reserve_s: float = 60.0,
     progress: bool = True,
     restart: bool = False,
+    allow_unfinished: bool = False,
 ) -> PredictSummary:
     """Predict `items` with `learn` and write them through `sink`, chunk by chunk; resume where a killed run stopped.
 
@@ -113,6 +116,9 @@ def stream_predict(
     Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left.
     `restart=True` throws away the sink's files and their manifest first (whatever run they belong to) and predicts
     from the first item: for outputs that are cheap to redo, or when the model changed on purpose.
+    In a kernel whose training a ``Deadline`` stopped to be resumed (its status file says needs-resume), the model is
+    unfinished: nothing is predicted or written, a warning says so and the summary's `refused` says why (run the
+    kernel again; it resumes training, then predicts). `allow_unfinished=True` predicts all the same.
     Writes the sink's files and ``<sink file>.progress.json`` beside them; nothing else.
     """
     bs = int(bs or learn.dls.bs)
@@ -123,6 +129,12 @@ def stream_predict(
     flips = _tta_flips(tta)
     positions = np.arange(shard_i, n_total, n_shards)
     kernel = kernel or Kernel.current()
+    unfinished = None if allow_unfinished else _unfinished_training(kernel)
+    if unfinished:
+        log.warning("stream_predict: %s; no predictions written (run the kernel again to resume training, or pass "
+                    "allow_unfinished=True)", unfinished)  # fmt: skip
+        return PredictSummary(items=len(positions), predicted=0, done=0, complete=False, chunks=0, chunk_sizes=[],
+                              peak_memory_bytes=0, seconds=0.0, files=[], refused=unfinished)  # fmt: skip
     monitor = monitor or MemoryMonitor(kernel.limits)
     first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
     roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
@@ -175,6 +187,18 @@ def stream_predict(
         writer_seconds=round(writer.busy_s, 3),
         writer_waited_seconds=round(writer.waited_s, 3),
     )
+
+
+def _unfinished_training(kernel: Kernel) -> str | None:
+    """Why this kernel's model is unfinished ("training stopped at stage/epoch/batch ... to be resumed"), from its
+    status file, or None."""
+    try:
+        status = KernelStatus.load(kernel.working_dir)
+    except StatusError:
+        return None  # a damaged status says nothing either way; stream_predict never blocks on it
+    if status is None or status.status != NEEDS_RESUME:
+        return None
+    return f"training stopped at {status.where()} to be resumed ({STATUS_NAME} says {NEEDS_RESUME})"
 
 
 def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerprint, total: int, kernel: Kernel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
 from kaggle_kit.status import NEEDS_RESUME, TRAINED, write_status
@@ -44,8 +45,8 @@ class Deadline(Callback):
     A safety margin is added, learned while training: the slowest batch, validation and checkpoint write seen, plus
     `safety` minutes. Time counts from the kernel's start (`Kernel`), not this process's.
     `stage`: which fit of a multi-stage script this is (progressive resizing); default: counted per learner.
-    `resume`: False ignores existing checkpoints. Checkpoints go to working/checkpoints (2 kept); the kernel's
-    status goes to working/kaggle-kit-status.json.
+    `resume`: False ignores existing checkpoints. Checkpoints go to `checkpoints` (a folder; default
+    working/checkpoints; 2 kept), or through `saver`; the kernel's status goes to working/kaggle-kit-status.json.
     After the fit, `finished` says whether it ran to its last epoch (now or in an earlier kernel).
     """
 
@@ -61,12 +62,15 @@ class Deadline(Callback):
         resume: bool = True,
         kernel: Kernel | None = None,
         saver: CheckpointSaver | None = None,
+        checkpoints: str | os.PathLike | None = None,
     ):
         for name, value in (("every", every), ("safety", safety)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise KaggleKitError(f"Deadline({name}={value!r}): give a finite number of minutes >= 0", value)
+        if saver is not None and checkpoints is not None:
+            raise UsageError("Deadline: give `checkpoints` (a folder) or `saver`, not both")
         self.kernel = kernel or Kernel.current()
-        self.saver = saver or CheckpointSaver(self.kernel.working_dir / CHECKPOINT_DIR)
+        self.saver = saver or CheckpointSaver(checkpoints or self.kernel.working_dir / CHECKPOINT_DIR)
         self.every_s, self.safety_s = every * 60.0, safety * 60.0
         self.reserve = reserve
         self.stage_arg, self.resume = stage, resume

@@ -73,14 +73,15 @@ import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.imaterialist import read_labels, read_train_csv, score_submission  # noqa: E402
+from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
 from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
-from kaggle_kit.imaterialist.metric import score_by_category, trivial_baseline  # noqa: E402
+from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing  # noqa: E402
 from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
 from kaggle_kit.imaterialist.rules import RULES_NAME, TunedRules, garment_categories, tune_rules  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     MultiLabelSegLoss,
+    fit_progressive,
     positive_weights,
     predict_probabilities,
     stage1_dataloaders,
@@ -89,7 +90,7 @@ from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
 from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
 from kaggle_kit.predict.identity import model_digest  # noqa: E402
-from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
+from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -116,87 +117,47 @@ print(f"kernel: {len(image_ids)} training images, {len(train)} objects, {len(tes
 
 
 def deadline(name: str) -> kk.Deadline:
-    return kk.Deadline(
-        every=settings["checkpoint_every"],
-        reserve=settings["reserve"],
-        safety=settings["safety"],
-        saver=CheckpointSaver(working / "checkpoints" / name),
-    )
+    return kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
+                       checkpoints=working / "checkpoints" / name)  # fmt: skip
 
 
 # --- stage 1: segmentation, progressive resizing ---------------------------------------------------------------------
 def dls_at(size: int):
-    return stage1_dataloaders(
-        data / "train",
-        train,
-        category_ids,
-        size,
-        settings["bs"],
-        cache,
-        valid_pct=settings["valid_pct"],
-        seed=settings["seed"],
-        num_workers=settings["num_workers"],
-        image_ids=image_ids,
-        draft=settings["draft_decode"],
-        train_crop=settings["train_crop"],
-    )
+    return stage1_dataloaders(data / "train", train, category_ids, size, settings["bs"], cache,
+                              valid_pct=settings["valid_pct"], seed=settings["seed"],
+                              num_workers=settings["num_workers"], image_ids=image_ids, draft=settings["draft_decode"],
+                              train_crop=settings["train_crop"])  # fmt: skip
 
 
-loss = MultiLabelSegLoss(
-    dice=settings["dice"],
-    focal_gamma=settings["focal_gamma"],
-    pos_weight=positive_weights(train, category_ids) if settings["positive_weights"] else None,
-)
-learn = stage1_learner(
-    dls_at(settings["sizes"][0]),
-    len(category_ids),
-    settings["encoder"],
-    kernel.input_or_path(settings["weights"]),
-    loss=loss,
-    cut=settings["encoder_cut"],
-    last_cross=settings["last_cross"],
-    decoder=settings["decoder"],
-)
+weights = positive_weights(train, category_ids) if settings["positive_weights"] else None
+loss = MultiLabelSegLoss(dice=settings["dice"], focal_gamma=settings["focal_gamma"], pos_weight=weights)
+learn = stage1_learner(dls_at(settings["sizes"][0]), len(category_ids), settings["encoder"],
+                       kernel.input_or_path(settings["weights"]), loss=loss, cut=settings["encoder_cut"],
+                       last_cross=settings["last_cross"], decoder=settings["decoder"])  # fmt: skip
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
     print(f"kernel: lr_find suggests lr={suggest_lr(learn):.2e} (lrs {settings['lrs']})")
 stage1 = deadline("stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
-pretrained = settings["weights"] is not None  # then fastai froze the encoder: train the decoder first
-
-
-def fit_stage1(epochs: int, lr, size: int) -> None:
-    try:
-        learn.fit_one_cycle(epochs, lr)
-    except kk.TrainingError as exc:
-        sys.exit(f"kernel: stage 1 at {size} px: {exc}")
-    if stage1.stopped:
-        print("kernel: stage 1 stopped before the time limit; run again to resume")
-        sys.exit(0)
-
-
-for i, (size, epochs, lr) in enumerate(zip(settings["sizes"], settings["epochs"], settings["lrs"], strict=True)):
-    learn.dls = dls_at(size)
-    if pretrained and i == 0 and settings["freeze_epochs"]:
-        fit_stage1(settings["freeze_epochs"], lr, size)
-    if pretrained:
-        learn.unfreeze()
-    fit_stage1(epochs, slice(lr / 10, lr) if pretrained else lr, size)
+try:  # with weights fastai froze the encoder: the decoder trains first
+    trained = fit_progressive(learn, dls_at, settings["sizes"], settings["epochs"], settings["lrs"], stage1,
+                              pretrained=settings["weights"] is not None,
+                              freeze_epochs=settings["freeze_epochs"])  # fmt: skip
+except kk.TrainingError as exc:
+    sys.exit(f"kernel: {exc}")
+if not trained:
+    print("kernel: stage 1 stopped before the time limit; run again to resume")
+    sys.exit(0)
 
 # --- stage 2: attributes on garment crops ----------------------------------------------------------------------------
 attribute_categories = sorted(train.loc[train["attributes"].map(len) > 0, "category"].unique().tolist())
 crops = build_crops(
     train, data / "train", settings["crop_size"], cache, attribute_categories, draft=settings["draft_decode"]
 )
-learn2 = stage2_learner(
-    crops,
-    labels.attribute_ids,
-    settings["crop_size"],
-    settings["stage2_bs"],
-    settings["stage2_encoder"],
-    kernel.input_or_path(settings["stage2_weights"]),
-    seed=settings["seed"],
-    valid_images=[Path(p).name for p in learn.dls.valid.items],  # never trained on what validation scores
-)
+# validated on stage 1's validation photos: never trained on what validation scores
+learn2 = stage2_learner(crops, labels.attribute_ids, settings["crop_size"], settings["stage2_bs"],
+                        settings["stage2_encoder"], kernel.input_or_path(settings["stage2_weights"]),
+                        seed=settings["seed"],
+                        valid_images=[Path(p).name for p in learn.dls.valid.items])  # fmt: skip
 stage2 = deadline("stage2")
 try:
     if settings["stage2_weights"] is None:
@@ -231,16 +192,9 @@ model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default
              "tune": settings["tune_postprocessing"]}  # fmt: skip
 rules = TunedRules.load(working / RULES_NAME, model_key)  # saved with the model: a resumed run reuses it
 if rules is None:
-    rules = tune_rules(
-        observe,
-        tune_ids,
-        report_ids,
-        category_ids,
-        default_rule,
-        garment_categories(train, image_ids[:300]),
-        model_key,
-        settings["tune_postprocessing"],
-    )
+    garments = garment_categories(train, image_ids[:300])
+    rules = tune_rules(observe, tune_ids, report_ids, category_ids, default_rule, garments, model_key,
+                       settings["tune_postprocessing"])  # fmt: skip
     rules.commit(working / RULES_NAME)
 post, final, untuned_post = rules.held_out, rules.submission, PostProcessing(category_ids, default_rule)
 
@@ -263,9 +217,9 @@ kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False, resta
 truth = train[train["ImageId"].isin(report_ids)]
 predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
 baseline = trivial_baseline(truth, most_common)
-scores = {f"{name}_{mode}": score_submission(frame, truth, mode) for mode in ("category", "full")
-          for name, frame in (("model", predicted), ("baseline", baseline))}  # fmt: skip
-print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
+scores = {"model": score_readings(predicted, truth), "baseline": score_readings(baseline, truth)}  # every reading
+print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores['model'].items()})} (baseline "
+      f"{json.dumps({k: round(v, 4) for k, v in scores['baseline'].items()})})")  # fmt: skip
 categories = category_table(score_by_category(predicted, truth), score_by_category(baseline, truth), labels)
 category_chart(categories, working / "imaterialist-categories.png")
 overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], predicted[predicted["ImageId"] == i])
