@@ -15,7 +15,7 @@ import numpy as np
 
 from kaggle_kit.atomic import atomic_write_bytes
 
-__all__ = ["tag_chart", "confusion_chart", "batch_picture", "save_figure"]
+__all__ = ["tag_chart", "tag_table", "confusion_chart", "batch_picture", "save_figure"]
 
 
 def _pyplot():
@@ -48,26 +48,38 @@ def tag_chart(
     per tag labelled with its support (validation items that have it) and its threshold. A tag without bars says
     why (no validation item has it, or it was never predicted)."""
     plt = _pyplot()
+    rows_data = tag_table(probs, targets, thresholds)
+    rows = np.arange(len(vocab))[::-1]  # first tag on top
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * len(vocab)))
+    ax.barh(rows + 0.2, [r["precision"] for r in rows_data], height=0.4, color="tab:blue", label="precision")
+    ax.barh(rows - 0.2, [r["recall"] for r in rows_data], height=0.4, color="tab:orange", label="recall")
+    for row, r in zip(rows, rows_data, strict=True):
+        if r["why_no_bars"]:
+            ax.text(0.01, row, r["why_no_bars"], va="center", fontsize=7, color="dimgray")
+    support, thresholds = [r["support"] for r in rows_data], [r["threshold"] for r in rows_data]
+    labels = [f"{tag}  (n={s}, t={t:.2f})" for tag, s, t in zip(vocab, support, thresholds, strict=True)]
+    ax.set(yticks=rows, yticklabels=labels, xlim=(0, 1), xlabel="share")
+    ax.set_title(title or f"per tag on {len(probs)} validation items", fontsize=9, pad=20)  # the legend sits under it
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)  # above: over no bar
+    return save_figure(fig, path)
+
+
+def tag_table(probs: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | float) -> list[dict]:
+    """Per tag: `support` (items that have it), `predicted` (items given it), `precision`, `recall`, `threshold`, and
+    `why_no_bars` when both are 0 ("no validation item has it", "never predicted", "no true tag found"; else "")."""
     probs, truth = np.asarray(probs), np.asarray(targets) > 0.5
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (probs.shape[1],))
     predicted = probs >= thresholds
     tp = (predicted & truth).sum(axis=0)
     support, n_predicted = truth.sum(axis=0), predicted.sum(axis=0)
-    precision, recall = tp / np.maximum(n_predicted, 1), tp / np.maximum(support, 1)
-    rows = np.arange(len(vocab))[::-1]  # first tag on top
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * len(vocab)))
-    ax.barh(rows + 0.2, precision, height=0.4, color="tab:blue", label="precision")
-    ax.barh(rows - 0.2, recall, height=0.4, color="tab:orange", label="recall")
-    for row, s, n, p, r in zip(rows, support, n_predicted, precision, recall, strict=True):
-        why = "no validation item has it" if s == 0 and n == 0 else "never predicted" if n == 0 else ""
-        why = why or ("no true tag found" if p == 0 and r == 0 else "")
-        if why:
-            ax.text(0.01, row, why, va="center", fontsize=7, color="dimgray")
-    labels = [f"{tag}  (n={s}, t={t:.2f})" for tag, s, t in zip(vocab, support, thresholds, strict=True)]
-    ax.set(yticks=rows, yticklabels=labels, xlim=(0, 1), xlabel="share")
-    ax.set_title(title or f"per tag on {len(probs)} validation items", fontsize=9, loc="right")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)  # above: over no bar
-    return save_figure(fig, path)
+    out = []
+    for c in range(probs.shape[1]):
+        precision, recall = tp[c] / max(n_predicted[c], 1), tp[c] / max(support[c], 1)
+        why = ("no validation item has it" if support[c] == 0 and n_predicted[c] == 0 else "never predicted"
+               if n_predicted[c] == 0 else "no true tag found" if tp[c] == 0 else "")  # fmt: skip
+        out.append({"support": int(support[c]), "predicted": int(n_predicted[c]), "precision": float(precision),
+                    "recall": float(recall), "threshold": float(thresholds[c]), "why_no_bars": why})  # fmt: skip
+    return out
 
 
 def confusion_chart(predicted: np.ndarray, labels: np.ndarray, vocab: Sequence[str], path: str | os.PathLike) -> Path:
@@ -89,7 +101,9 @@ def confusion_chart(predicted: np.ndarray, labels: np.ndarray, vocab: Sequence[s
                         color="white" if shares[i, j] > 0.6 else "black")  # fmt: skip
         ax.set_xticks(range(n), vocab, rotation=90, fontsize=7)
         ax.set_yticks(range(n), vocab, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="actual", title=f"{title} ({int(counts.sum())} validation items)")
+        ax.set(xlabel="predicted", ylabel="actual")
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(f"confusion matrix on {int(counts.sum())} validation items", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 

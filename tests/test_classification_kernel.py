@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_class_folders
@@ -43,12 +44,41 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     report = json.loads((working / "classification-report.json").read_text())
     assert report["clean_up"] == {"zero bytes": 1}
     assert report["validation"]["accuracy"] > report["validation"]["baseline_accuracy"] + 0.2
-    for picture in ("confusion_matrix.png", "top_losses.png"):  # fastai's ClassificationInterpretation plots
+    for picture in ("confusion_matrix.png", "top_losses.png", "show_batch.png"):
         with Image.open(working / picture) as image:
             assert image.size[0] > 100
     assert run.report.output_files <= 10
     assert not (working / "checkpoints").exists()  # pruned when done: the final weights are kept once
     assert (working / "model.pth").stat().st_size > 1_000_000
+    _validation_is_predicted_with_the_submissions_tta(data, working, report)
+
+
+def _validation_is_predicted_with_the_submissions_tta(data, working, report):
+    """The saved validation predictions (what the scores and thresholds come from) are the final model's with flip
+    TTA, as the submission's are, not fastai's plain get_preds."""
+    import numpy as np
+    import torch
+    from fastai.vision.all import CategoryBlock, DataBlock, Resize, parent_label, vision_learner
+    from torchvision.models import resnet18
+
+    from kaggle_kit.images import draft_image_block
+    from kaggle_kit.kernel import Kernel
+    from kaggle_kit.predict.sinks import ArraySink
+    from kaggle_kit.predict.stream import stream_predict
+
+    items = [data / name for name in report["validation_items"]]
+    block = DataBlock((draft_image_block(32), CategoryBlock), get_y=parent_label, item_tfms=Resize(32))
+    learn = vision_learner(block.dataloaders(items, bs=16, num_workers=0), resnet18, pretrained=False)
+    learn.model.load_state_dict(torch.load(working / "model.pth"))
+    assert list(learn.dls.vocab) == report["vocab"]
+    saved = np.load(working / "validation-predictions.npy")
+    kernel = Kernel(working.parent.parent / "check")
+    kernel.working_dir.mkdir(parents=True)
+    for tta in (["hflip"], None):
+        sink = ArraySink(kernel.working_dir / f"{tta}.npy")
+        stream_predict(learn, items, sink, tta=tta, kernel=kernel, progress=False)
+        same = np.allclose(np.load(sink.path), saved, atol=1e-5)
+        assert same == (tta is not None), tta
 
 
 def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
@@ -83,8 +113,18 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     assert validation["f_beta"] > 0.8
     assert validation["f_beta"] > validation["f_beta_baseline"] + 0.2
     assert validation["tuned_on"] + validation["scored_on"] == 40
-    with Image.open(working / "tag_precision_recall.png") as image:
-        assert image.size[0] > 300
+    for picture in ("tag_precision_recall.png", "show_batch.png"):
+        with Image.open(working / picture) as image:
+            assert image.size[0] > 300
+    # the thresholds come from the saved validation predictions (flip TTA, as the submission is predicted)
+    from kaggle_kit.metrics import multi_label_validation
+
+    vocab = report["vocab"]
+    names = [Path(name).stem for name in report["validation_items"]]
+    targets = np.array([[tag in name.split("_")[1:] for tag in vocab] for name in names], dtype=float)
+    thresholds, scores = multi_label_validation(np.load(working / "validation-predictions.npy"), targets)
+    assert np.round(thresholds, 2).tolist() == report["thresholds"]
+    assert scores == pytest.approx(validation)
 
 
 def test_the_kernel_without_its_input_attached_is_one_line(run_kernel):

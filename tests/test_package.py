@@ -50,8 +50,8 @@ def test_no_command_prints_usage_and_fails():
 # package, then the prediction and training jobs module by module, then the pipeline, the local Kaggle, push and
 # the command line. A module may import only its layer or lower ones; imaterialist/ and push/ count as one each.
 LAYERS = [
-    {"errors", "atomic"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status"},
-    {"rle", "metrics", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
+    {"errors", "atomic", "events"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status"},
+    {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
     {"train.deadline", "train.guard", "train.weights", "train.lr"},

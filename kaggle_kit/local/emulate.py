@@ -27,9 +27,11 @@ from typing import IO
 import psutil
 
 from kaggle_kit.errors import KernelLayoutError
+from kaggle_kit.events import EVENTS_ENV
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.report import (
     ERROR,
+    EVENTS_NAME,
     OK,
     OUT_OF_MEMORY,
     OUT_OF_TIME,
@@ -111,11 +113,14 @@ def run_local(
             str(report_path),
         )
 
+    events = report_path.parent / EVENTS_NAME
+    events.unlink(missing_ok=True)  # a root used again: only this run's moments
     started_at = time.time()
     child_env = {
         **os.environ,
         **(env or {}),
         **limits.to_env(),
+        EVENTS_ENV: str(events),
         "KAGGLE_KIT_ROOT": str(root),
         "KAGGLE_KIT_STARTED_AT": repr(started_at),
         "PYTHONUNBUFFERED": "1",
@@ -171,6 +176,8 @@ def run_local(
         exit_code=code,
         verdict=verdict,
         peak_memory_bytes=watch.peak_bytes,
+        peak_at_s=watch.peak_at_s,
+        started_at=started_at,
         elapsed_s=round(elapsed, 3),
         output_files=used.files,
         output_bytes=used.bytes,
@@ -260,6 +267,7 @@ class _Watchdog:
         self.proc, self.limits, self.grace_s, self.memory_kind = proc, limits, grace_s, memory_kind
         self.fast_s = fast_s
         self.peak_bytes = 0
+        self.peak_at_s: float | None = None
         self.verdict: str | None = None
         self.signals: list[str] = []
         self.samples = self.exact_samples = 0
@@ -283,7 +291,8 @@ class _Watchdog:
             self._exact_at, self._rss_at_exact = elapsed_s, rss
         elif self.memory_kind == "pss":
             usage = 0  # not exact: RSS under 85% of the limit says PSS is too; the peak comes from exact samples
-        self.peak_bytes = max(self.peak_bytes, usage)
+        if usage > self.peak_bytes:
+            self.peak_bytes, self.peak_at_s = usage, round(elapsed_s, 2)
         if usage >= limit and self.verdict is None:
             self.verdict = OUT_OF_MEMORY
             self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: memory {usage} >= {limit}")

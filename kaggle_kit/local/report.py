@@ -16,11 +16,12 @@ from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.limits import KernelLimits, format_size
 
 __all__ = [
-    "RunReport", "REPORT_NAME", "OK", "OUT_OF_MEMORY", "OUT_OF_TIME", "TOO_MANY_FILES", "TOO_MUCH_OUTPUT", "ERROR",
-    "STOPPED",
+    "RunReport", "REPORT_NAME", "EVENTS_NAME", "OK", "OUT_OF_MEMORY", "OUT_OF_TIME", "TOO_MANY_FILES",
+    "TOO_MUCH_OUTPUT", "ERROR", "STOPPED",
 ]  # fmt: skip
 
 REPORT_NAME = "run-report.json"
+EVENTS_NAME = "events.jsonl"  # beside the report: the moments the kit recorded while the kernel ran (kaggle_kit.events)
 OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, TOO_MUCH_OUTPUT, ERROR, STOPPED = (
     "ok",
     "out of memory",
@@ -50,6 +51,8 @@ class RunReport:
     samples: int = 0  # memory samples the watchdog took (cheap RSS)
     exact_samples: int = 0  # of which also exact (PSS)
     memory_timeline: list = field(default_factory=list)  # [seconds, RSS bytes]: about every elapsed/1000 s, >= 1 s
+    peak_at_s: float | None = None  # seconds from the start when the peak was measured
+    started_at: float = 0.0  # Unix time the kernel started
     kernel_status: str | None = None  # what the kernel itself says in kaggle-kit-status.json: done, needs-resume...
     kernel_position: str | None = None  # where its training got to, e.g. "stage/epoch/batch 0/2/15"
 

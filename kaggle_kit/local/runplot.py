@@ -1,8 +1,9 @@
 """A picture of one emulated run against the kernel's limits: what a user of this package most wants to see.
 
-Top: the process tree's memory over time (RSS as the watchdog sampled it; the exact peak as a dot) under the RAM
-limit, with the moments checkpoints were written (their files' times) and prediction commits (their manifests' last
-write) marked. Bottom: time used against the time limit, and output files against the file limit.
+Top: the process tree's memory over time (RSS as the watchdog sampled it; the exact peak as a dot where it was
+measured) under the RAM limit, with the moments the kit recorded while the kernel ran (``kaggle_kit.events``): every
+checkpoint written (pruned ones too), every prediction commit, and a Deadline's stop. Bottom: time used against the
+time limit, and output files against the file limit.
 """
 
 from __future__ import annotations
@@ -12,32 +13,28 @@ import os
 from pathlib import Path
 
 from kaggle_kit.atomic import atomic_write_bytes
-from kaggle_kit.local.report import RunReport
+from kaggle_kit.events import read_events
+from kaggle_kit.local.report import EVENTS_NAME, RunReport
 
 __all__ = ["plot_run", "run_events"]
 
 GIB = 1024**3
 
 
-def run_events(report: RunReport, started_at: float) -> dict[str, list[float]]:
-    """Seconds from the start at which files in the run's working dir were last written: checkpoints
-    (``ckpt-*.pth``) and prediction commits (``*.progress.json``); files older than the run are left out."""
-    working = Path(report.working_dir)
-    events: dict[str, list[float]] = {"checkpoint": [], "commit": []}
-    for kind, pattern in (("checkpoint", "ckpt-*.pth"), ("commit", "*.progress.json")):
-        for path in working.rglob(pattern):
-            try:
-                at = path.stat().st_mtime - started_at
-            except OSError:
-                continue
-            if 0 <= at <= report.elapsed_s + 1:
-                events[kind].append(round(at, 2))
+def run_events(report: RunReport, started_at: float | None = None) -> dict[str, list[float]]:
+    """Seconds from the run's start (`started_at`, default the report's) at which the kernel wrote a checkpoint,
+    committed predictions or stopped training, as recorded in the events file beside the report."""
+    start = report.started_at if started_at is None else started_at
+    events: dict[str, list[float]] = {"checkpoint": [], "commit": [], "stop": []}
+    for event in read_events(Path(report.root) / EVENTS_NAME):
+        if event["kind"] in events:
+            events[event["kind"]].append(round(event["at"] - start, 2))
     return {k: sorted(v) for k, v in events.items()}
 
 
 def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | None = None) -> Path:
     """Write the run's picture (PNG, ~50 KB) atomically to `path` and return it. `started_at`: the run's start (Unix
-    time) to place checkpoints and commits; without it they are not marked."""
+    time; default the report's) to place checkpoints, commits and stops."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,19 +47,22 @@ def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | Non
         seconds, used = zip(*report.memory_timeline, strict=True)
         memory.plot(seconds, [u / GIB for u in used], color="tab:blue", lw=1.2, label="memory (RSS of the tree)")
     memory.axhline(limit / GIB, color="tab:red", ls="--", lw=1, label=f"limit {limit / GIB:.1f} GiB")
-    memory.scatter([report.elapsed_s], [report.peak_memory_bytes / GIB], color="black", s=12, zorder=3,
-                   label=f"peak {report.peak_memory_bytes / GIB:.2f} GiB (exact)")  # fmt: skip
-    if started_at is not None:
-        events = run_events(report, started_at)
-        for kind, colour in (("checkpoint", "tab:green"), ("commit", "tab:orange")):
-            for i, at in enumerate(events[kind]):
-                memory.axvline(at, color=colour, lw=0.8, alpha=0.7, label=kind if i == 0 else None)
+    peak_at = report.elapsed_s if report.peak_at_s is None else report.peak_at_s
+    memory.scatter([peak_at], [report.peak_memory_bytes / GIB], color="black", s=12, zorder=3,
+                   label=f"peak {report.peak_memory_bytes / GIB:.2f} GiB at {peak_at:.0f} s (exact)")  # fmt: skip
+    events = run_events(report, started_at)
+    for kind, colour, style in (("checkpoint", "tab:green", "-"), ("commit", "tab:orange", "-"),
+                                ("stop", "tab:red", ":")):  # fmt: skip
+        for i, at in enumerate(events[kind]):
+            label = f"{kind} ({len(events[kind])})" if i == 0 else None
+            memory.axvline(at, color=colour, lw=0.8 if style == "-" else 1.4, ls=style, alpha=0.7, label=label)
     memory.set_xlim(0, max(report.elapsed_s, 1.0) * 1.03)
     memory.set_ylim(0, max(limit, report.peak_memory_bytes) / GIB * 1.08)
     memory.set_ylabel("GiB")
     memory.set_xlabel("seconds since start")
     memory.legend(loc="upper left", fontsize=7, ncols=2)
-    memory.set_title(f"{Path(report.script).name}: {report.verdict}", fontsize=9)
+    said = f"; kernel status {report.kernel_status}" if report.kernel_status else ""
+    memory.set_title(f"{Path(report.script).name}: {report.verdict}{said}", fontsize=9)
     time_limit = report.limits.time_s or 1
     _bar(time_ax, report.elapsed_s, time_limit, f"time {report.elapsed_s:.0f} s of {time_limit:.0f} s")
     max_files = report.limits.max_files or 1

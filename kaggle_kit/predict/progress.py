@@ -25,6 +25,7 @@ from typing import Any
 
 from kaggle_kit.atomic import atomic_write_json, fsync_dir
 from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
+from kaggle_kit.events import record_event
 
 __all__ = [
     "ProgressManifest", "RunFingerprint", "SkippedItem", "Commit", "ProgressError", "SinkBusyError", "SinkLock",
@@ -220,6 +221,7 @@ class ProgressManifest:
                                  "done": self.done, "complete": self.complete,
                                  "skipped": [asdict(s) for s in self.skipped],
                                  "commits": [asdict(c) for c in self.commits]})  # fmt: skip
+        record_event("commit", file=path.name, done=self.done)
 
     def _cut(self, n_commits: int) -> ProgressManifest:
         if n_commits == len(self.commits):

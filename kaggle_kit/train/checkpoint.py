@@ -25,6 +25,7 @@ import torch
 
 from kaggle_kit.atomic import atomic_open, atomic_write_json, atomic_write_named_by_digest, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError, UsageError
+from kaggle_kit.events import record_event
 from kaggle_kit.kernel import Kernel
 
 __all__ = [
@@ -106,6 +107,7 @@ class CheckpointSaver:
                    for f in kept]  # fmt: skip
         atomic_write_json(self.manifest_path, {"version": 2, "checkpoints": entries})
         log.info("checkpoint %s saved in %.2fs (%d bytes)", path, time.perf_counter() - started, path.stat().st_size)
+        record_event("checkpoint", file=path.name)
         return path
 
     def load_latest(self) -> tuple[dict[str, Any], Path]:

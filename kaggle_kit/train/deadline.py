@@ -23,6 +23,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 
 from kaggle_kit.errors import KaggleKitError, UsageError
+from kaggle_kit.events import record_event
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
 from kaggle_kit.status import NEEDS_RESUME, TRAINED, write_status
@@ -171,6 +172,7 @@ class Deadline(Callback):
             return
         path = self._save(epoch_done=epoch_done)  # before raising: after_fit handlers must not undo it
         self.stopped = True
+        record_event("stop", stage=self.stage, epoch=self.learn.epoch, checkpoint=path.name)
         log.warning("stopping training %.0fs before the cutoff (reserve %.0fs + margin %.0fs); resume from %s",
                     self.kernel.remaining_s(), self.reserve_s, self.margin_s(), path)  # fmt: skip
         raise CancelFitException()

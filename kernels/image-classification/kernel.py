@@ -32,7 +32,8 @@ SETTINGS = {
     "arch": "resnet18",
     "weights": None,  # the arch's torchvision checkpoint: a dataset slug or path; given: pretrained, fine-tuned
     "freeze_epochs": 1,  # with weights: epochs with the body frozen before unfreezing (fastai's fine_tune)
-    "lr_find": False,  # True: run fastai's lr_find first and log its suggestion
+    "lr_find": False,  # True: run fastai's lr_find first, log its suggestion and save its plot (lr_find.png)
+    "augment": True,  # fastai's aug_transforms while training (flips as the TTA flips: vertical too with "vflip")
     "bs": 32,
     "epochs": 4,
     "lr": 3e-3,
@@ -42,7 +43,7 @@ SETTINGS = {
     "top_k": 3,  # single-label: ids per row (Zalo: top-3)
     "beta": 2.0,  # multi-label: F-beta (Planet: F2)
     "threshold": 0.2,  # multi-label: starting threshold; tuned per class on validation
-    "tta": ["hflip"],
+    "tta": ["hflip"],  # flips averaged at prediction: validation (tuning, scores, pictures) and the submission alike
     "id_column": "id",
     "answer_column": None,  # default "predicted" (single-label) or "tags" (multi-label)
     "checkpoint_every": 30.0,  # minutes
@@ -74,16 +75,18 @@ from fastai.vision.all import (  # noqa: E402
     Resize,
     accuracy,
     accuracy_multi,
+    aug_transforms,
     parent_label,
     set_seed,
     top_k_accuracy,
     vision_learner,
 )
 
-from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
+from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
+from kaggle_kit.charts import batch_picture, confusion_chart, save_figure, tag_chart  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
-from kaggle_kit.train.checkpoint import CheckpointSaver, prune_checkpoints  # noqa: E402
+from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
 
@@ -94,7 +97,8 @@ try:  # not attached: one line, not a traceback
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 working = kernel.working_dir
-remove_stale_temps(working / "model.pth", r"classification-report\.json|model\.pth")  # a kill mid-write left one
+# a kill mid-write leaves a temp file beside what this kernel alone writes: it goes before they are written again
+remove_stale_temps(working / "model.pth", r"classification-report\.json|model\.pth|[a-z_]+\.png|validation-[a-z]+\.npy")
 set_seed(settings["seed"])
 
 # --- clean-up: inputs are read-only, so unusable images are left out (PIL converts the others while loading) -------
@@ -120,25 +124,23 @@ else:
     get_y = ColReader(
         settings["label_column"], label_delim=settings["label_delim"] if settings["multi_label"] else None
     )
-multi = settings["multi_label"]
+multi, tta = settings["multi_label"], settings["tta"] or []
 images = draft_image_block(settings["size"] if settings["draft_decode"] else None)  # test DataLoaders too
+augment = aug_transforms(flip_vert="vflip" in tta) if settings["augment"] else None  # flips the TTA undoes
 block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock), get_x=get_x, get_y=get_y,
                   splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]),
-                  item_tfms=Resize(settings["size"]))  # fmt: skip
+                  item_tfms=Resize(settings["size"]), batch_tfms=augment)  # fmt: skip
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
+batch_picture(dls, working / "show_batch.png")  # what the model is shown, once per run
 metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi
            else [accuracy, partial(top_k_accuracy, k=min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
 build, pretrained = architecture(settings["arch"], kernel.input_or_path(settings["weights"]))  # frozen body if weights
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
-    print(f"kernel: lr_find suggests lr={suggest_lr(learn):.2e} (settings lr={settings['lr']})")
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lr={settings['lr']})")
 
-deadline = kk.Deadline(
-    every=settings["checkpoint_every"],
-    reserve=settings["reserve"],
-    safety=settings["safety"],
-    saver=CheckpointSaver(working / "checkpoints"),
-)
+deadline = kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
+                       checkpoints=working / "checkpoints")  # fmt: skip
 try:  # TrainingGuard: no training batch, a loss never finite or no step is a one-line error, not "done"
     if pretrained:  # the seeds' way: frozen body first, then all layers with discriminative learning rates
         learn.fine_tune(settings["epochs"], settings["lr"], freeze_epochs=settings["freeze_epochs"],
@@ -151,36 +153,28 @@ if deadline.stopped:
     print("kernel: training stopped before the time limit; run again to resume")
     raise SystemExit(0)
 
-# --- validation: scores next to a baseline, thresholds tuned on one half and scored on the other, pictures -----------
-with learn.no_bar():
-    probs, targets = (t.numpy() for t in learn.get_preds())
+# --- validation predicted as the submission is (same TTA): scores next to a baseline, thresholds, pictures ----------
+valid_sink = kk.ArraySink(scratch / "validation.npy")
+kk.stream_predict(learn, learn.dls.valid.items, valid_sink, tta=tta, progress=False, restart=True)
+probs = np.load(valid_sink.path)
+atomic_write_bytes(working / "validation-predictions.npy", valid_sink.path.read_bytes())  # for ensembles, checks
+valid_names = [str(Path(p).relative_to(data)) for p in (learn.dls.valid.items if isinstance(learn.dls.valid.items, list)
+               else learn.dls.valid.items["path"])]  # fmt: skip
+targets = np.stack([np.asarray(t) for t in learn.dls.valid_ds.tls[1]])  # the encoded labels, no image decoded
 vocab = list(learn.dls.vocab)
 if multi:  # thresholds tuned on one half of validation, scored on the other
     thresholds, scores = multi_label_validation(probs, targets, settings["beta"], settings["threshold"])
     held = np.arange(len(probs)) % 2 == 1
-    predicted, truth = probs[held] >= thresholds, targets[held] > 0.5
-    tp = (predicted & truth).sum(axis=0)
-    precision, recall = tp / np.maximum(predicted.sum(axis=0), 1), tp / np.maximum(truth.sum(axis=0), 1)
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.3 * len(vocab)), dpi=90)
-    rows = np.arange(len(vocab))
-    ax.barh(rows + 0.2, precision, height=0.4, label="precision")
-    ax.barh(rows - 0.2, recall, height=0.4, label="recall")
-    ax.set(yticks=rows, yticklabels=vocab, xlim=(0, 1), title=f"per tag on {int(held.sum())} held-out images")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig("tag_precision_recall.png")
-    plt.close(fig)
+    title = f"per tag on {int(held.sum())} held-out validation items (thresholds tuned on the others)"
+    tag_chart(probs[held], targets[held], thresholds, vocab, working / "tag_precision_recall.png", title=title)
 else:
     thresholds, labels = None, targets.astype(int)
     scores = single_label_validation(probs, labels, min(settings["top_k"], len(vocab)))
-    interp = ClassificationInterpretation.from_learner(learn)  # fastai's own pictures
-    interp.plot_confusion_matrix(normalize=True, figsize=(4 + 0.3 * len(vocab),) * 2, dpi=90)
-    plt.gcf().savefig("confusion_matrix.png")
-    plt.close("all")
+    confusion_chart(probs.argmax(axis=1), labels, vocab, working / "confusion_matrix.png")
+    interp = ClassificationInterpretation.from_learner(learn)  # fastai's own: the images it got most wrong
     interp.plot_top_losses(min(9, len(labels)), figsize=(8, 8))
-    plt.gcf().savefig("top_losses.png", dpi=80)
-    plt.close("all")
-print(f"kernel: validation {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
+    save_figure(plt.gcf(), working / "top_losses.png", dpi=80)
+print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
 
 # --- the submission, streamed with TTA --------------------------------------------------------------------------------
 test_files = sorted(
@@ -191,11 +185,12 @@ if multi:
 else:
     to_rows, answer = kk.top_k_rows(vocab, settings["top_k"]), settings["answer_column"] or "predicted"
 summary = kk.stream_predict(
-    learn, test_files, kk.CsvSink("submission.csv", to_rows, [settings["id_column"], answer]), tta=settings["tta"]
+    learn, test_files, kk.CsvSink("submission.csv", to_rows, [settings["id_column"], answer]), tta=tta
 )
 atomic_write_json(working / "classification-report.json",
-    {"validation": scores, "thresholds": None if thresholds is None else np.round(thresholds, 2).tolist(),
-     "vocab": vocab, "clean_up": report.counts, "prediction": summary.as_dict()})  # fmt: skip
+    {"validation": scores, "thresholds": None if thresholds is None else np.round(thresholds, 2).tolist(), "tta": tta,
+     "validation_items": valid_names, "vocab": vocab, "clean_up": report.counts,
+     "prediction": summary.as_dict()})  # fmt: skip
 if summary.complete:
     kk.mark_done(submission="submission.csv")
     if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
