@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.imaterialist.data import Labels
 
 __all__ = ["category_table", "category_chart", "mask_overlays"]
@@ -37,18 +36,25 @@ def category_table(model: Mapping[int, dict], baseline: Mapping[int, dict], labe
     return sorted(rows, key=lambda r: (-r["images"], r["id"]))
 
 
+# colours neighbours can tell apart (Kelly's 22 of maximum contrast, white and black left out), handed out in the
+# order categories appear in the picture: the first few drawn are the most distinct
+DISTINCT = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#848482", "#008856", "#E68FAC",
+            "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522",
+            "#E25822", "#2B3D26"]  # fmt: skip
+
+
 def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> None:
     """A horizontal bar chart of the `top` most frequent categories' scores (model and baseline), written
-    atomically to `path` (PNG, ~40 KB)."""
-    import io
-
+    atomically to `path` (PNG, ~40 KB); names are never cut."""
     import matplotlib
+
+    from kaggle_kit.charts import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = rows[:top]
-    names = [f"{r['name'][:22]} ({r['images']})" for r in rows][::-1]
+    names = [f"{r['name']} ({r['images']})" for r in rows][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(rows) + 1.2), dpi=100)
     y = range(len(rows))
     ax.barh([i + 0.2 for i in y], [r["score"] for r in rows][::-1], height=0.4, label="model", color="tab:blue")
@@ -57,26 +63,25 @@ def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> 
     ax.set_yticks(list(y), names, fontsize=8)
     ax.set_xlabel("metric (category mode), held-out validation")
     ax.set_xlim(0, 1)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Per category (images it is in)", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)
+    ax.set_title("Per category (images it is in)", fontsize=9, pad=20)
+    save_figure(fig, path, dpi=100)
 
 
 def mask_overlays(
     images: list[tuple[str | os.PathLike, pd.DataFrame, pd.DataFrame]],
     labels: Labels,
     path: str | os.PathLike,
-    width: int = 200,
+    height: int = 220,
+    max_width: int = 1000,
 ) -> list[dict]:
     """True and predicted masks over validation photos, side by side, coloured by category with a legend; written
     atomically to `path` (PNG). `images`: (photo, its true rows, its predicted rows) with EncodedPixels and ClassId
-    at the photo's size. Returns, per photo, the category ids drawn on each side (what the picture shows)."""
-    import io
+    at the photo's size. Returns, per photo, the category ids drawn on each side (what the picture shows).
 
+    The panels are laid edge to edge in one image, all `height` pixels high (each photo as true | predicted, as
+    many photos per row as fit in `max_width` pixels), so the picture is the photos, not margins; colours come from
+    ``DISTINCT`` in the order categories appear."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,39 +90,56 @@ def mask_overlays(
     from matplotlib.patches import Patch
     from PIL import Image
 
+    from kaggle_kit.charts import save_figure
     from kaggle_kit.rle import rle_decode
 
-    palette = plt.get_cmap("tab20").colors
-    colour = {c: palette[i % len(palette)] for i, c in enumerate(labels.category_ids)}
-    fig, axes = plt.subplots(len(images), 2, figsize=(5, 2.6 * len(images) + 0.8), dpi=90, squeeze=False)
-    drawn, seen = [], set()
-    for row, (photo, truth, predicted) in zip(axes, images, strict=True):
+    colour: dict[int, tuple[float, ...]] = {}
+    panels, drawn = [], []
+    for photo, truth, predicted in images:
         with Image.open(photo) as opened:
             picture = opened.convert("RGB")
-        scale = width / picture.width
-        small = np.asarray(picture.resize((width, max(1, round(picture.height * scale)))), dtype=np.float32) / 255
-        sides = {}
-        for ax, (title, frame) in zip(row, (("true", truth), ("predicted", predicted)), strict=True):
+        width = max(1, round(picture.width * height / picture.height))
+        small = np.asarray(picture.resize((width, height)), dtype=np.float32) / 255
+        sides, pair = {}, []
+        for title, frame in (("true", truth), ("predicted", predicted)):
             canvas, categories = small.copy(), []
             for rle, class_id in zip(frame["EncodedPixels"], frame["ClassId"], strict=True):
                 if not isinstance(rle, str) or not rle.strip() or rle.strip() == "1 1":
                     continue
                 category = int(str(class_id).split("_")[0])
+                if category not in colour:
+                    colour[category] = matplotlib.colors.to_rgb(DISTINCT[len(colour) % len(DISTINCT)])
                 mask = rle_decode(rle, (picture.height, picture.width))
-                mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(canvas.shape[1::-1])) > 127
-                canvas[mask] = 0.45 * canvas[mask] + 0.55 * np.asarray(colour.get(category, (0, 0, 0)))
+                mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height))) > 127
+                canvas[mask] = 0.4 * canvas[mask] + 0.6 * np.asarray(colour[category])
                 categories.append(category)
-            ax.imshow(canvas)
-            ax.set_title(f"{title} ({len(categories)})", fontsize=8)
-            ax.axis("off")
+            pair.append((f"{title} ({len(categories)})", canvas))
             sides[title] = sorted(categories)
-            seen.update(categories)
+        panels.append(pair)
         drawn.append({"image": Path(photo).name, **sides})
-    handles = [Patch(color=colour[c], label=labels.categories.get(c, str(c))[:18]) for c in sorted(seen)]
-    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=6, frameon=False)
-    fig.tight_layout(rect=(0, 0.04 * (1 + len(handles) // 3), 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    gap, rows = 4, [[]]  # pixels between panels; rows of (title, canvas) panels
+    for pair in panels:
+        row_width = sum(c.shape[1] + gap for _, c in rows[-1])
+        if rows[-1] and row_width + sum(c.shape[1] + gap for _, c in pair) > max_width:
+            rows.append([])
+        rows[-1].extend(pair)
+    total_w = max(sum(c.shape[1] for _, c in row) + gap * (len(row) - 1) for row in rows)
+    sheet = np.ones((len(rows) * (height + gap) - gap, total_w, 3), dtype=np.float32)
+    titles = []
+    for i, row in enumerate(rows):
+        left, top = 0, i * (height + gap)
+        for title, canvas in row:
+            sheet[top : top + height, left : left + canvas.shape[1]] = canvas
+            titles.append((left + 4, top + 4, title))
+            left += canvas.shape[1] + gap
+    dpi = 100
+    fig = plt.figure(figsize=(total_w / dpi, sheet.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(sheet, interpolation="nearest")
+    for x, y, title in titles:
+        ax.text(x, y, title, fontsize=7, va="top", color="white", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1})
+    ax.axis("off")
+    handles = [Patch(color=colour[c], label=labels.categories.get(c, str(c))) for c in colour]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0), ncols=4, fontsize=7, frameon=False)
+    save_figure(fig, path, dpi=dpi)
     return drawn
