@@ -161,6 +161,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("json", help="the 2018 competition's train.json, validation.json or test.json")
     convert.add_argument("csv", help="the CSV to write")
+    convert.add_argument("--all-urls", action="store_true",
+                         help="keep every URL of an image, joined by ';' (default: the first)")  # fmt: skip
+    convert.add_argument("--columns", default="image,url,labels", metavar="IMAGE,URL,LABELS",
+                         help="the output's three column names (default image,url,labels)")  # fmt: skip
     convert.set_defaults(handler=_convert)
     for command in sub.choices.values():  # -v and --debug after the command too, as users type them
         _add_common(command, argparse.SUPPRESS)
@@ -314,10 +318,12 @@ def _convert(args: argparse.Namespace) -> int:
     from kaggle_kit.atomic import atomic_open
     from kaggle_kit.convert import imat2018_to_frame
 
-    frame = imat2018_to_frame(args.json)
+    columns = tuple(c.strip() for c in args.columns.split(","))
+    frame = imat2018_to_frame(args.json, all_urls=args.all_urls, columns=columns)
     with atomic_open(Path(args.csv), "w") as f:
         frame.to_csv(f, index=False)
-    print(f"kaggle-kit convert-imat2018: {len(frame)} images ({(frame['labels'] != '').sum()} labelled) in {args.csv}")
+    labelled = (frame[columns[2]] != "").sum()
+    print(f"kaggle-kit convert-imat2018: {len(frame)} images ({labelled} labelled) in {args.csv}")
     return 0
 
 
