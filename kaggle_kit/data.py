@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -72,7 +73,7 @@ def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS)
         return "wrong format", f"{real} content named {path.suffix}"
     if mode == "CMYK":
         return "cmyk", mode
-    if mode in ("P", "PA"):
+    if mode in ("P", "PA") and real != "GIF":  # a GIF is a palette by format: PIL reads it to RGB, nothing to fix
         return "palette", mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return "16-bit", mode
@@ -95,8 +96,10 @@ def clean_images(
     """Check every image under `folder` and fix it: convert to RGB (JPEG for .jpg names) or move it to `quarantine`.
 
     `quarantine` defaults to "<folder>-quarantine" beside `folder`. `delete=True` deletes unusable files instead of
-    moving them. `dry_run=True` only reports. The report is returned and written as JSON to `report_path` (default
-    "<folder>-clean-report.json" beside `folder`).
+    moving them. `dry_run=True` changes nothing and reports what it would do ("would convert to RGB JPEG",
+    "would move to ..."). The report is returned and written as JSON to `report_path` (default
+    "<folder>-clean-report.json" beside `folder`). `progress`: a progress bar, shown only on a terminal (in a log
+    it would be a flood of carriage returns).
     """
     from fastprogress.fastprogress import progress_bar
 
@@ -110,11 +113,15 @@ def clean_images(
     workers = workers or min(4, os.cpu_count() or 1)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = zip(paths, pool.map(_inspect_one, paths, [max_pixels] * len(paths), chunksize=64), strict=True)
-        for path, (problem, detail) in progress_bar(results, total=len(paths), leave=False) if progress else results:
+        show = progress and sys.stdout.isatty()
+        for path, (problem, detail) in progress_bar(results, total=len(paths), leave=False) if show else results:
             report.checked += 1
             if problem is None:
                 continue
-            action = "none (dry run)" if dry_run else _fix(path, problem, folder, quarantine, delete)
+            if dry_run:
+                action = "would " + _planned(path, problem, folder, quarantine, delete)
+            else:
+                action = _fix(path, problem, folder, quarantine, delete)
             report.files.append({"path": str(path.relative_to(folder)), "problem": problem, "detail": detail,
                                  "action": action})  # fmt: skip
     report.counts = dict(Counter(f["problem"] for f in report.files))
@@ -143,12 +150,23 @@ def _inspect_one(path: Path, max_pixels: int) -> tuple[str | None, str]:
         return "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
+def _planned(path: Path, problem: str, folder: Path, quarantine: Path, delete: bool) -> str:
+    """What `_fix` would do to `path`, in the words it reports."""
+    if problem in _CONVERTIBLE:
+        return _converted_to(path)
+    return "delete" if delete else f"move to {quarantine / path.relative_to(folder)}"
+
+
+def _converted_to(path: Path) -> str:
+    return "convert to RGB " + ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix)
+
+
 def _fix(path: Path, problem: str, folder: Path, quarantine: Path, delete: bool) -> str:
     """What was done to `path`; a failure is reported ("failed: ..."), never raised, and never leaves two copies."""
     if problem in _CONVERTIBLE:
         try:
             _convert_to_rgb(path)
-            return "converted to RGB " + ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix)
+            return _converted_to(path).replace("convert", "converted", 1)
         except Exception as exc:  # a file that opens but cannot be converted is unusable after all
             log.warning("cannot convert %s (%s): quarantining it", path, exc)
     try:

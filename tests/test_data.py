@@ -112,3 +112,29 @@ def test_transparent_pixels_become_white_not_black(tmp_path):
 
 def test_inspect_image_passes_a_good_image(corpus):
     assert inspect_image(corpus / "good.jpg") == (None, "RGB")
+
+
+def test_the_cli_dry_run_says_what_it_would_do_and_a_palette_gif_is_left_alone_run_after_run(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    Image.open(corpus / "good.jpg").convert("P").save(corpus / "anim.gif")  # a GIF is a palette by its format
+    clean = [sys.executable, "-m", "kaggle_kit.cli", "clean", str(corpus)]
+
+    dry = subprocess.run([*clean, "--dry-run"], capture_output=True, text=True)  # stdout is a pipe, not a terminal
+
+    assert dry.returncode == 0, dry.stderr
+    assert "palette.png: palette (P) -> would convert to RGB .png" in dry.stdout
+    assert (
+        f"zero.jpg: zero bytes (empty file) -> would move to {tmp_path / 'train-quarantine' / 'zero.jpg'}" in dry.stdout
+    )
+    assert "anim.gif" not in dry.stdout
+    assert "█" not in dry.stdout + dry.stderr  # no progress bar in a log
+    assert (corpus / "zero.jpg").exists()
+    for _ in range(2):  # fixed, then nothing left to fix: the GIF is never "converted" again
+        done = subprocess.run(clean, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert "anim.gif" not in done.stdout
+    assert "converted" not in done.stdout
+    with Image.open(corpus / "anim.gif") as gif:
+        assert (gif.format, gif.mode) == ("GIF", "P")
