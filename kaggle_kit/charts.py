@@ -7,6 +7,7 @@ them. Every picture is a PNG written atomically; nothing here trains or predicts
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from kaggle_kit.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 __all__ = ["tag_chart", "tag_table", "confusion_chart", "batch_picture", "save_figure"]
 
@@ -108,9 +111,15 @@ def confusion_chart(predicted: np.ndarray, labels: np.ndarray, vocab: Sequence[s
     return save_figure(fig, path)
 
 
-def batch_picture(dls, path: str | os.PathLike, max_n: int = 9) -> Path:
+def batch_picture(dls, path: str | os.PathLike, max_n: int = 9) -> Path | None:
     """One batch of training images with their labels, as fastai's ``show_batch`` draws them (augmentations
-    included): the first thing the seeds look at."""
+    included): the first thing the seeds look at. A picture must never cost a run: if fastai cannot draw this kind
+    of batch, a warning says so and None is returned."""
     plt = _pyplot()
-    dls.show_batch(max_n=max_n, figsize=(7, 7))
+    try:
+        dls.show_batch(max_n=max_n, figsize=(7, 7))
+    except Exception as exc:  # noqa: BLE001 - any drawing failure is the picture's, not the kernel's
+        plt.close("all")
+        log.warning("could not draw %s: %s: %s", path, type(exc).__name__, exc)
+        return None
     return save_figure(plt.gcf(), path)

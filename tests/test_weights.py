@@ -95,6 +95,11 @@ def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, ru
 
     assert run.report.ok, run.explain()
     assert "kernel: lr_find suggests lr=" in run.stdout
+    from PIL import Image
+
+    with Image.open(Path(run.report.working_dir) / "lr_find.png") as plot:  # fastai's plot, saved
+        assert plot.size[0] > 300
+        assert len(set(plot.convert("RGB").getdata())) > 20
     assert (Path(run.report.working_dir) / "submission.csv").exists()
     assert not list(Path(run.report.working_dir).rglob("*.pth.tmp"))
 

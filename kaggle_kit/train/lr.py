@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from fastai.learner import Learner
 
 __all__ = ["suggest_lr"]
+
+log = logging.getLogger(__name__)
 
 
 def suggest_lr(learn: Learner, plot_path: str | os.PathLike | None = None) -> float:
@@ -23,10 +26,24 @@ def suggest_lr(learn: Learner, plot_path: str | os.PathLike | None = None) -> fl
     if not existed and models.is_dir() and not any(models.iterdir()):
         models.rmdir()
     if plot_path is not None:
-        from kaggle_kit.charts import save_figure
-
-        learn.recorder.plot_lr_find(suggestions=True, nms=["valley"])  # the same figure lr_find shows
-        import matplotlib.pyplot as plt
-
-        save_figure(plt.gcf(), plot_path)
+        _save_plot(learn, float(suggestion), plot_path)
     return float(suggestion)
+
+
+def _save_plot(learn: Learner, suggestion: float, path: str | os.PathLike) -> None:
+    """fastai's lr_find plot with the valley marked; a picture never costs the run (a warning instead)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kaggle_kit.charts import save_figure
+
+    try:
+        learn.recorder.plot_lr_find()  # the figure lr_find(show_plot=True) draws
+        plt.gca().axvline(suggestion, color="tab:red", ls="--", lw=1, label=f"valley {suggestion:.2e}")
+        plt.gca().legend(fontsize=8)
+        save_figure(plt.gcf(), path)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure is the picture's, not the kernel's
+        plt.close("all")
+        log.warning("could not draw %s: %s: %s", path, type(exc).__name__, exc)

@@ -73,6 +73,7 @@ import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
+from kaggle_kit.charts import batch_picture  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
 from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
@@ -98,7 +99,8 @@ kernel = kk.Kernel.current()
 working = kernel.working_dir
 # a kill during an atomic write leaves a temp file beside the report, the rules, a chart or the final weights; this
 # kernel is their only writer, so what is left of an earlier run goes before it writes them again
-remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|stage[12]\.pth")
+remove_stale_temps(working / "imaterialist-report.json",
+                   r"imaterialist-[a-z]+\.(?:json|png)|stage[12]\.pth|show_batch\.png|lr_find\.png")  # fmt: skip
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["competition"])
 except kk.KaggleKitError as exc:
@@ -134,8 +136,9 @@ loss = MultiLabelSegLoss(dice=settings["dice"], focal_gamma=settings["focal_gamm
 learn = stage1_learner(dls_at(settings["sizes"][0]), len(category_ids), settings["encoder"],
                        kernel.input_or_path(settings["weights"]), loss=loss, cut=settings["encoder_cut"],
                        last_cross=settings["last_cross"], decoder=settings["decoder"])  # fmt: skip
+batch_picture(learn.dls, working / "show_batch.png")  # what stage 1 is shown, once per run
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
-    print(f"kernel: lr_find suggests lr={suggest_lr(learn):.2e} (lrs {settings['lrs']})")
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lrs {settings['lrs']})")
 stage1 = deadline("stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 try:  # with weights fastai froze the encoder: the decoder trains first
