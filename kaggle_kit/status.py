@@ -20,7 +20,8 @@ from kaggle_kit.atomic import atomic_write_json, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
 
 __all__ = [
-    "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "DONE", "NEEDS_RESUME",
+    "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "mark_predicting",
+    "clear_predicting", "predictions_resumable", "DONE", "NEEDS_RESUME",
     "TRAINED",
 ]  # fmt: skip
 
@@ -63,8 +64,14 @@ class KernelStatus:
         return self.status == DONE
 
     def where(self) -> str:
-        """The training position in words, e.g. "stage/epoch/batch 1/3/120"."""
-        return f"stage/epoch/batch {self.stage}/{self.epoch}/{self.iteration}"
+        """The position in words, e.g. "stage/epoch/batch 1/3/120", with the predictions' when they stopped early
+        ("predictions 96 of 800 into submission.csv")."""
+        training = f"stage/epoch/batch {self.stage}/{self.epoch}/{self.iteration}"
+        if "predicting" not in self.extra:
+            return training
+        predictions = (f"predictions {self.extra.get('predicted')} of {self.extra.get('items')} into "
+                       f"{self.extra['predicting']}")  # fmt: skip
+        return predictions if self.epoch is None else f"{training}, {predictions}"
 
     def as_dict(self) -> dict[str, Any]:
         """The file's content: the fields flat, `extra` merged in, and the format version."""
@@ -128,13 +135,45 @@ def read_status(directory: str | os.PathLike) -> dict[str, Any] | None:
     return None if status is None else status.as_dict()
 
 
+def mark_predicting(working_dir: str | os.PathLike, output: str, done: int, total: int) -> Path:
+    """Record that predictions into `output` (a file name) stopped early, at `done` of `total` items, to be resumed:
+    the status says needs-resume (keeping the training position), so ``mark_done`` keeps it and ``chain`` pushes
+    another run, which resumes the predictions from this output."""
+    try:
+        previous = KernelStatus.load(working_dir)
+    except StatusError:
+        previous = None
+    kept = {} if previous is None else {k: v for k, v in previous.as_dict().items()
+                                        if k not in ("status", "updated_at", "format")}  # fmt: skip
+    return write_status(working_dir, NEEDS_RESUME, **{**kept, "predicting": output, "predicted": done,
+                                                      "items": total})  # fmt: skip
+
+
+def predictions_resumable(status: KernelStatus | None) -> bool:
+    """True when `status` says needs-resume only because predictions stopped early (``mark_predicting``): the
+    model is finished, so predicting is what the kernel should do."""
+    return status is not None and status.status == NEEDS_RESUME and "predicting" in status.extra
+
+
+def clear_predicting(working_dir: str | os.PathLike, output: str) -> None:
+    """The predictions into `output` are complete: a needs-resume that only they caused becomes trained."""
+    try:
+        status = KernelStatus.load(working_dir)
+    except StatusError:
+        return
+    if predictions_resumable(status) and status.extra.get("predicting") == output:
+        kept = {k: v for k, v in status.as_dict().items()
+                if k not in ("status", "updated_at", "format", "predicting", "predicted", "items")}  # fmt: skip
+        write_status(working_dir, TRAINED, **kept)
+
+
 def mark_done(working_dir: str | os.PathLike | None = None, *, allow_unfinished: bool = False, **info: Any) -> Path:
     """Declare the kernel's job finished (default: the current kernel's working dir), keeping what the status
     already says (the training position) and adding `info`.
 
-    When the status says needs-resume (a ``Deadline`` stopped training to be resumed), the job is not done: the
-    status stays as it is, so the next run (or ``chain``) resumes, and a warning says so. `allow_unfinished=True`
-    marks it done all the same."""
+    When the status says needs-resume (a ``Deadline`` stopped training, or ``stream_predict`` stopped predicting
+    before the cutoff, to be resumed), the job is not done: the status stays as it is, so the next run (or
+    ``chain``) resumes, and a warning says so. `allow_unfinished=True` marks it done all the same."""
     if working_dir is None:
         from kaggle_kit.kernel import Kernel
 
@@ -143,6 +182,11 @@ def mark_done(working_dir: str | os.PathLike | None = None, *, allow_unfinished:
         previous = KernelStatus.load(working_dir)
     except StatusError:
         previous = None  # a damaged status says nothing worth keeping; the job is done all the same
+    if predictions_resumable(previous) and not allow_unfinished:
+        log.warning("mark_done: predictions into %s stopped at %s of %s items to be resumed; the status stays %s "
+                    "(run the kernel again)", previous.extra["predicting"], previous.extra.get("predicted"),
+                    previous.extra.get("items"), NEEDS_RESUME)  # fmt: skip
+        return Path(working_dir) / STATUS_NAME
     if previous is not None and previous.status == NEEDS_RESUME and not allow_unfinished:
         log.warning("mark_done: training stopped at %s to be resumed; the status stays %s (run the kernel again)",
                     previous.where(), NEEDS_RESUME)  # fmt: skip

@@ -227,16 +227,21 @@ def kernel_here(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_kaggle(tmp_path, monkeypatch):
-    """The official kaggle client pointed at a fake Kaggle API on loopback (see tests/fake_kaggle.py)."""
-    from fake_kaggle import FakeKaggle
+def local_kaggle(tmp_path, monkeypatch):
+    """The official kaggle client pointed at a LocalKaggle on loopback that really runs what is pushed (3 GB, 60 s
+    per run; the iMaterialist competition attached as an empty folder). Scripted answers: ``script_answer``."""
+    from kaggle_kit.push.local import LocalKaggle
 
-    fake = FakeKaggle().start()
-    for key, value in fake.env(tmp_path).items():
+    competition = tmp_path / "empty-competition"
+    competition.mkdir()
+    service = LocalKaggle(tmp_path / "local-kaggle", {"imaterialist-fashion-2019-FGVC6": competition},
+                          memory_limit=3 * 10**9, time_limit=60.0, grace_s=2.0).start()  # fmt: skip
+    for key, value in service.client_env("tester", tmp_path / "kaggle-config").items():
         monkeypatch.setenv(key, value)
-    (tmp_path / "kaggle-config").mkdir()
-    yield fake
-    fake.stop()
+    monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key-0123456789")  # what tests look for in every request body
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    yield service
+    service.stop()
 
 
 def start_kernel_process(script: Path, root: Path, env: dict | None = None):

@@ -14,6 +14,7 @@ from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.predict.sinks import ArraySink, CsvSink, merge_shards
 from kaggle_kit.predict.stream import is_placeholder, progress_path, stream_predict
+from kaggle_kit.status import KernelStatus, mark_done
 
 
 def _reference(learn, items, **kwargs):
@@ -214,11 +215,17 @@ def test_a_run_out_of_time_commits_and_the_next_call_finishes_it(learners, image
     fake_clock.advance(95)  # 5 s left, under the 60 s reserve: one chunk, then stop
 
     first = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
+    mark_done(kernel.working_dir)  # an unguarded script: the job is not done, the status must say so
+    after_first = KernelStatus.load(kernel.working_dir)
     fake_clock.now -= 95
     second = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
+    mark_done(kernel.working_dir)
 
     assert (first.complete, first.done) == (False, 4)
+    assert after_first.status == "needs-resume"
+    assert after_first.where() == "predictions 4 of 24 into sub.csv"
     assert (second.complete, second.resumed_at, second.predicted) == (True, 4, 20)
+    assert KernelStatus.load(kernel.working_dir).status == "done"
     expected = _label_rows(images, _reference(learners("single"), images)[0].numpy())
     assert pd.read_csv("sub.csv", dtype=str, keep_default_na=False).values.tolist() == [
         [a, str(b), c] for a, b, c in expected

@@ -10,7 +10,6 @@ from conftest import make_images
 
 from kaggle_kit.push import api
 from kaggle_kit.push.bundle import BOOTSTRAP_MARK, build_bundle
-from kaggle_kit.push.chain import run_chain
 
 SECRET = "s3cr3t-key-0123456789"
 
@@ -39,14 +38,14 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def test_push_sends_the_bundled_script_and_metadata_but_no_credential(fake_kaggle, weird_path):
+def test_push_sends_the_bundled_script_and_metadata_but_no_credential(local_kaggle, weird_path):
     kernel = _kernel(weird_path / "kernel")
 
     proc = _cli("push", str(kernel), "--out", str(weird_path / "build"))
 
     assert proc.returncode == 0, proc.stderr
     assert "version 1 https://www.kaggle.com/code/tester/my-fashion-kernel" in proc.stdout
-    (body,) = fake_kaggle.calls("SaveKernel")
+    (body,) = local_kaggle.calls("SaveKernel")
     assert body["slug"] == "tester/my-fashion-kernel"
     assert body["text"].startswith(BOOTSTRAP_MARK)
     assert body["text"].endswith((kernel / "kernel.py").read_text())
@@ -70,7 +69,7 @@ def test_push_sends_the_bundled_script_and_metadata_but_no_credential(fake_kaggl
     ({"enable_internet": "no"}, "enable_internet 'no' must be true or false"),
     ({"machine_shape": "big gpu"}, "machine_shape 'big gpu' must be a name"),
 ])  # fmt: skip
-def test_invalid_metadata_is_refused_before_any_request(meta, message, fake_kaggle, tmp_path):
+def test_invalid_metadata_is_refused_before_any_request(meta, message, local_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel", **meta)
 
     proc = _cli("push", str(kernel), "--out", str(tmp_path / "build"))
@@ -78,7 +77,7 @@ def test_invalid_metadata_is_refused_before_any_request(meta, message, fake_kagg
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    assert fake_kaggle.requests == []
+    assert local_kaggle.requests == []
 
 
 def test_missing_credentials_say_how_to_set_them(tmp_path, monkeypatch):
@@ -141,89 +140,15 @@ def test_a_tampered_bundle_refuses_to_run(run_kernel, tmp_path):
     assert "fails its checksum" in run.stderr
 
 
-def _status_output(status: str) -> dict[str, bytes]:
-    return {
-        "kaggle-kit-status.json": json.dumps({"status": status, "stage": 0, "epoch": 3, "iteration": 7}).encode(),
-        "checkpoints/checkpoints.json": b"{}",
-    }
-
-
-def test_chain_pushes_a_resume_run_with_the_previous_output_until_done(fake_kaggle, tmp_path):
-    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
-    fake_kaggle.statuses.extend([("RUNNING", None), ("COMPLETE", None), ("COMPLETE", None)])
-    fake_kaggle.outputs.extend([_status_output("needs-resume"), _status_output("done")])
-    waits = []
-
-    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=waits.append)
-
-    first, second = fake_kaggle.calls("SaveKernel")
-    assert outcome.result == "done"
-    assert [r["state"] for r in outcome.runs] == ["needs-resume", "done"]
-    assert "kernelDataSources" not in first or "tester/my-fashion-kernel" not in first["kernelDataSources"]
-    assert second["kernelDataSources"] == ["tester/my-fashion-kernel"]
-    assert waits == [1]
-    assert (bundle / "run-1-output/kaggle-kit-status.json").exists()
-    assert not (bundle / "run-1-output/checkpoints").exists()  # only the status file is downloaded
-
-
-def test_chain_stops_with_the_reason_on_error(fake_kaggle, tmp_path):
-    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
-    fake_kaggle.statuses.append(("ERROR", "Your notebook tried to allocate more memory than is available."))
-
-    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
-
-    assert outcome.result == "error"
-    assert "run 1 ended ERROR: Your notebook tried to allocate more memory" in outcome.reason
-    assert len(fake_kaggle.calls("SaveKernel")) == 1
-
-
-def test_an_interrupted_chain_continues_without_pushing_twice(fake_kaggle, tmp_path):
-    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
-    fake_kaggle.statuses.extend([("COMPLETE", None), ("RUNNING", None), ("COMPLETE", None)])
-    fake_kaggle.outputs.extend([_status_output("needs-resume"), _status_output("done")])
-
-    def interrupt(_seconds):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_chain(bundle, max_runs=5, poll_s=1, sleep=interrupt)  # stopped while run 2 is running
-    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
-
-    assert outcome.result == "done"
-    assert len(fake_kaggle.calls("SaveKernel")) == 2
-
-
-def test_chain_stops_after_max_runs(fake_kaggle, tmp_path):
-    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
-    fake_kaggle.outputs.extend([_status_output("needs-resume")] * 3)
-
-    outcome = run_chain(bundle, max_runs=2, poll_s=1, sleep=lambda s: None)
-
-    assert outcome.result == "max-runs"
-    assert len(fake_kaggle.calls("SaveKernel")) == 2
-
-
-def test_status_and_output_commands_use_the_official_client(fake_kaggle, tmp_path):
-    fake_kaggle.current_output = {f"part-{i:02d}.csv": b"a,b\n" for i in range(25)}  # more than one page
-
-    status = _cli("status", "tester/my-fashion-kernel")
-    output = _cli("output", "tester/my-fashion-kernel", "-o", str(tmp_path / "out"))
-
-    assert status.returncode == 0, status.stderr
-    assert status.stdout.strip() == "tester/my-fashion-kernel: COMPLETE"
-    assert output.returncode == 0, output.stderr
-    assert len(list((tmp_path / "out").glob("part-*.csv"))) == 25
-
-
-def test_push_with_shards_pushes_one_kernel_per_shard(fake_kaggle, tmp_path):
+def test_push_with_shards_pushes_one_kernel_per_shard(local_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel")
 
     proc = _cli("push", str(kernel), "--shards", "3", "--out", str(tmp_path / "build"))
 
     assert proc.returncode == 0, proc.stderr
-    slugs = [b["slug"] for b in fake_kaggle.calls("SaveKernel")]
+    slugs = [b["slug"] for b in local_kaggle.calls("SaveKernel")]
     assert slugs == [f"tester/my-fashion-kernel-shard-{i}-of-3" for i in range(3)]
-    assert all(f"'KAGGLE_KIT_SHARD': '{i}/3'" in b["text"] for i, b in enumerate(fake_kaggle.calls("SaveKernel")))
+    assert all(f"'KAGGLE_KIT_SHARD': '{i}/3'" in b["text"] for i, b in enumerate(local_kaggle.calls("SaveKernel")))
 
 
 def test_sharded_kernels_merge_into_the_unsharded_submission(run_kernel, tmp_path):
@@ -259,7 +184,7 @@ def test_sharded_kernels_merge_into_the_unsharded_submission(run_kernel, tmp_pat
     assert (tmp_path / "merged.csv").read_bytes() == (Path(whole.report.working_dir) / "submission.csv").read_bytes()
 
 
-def test_the_official_kaggle_cli_pushes_a_bundle_folder_as_it_is(fake_kaggle, tmp_path):
+def test_the_official_kaggle_cli_pushes_a_bundle_folder_as_it_is(local_kaggle, tmp_path):
     bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
 
     proc = subprocess.run(
@@ -271,13 +196,13 @@ def test_the_official_kaggle_cli_pushes_a_bundle_folder_as_it_is(fake_kaggle, tm
     )
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (body,) = fake_kaggle.calls("SaveKernel")
+    (body,) = local_kaggle.calls("SaveKernel")
     assert body["text"] == (bundle / "kernel.py").read_text()
     assert body["enableInternet"] is False
 
 
 @pytest.mark.parametrize("code_file", ["ABSOLUTE", "../kaggle.json", "link.py"])
-def test_a_code_file_outside_the_kernel_folder_is_refused_and_no_secret_travels(code_file, fake_kaggle, tmp_path):
+def test_a_code_file_outside_the_kernel_folder_is_refused_and_no_secret_travels(code_file, local_kaggle, tmp_path):
     home = tmp_path / "home" / ".kaggle"
     home.mkdir(parents=True)
     (home / "kaggle.json").write_text(json.dumps({"username": "tester", "key": SECRET}))
@@ -294,7 +219,7 @@ def test_a_code_file_outside_the_kernel_folder_is_refused_and_no_secret_travels(
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert "must be" in pushed.stderr
-    assert fake_kaggle.requests == []
+    assert local_kaggle.requests == []
     assert not any(SECRET in p.read_text() for p in (tmp_path / "build").rglob("*") if p.is_file())
 
 
@@ -344,24 +269,12 @@ def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel
     assert "kernel ran with" in run.stdout
 
 
-@pytest.mark.parametrize("content", [b"[]", b"{}", b'{"status": 3}', b"not json"])
-def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, fake_kaggle, tmp_path):
-    bundle = build_bundle(_kernel(tmp_path / "kernel"), tmp_path / "build")
-    fake_kaggle.statuses.append(("COMPLETE", None))
-    fake_kaggle.outputs.append({"kaggle-kit-status.json": content})
-
-    outcome = run_chain(bundle, max_runs=5, poll_s=1, sleep=lambda s: None)
-
-    assert outcome.result == "no-status"
-    assert "run 1 left" in outcome.reason
-
-
 @pytest.mark.parametrize(
     "record",
     ['{"runs": [1]}', '{"runs": [{"run": "../../escaped", "state": "complete", "version": 1}]}'],
     ids=["not a run", "a run number holding a path"],
 )
-def test_a_malformed_chain_record_is_a_one_line_error(record, fake_kaggle, tmp_path):
+def test_a_malformed_chain_record_is_a_one_line_error(record, local_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel")
     bundle = build_bundle(kernel, tmp_path / "build")
     (bundle / "chain.json").write_text(record)
@@ -375,11 +288,11 @@ def test_a_malformed_chain_record_is_a_one_line_error(record, fake_kaggle, tmp_p
 
 
 @pytest.mark.parametrize("damage", ['{"id":', '{"id": 5}', "[]"], ids=["cut", "id not a string", "a list"])
-def test_chain_on_a_bundle_with_damaged_metadata_is_one_line(damage, fake_kaggle, tmp_path):
+def test_chain_on_a_kernel_with_damaged_metadata_is_one_line(damage, local_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel")
     bundle = build_bundle(kernel, tmp_path / "build")
-    (bundle / "chain.json").write_text('{"runs": []}')  # a chain in progress: its bundle is reused, not rebuilt
-    (bundle / "kernel-metadata.json").write_text(damage)
+    (bundle / "chain.json").write_text('{"runs": []}')  # a chain in progress: the bundle is rebuilt from the kernel
+    (kernel / "kernel-metadata.json").write_text(damage)
 
     proc = _cli("chain", str(kernel), "--out", str(tmp_path / "build"))
 

@@ -151,7 +151,7 @@ def test_the_readme_names_only_real_commands_and_options():
 
 
 @pytest.mark.e2e
-def test_the_cheap_readme_commands_run_as_written(fake_kaggle, tmp_path):
+def test_the_cheap_readme_commands_run_as_written(local_kaggle, tmp_path):
     (tmp_path / "kernels").symlink_to(ROOT / "kernels")
     make_images(tmp_path / "data" / "train", 6)
     env = {**os.environ, "KAGGLE_USERNAME": "tester"}
@@ -176,4 +176,4 @@ def test_the_cheap_readme_commands_run_as_written(fake_kaggle, tmp_path):
             assert done.returncode == 0, (command, done.stderr)
         ran.append(args[0])
     assert {"synth", "init", "bundle", "push", "status", "output", "clean", "run-local"} <= set(ran), ran
-    assert fake_kaggle.calls("SaveKernel")[0]["slug"] == "tester/my-fashion-kernel"
+    assert local_kaggle.calls("SaveKernel")[0]["slug"] == "tester/my-fashion-kernel"

@@ -49,7 +49,7 @@ def test_the_blank_kernel_runs_locally(tmp_path):
     assert status["status"] == "done"
 
 
-def test_without_a_user_name_init_says_so_and_push_refuses_the_placeholder(fake_kaggle, tmp_path):
+def test_without_a_user_name_init_says_so_and_push_refuses_the_placeholder(local_kaggle, tmp_path):
     env = {"KAGGLE_USERNAME": "", "KAGGLE_CONFIG_DIR": str(tmp_path / "empty")}
     done = _run("init", tmp_path / "new-kernel", env=env)
     pushed = _run("push", tmp_path / "new-kernel", "--out", tmp_path / "build")
@@ -59,7 +59,7 @@ def test_without_a_user_name_init_says_so_and_push_refuses_the_placeholder(fake_
     assert pushed.returncode == 2
     assert "placeholder owner" in pushed.stderr
     assert len(pushed.stderr.strip().splitlines()) == 1
-    assert fake_kaggle.calls("SaveKernel") == []
+    assert local_kaggle.calls("SaveKernel") == []
 
 
 @pytest.mark.parametrize(("name", "message"), [("kernel-one", "is not an empty folder"), ("ab", "at least 5")])

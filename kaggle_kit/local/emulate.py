@@ -52,6 +52,30 @@ log = logging.getLogger(__name__)
 SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
 
+# `python -c` this, then the script and its arguments: the script runs as __main__ with kaggle_kit importable only
+# from a zip on sys.path (a bundle's embedded copy), whether the installed one is editable or not.
+_BUNDLE_ONLY_LAUNCHER = """
+import importlib.machinery, os, runpy, sys
+
+
+class _KitFromBundleOnly:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "kaggle_kit":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p.endswith(".zip")])
+        if spec is None:
+            raise ModuleNotFoundError("No module named 'kaggle_kit' (the installed copy is hidden, as on Kaggle: "
+                                      "push the bundle, which carries its own)", name=name)
+        return spec
+
+
+sys.meta_path.insert(0, _KitFromBundleOnly)
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
 
 def parse_input_spec(spec: str) -> tuple[str, Path]:
     """ "[SLUG=]PATH" -> (slug, path); the slug defaults to the path's name and may hold "/" for the new layout
@@ -83,6 +107,8 @@ def run_local(
     stderr: IO | None = None,
     python_args: Sequence[str] = (),
     plot: bool = False,
+    bundle_only: bool = False,
+    cancel: threading.Event | None = None,
 ) -> RunReport:
     """Run `script` with Python in a Kaggle-shaped sandbox under `limits` and return its report.
 
@@ -94,6 +120,10 @@ def run_local(
     The report is also written as JSON to `report_path` (default ``root/run-report.json``). `python_args` go to the
     interpreter before the script (e.g. ["-S"] to run without site-packages, as a bundle would on Kaggle).
     `plot`: also draw the run against its limits beside the report (same name, .png; ``kaggle_kit.local.runplot``).
+    `bundle_only`: hide the installed kaggle_kit from the script, so a bundle runs on its own embedded copy (as on
+    Kaggle, where kaggle_kit is not installed) and a script that is not a bundle fails to import it.
+    `cancel`: when this event is set, the kernel is ended as at a stop (SIGTERM, `grace_s`, SIGKILL; verdict
+    "stopped"), e.g. by a local Kaggle shutting down.
     """
     script = Path(script).resolve()
     if not script.is_file():
@@ -126,8 +156,9 @@ def run_local(
         "PYTHONUNBUFFERED": "1",
     }
     child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
+    launch = ["-c", _BUNDLE_ONLY_LAUNCHER] if bundle_only else []
     proc = subprocess.Popen(
-        [sys.executable, *python_args, str(script), *args],
+        [sys.executable, *python_args, *launch, str(script), *args],
         cwd=working_dir,
         env=child_env,
         stdout=stdout,
@@ -140,6 +171,8 @@ def run_local(
     try:
         with _signals_raise_stop():
             while proc.poll() is None:
+                if cancel is not None and cancel.is_set():
+                    raise _Stop(signal.SIGTERM, "run-local was cancelled: the kernel was stopped")
                 time.sleep(watch.check(time.time() - started_at))
     except _Stop as stop:  # a CI cancel or Ctrl-C: end the kernel as Kaggle would (TERM, grace, KILL), then report
         stopped_by = stop.signum
@@ -149,7 +182,7 @@ def run_local(
         except subprocess.TimeoutExpired:
             watch.kill(signal.SIGKILL)
             proc.wait()
-        watch.signals.append(f"run-local got {signal.Signals(stop.signum).name}: the kernel was stopped")
+        watch.signals.append(stop.why)
     except BaseException:
         watch.kill(signal.SIGKILL)  # never leave a kernel running behind an interrupted emulator
         proc.wait()
@@ -230,9 +263,10 @@ def _end_with_supervisor() -> None:
 class _Stop(BaseException):
     """run-local was asked to stop (SIGTERM or SIGINT)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, why: str | None = None):
         super().__init__(signum)
         self.signum = signum
+        self.why = why or f"run-local got {signal.Signals(signum).name}: the kernel was stopped"
 
 
 @contextlib.contextmanager

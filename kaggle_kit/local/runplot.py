@@ -3,20 +3,22 @@
 Top: the process tree's memory over time (RSS as the watchdog sampled it; the exact peak as a dot where it was
 measured) under the RAM limit, with the moments the kit recorded while the kernel ran (``kaggle_kit.events``): every
 checkpoint written (pruned ones too), every prediction commit, and a Deadline's stop. Bottom: time used against the
-time limit, and output files against the file limit.
+time limit, and output files against the file limit. A chain of runs (``kaggle-kit rehearse``) is drawn as one
+lane per run.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.events import read_events
 from kaggle_kit.local.report import EVENTS_NAME, RunReport
 
-__all__ = ["plot_run", "run_events"]
+__all__ = ["plot_run", "plot_chain", "run_events"]
 
 GIB = 1024**3
 
@@ -40,9 +42,51 @@ def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    limit = report.limits.memory_bytes
     fig, (memory, time_ax, files_ax) = plt.subplots(3, 1, figsize=(7, 5.2), dpi=90,
                                                     gridspec_kw={"height_ratios": [4, 1, 1]})  # fmt: skip
+    said = f"; kernel status {report.kernel_status}" if report.kernel_status else ""
+    _memory_lane(memory, report, started_at, f"{Path(report.script).name}: {report.verdict}{said}")
+    time_limit = report.limits.time_s or 1
+    _bar(time_ax, report.elapsed_s, time_limit, f"time {report.elapsed_s:.0f} s of {time_limit:.0f} s")
+    max_files = report.limits.max_files or 1
+    _bar(files_ax, report.output_files, max_files, f"output files {report.output_files} of {max_files}")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_chain(lanes: Sequence[tuple[str, RunReport]], path: str | os.PathLike) -> Path:
+    """Write a chain of runs as one picture (PNG) atomically to `path`: one lane per run, titled by its label (e.g.
+    "run 2: ok, needs-resume at stage/epoch/batch 0/3/1"), each its memory over time against the limit with its
+    checkpoints, commits and stop, on a shared time axis so a user sees where each kernel ended and the next began."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not lanes:
+        raise ValueError("plot_chain needs at least one run")
+    fig, axes = plt.subplots(len(lanes), 1, figsize=(7, 1.9 * len(lanes) + 0.4), dpi=90, squeeze=False,
+                             sharex=True)  # fmt: skip
+    longest = max(max(report.elapsed_s, report.limits.time_s or 0) for _label, report in lanes)
+    for ax, (label, report) in zip(axes[:, 0], lanes, strict=True):
+        _memory_lane(ax, report, None, label)
+        ax.axvline(report.limits.time_s, color="black", lw=1, ls="--", alpha=0.6)
+        ax.set_xlim(0, max(longest, 1.0) * 1.03)
+        ax.set_xlabel("")
+    axes[-1, 0].set_xlabel("seconds since the run's start (dashed black: the time limit)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _memory_lane(memory, report: RunReport, started_at: float | None, title: str) -> None:
+    """Draw one run's memory over time, its limit, exact peak and recorded moments on the axes `memory`."""
+    limit = report.limits.memory_bytes
     if report.memory_timeline:
         seconds, used = zip(*report.memory_timeline, strict=True)
         memory.plot(seconds, [u / GIB for u in used], color="tab:blue", lw=1.2, label="memory (RSS of the tree)")
@@ -61,17 +105,7 @@ def plot_run(report: RunReport, path: str | os.PathLike, started_at: float | Non
     memory.set_ylabel("GiB")
     memory.set_xlabel("seconds since start")
     memory.legend(loc="upper left", fontsize=7, ncols=2)
-    said = f"; kernel status {report.kernel_status}" if report.kernel_status else ""
-    memory.set_title(f"{Path(report.script).name}: {report.verdict}{said}", fontsize=9)
-    time_limit = report.limits.time_s or 1
-    _bar(time_ax, report.elapsed_s, time_limit, f"time {report.elapsed_s:.0f} s of {time_limit:.0f} s")
-    max_files = report.limits.max_files or 1
-    _bar(files_ax, report.output_files, max_files, f"output files {report.output_files} of {max_files}")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    memory.set_title(title, fontsize=9)
 
 
 def _bar(ax, used: float, limit: float, text: str) -> None:

@@ -278,7 +278,9 @@ def _merge_arrays(paths: list[Path], dest: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]))
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]), version=(2, 0)
+        )  # as ArraySink writes it: a merge equals the unsharded file
         for i, a in enumerate(arrays):
             out[i :: len(arrays)] = a
         out.flush()

@@ -40,7 +40,15 @@ from kaggle_kit.predict.progress import (
     manifest_path_for,
 )
 from kaggle_kit.predict.sinks import Sink
-from kaggle_kit.status import NEEDS_RESUME, STATUS_NAME, KernelStatus, StatusError
+from kaggle_kit.status import (
+    NEEDS_RESUME,
+    STATUS_NAME,
+    KernelStatus,
+    StatusError,
+    clear_predicting,
+    mark_predicting,
+    predictions_resumable,
+)
 
 __all__ = ["stream_predict", "PredictSummary", "progress_path", "is_placeholder"]
 
@@ -113,7 +121,9 @@ def stream_predict(
     activated outputs on the flipped images (flipped back for masks) are averaged with the plain one, batch by batch.
     `shard=(i, n)`: predict only items i, i+n, i+2n, ... (see ``sinks.merge_shards``); by default it comes from
     KAGGLE_KIT_SHARD="i/n", which a bundle pushed with ``kaggle-kit push --shards n`` sets.
-    Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left.
+    Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left; the
+    kernel's status then says needs-resume (``status.mark_predicting``), so ``mark_done`` keeps it and ``chain``
+    pushes another run, which resumes the predictions from the attached output.
     `restart=True` throws away the sink's files and their manifest first (whatever run they belong to) and predicts
     from the first item: for outputs that are cheap to redo, or when the model changed on purpose.
     In a kernel whose training a ``Deadline`` stopped to be resumed (its status file says needs-resume), the model is
@@ -166,6 +176,10 @@ def stream_predict(
             bs=bs, chunk_size=chunk_size, decode=decode, act=act, flips=flips, num_workers=num_workers,
             memory_fraction=memory_fraction, max_chunk_bytes=max_chunk_bytes, commit_every_s=commit_every_s,
             kernel=kernel, monitor=monitor, reserve_s=reserve_s, progress=progress))  # fmt: skip
+    if not manifest.complete:  # stopped before the cutoff: the job needs another run, which resumes from here
+        mark_predicting(kernel.working_dir, first.name, manifest.done, len(positions))
+    else:
+        clear_predicting(kernel.working_dir, first.name)
     if manifest.skipped:
         log.warning(
             "%d item(s) could not be read and got placeholder predictions: %s",
@@ -196,7 +210,7 @@ def _unfinished_training(kernel: Kernel) -> str | None:
         status = KernelStatus.load(kernel.working_dir)
     except StatusError:
         return None  # a damaged status says nothing either way; stream_predict never blocks on it
-    if status is None or status.status != NEEDS_RESUME:
+    if status is None or status.status != NEEDS_RESUME or predictions_resumable(status):
         return None
     return f"training stopped at {status.where()} to be resumed ({STATUS_NAME} says {NEEDS_RESUME})"
 

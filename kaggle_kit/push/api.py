@@ -28,6 +28,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+MAX_OUTPUT_FILES = 500  # Kaggle's limit of output files per kernel version
+
 
 class KaggleApiError(KaggleKitError):
     """Kaggle refused a request, or no credentials are set."""
@@ -112,4 +114,10 @@ def output(kernel: str, dest: str | os.PathLike, api=None, file_pattern: str | N
         files, _token = api.kernels_output(kernel, str(dest), file_pattern=file_pattern, force=True, quiet=True)
     except Exception as exc:
         raise KaggleApiError(f"output of {kernel} failed: {exc}", kernel) from None
+    log_file = os.path.join(str(dest), kernel.split("/")[-1] + ".log")  # where the client writes the run's log
+    outputs = [f for f in files if f != log_file]
+    if len(outputs) > MAX_OUTPUT_FILES:
+        log.warning("%s listed %d output files: Kaggle keeps at most %d per version, so a run on Kaggle may lose "
+                    "some of them (write fewer, larger files: stream_predict's sinks do)", kernel, len(outputs),
+                    MAX_OUTPUT_FILES)  # fmt: skip
     return [Path(f) for f in files]

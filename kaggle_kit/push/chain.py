@@ -2,8 +2,11 @@
 
 Run 1 is the bundle as it is. When a run completes and its output's kaggle-kit-status.json says "needs-resume", the
 next run is pushed with the kernel itself in kernel_sources, so the previous run's output (its checkpoints) is under
-/kaggle/input and kk.Deadline resumes from it. The chain stops when a run says "done", errors, or after `max_runs`.
-Its history is kept in <bundle>/chain.json (atomic), so an interrupted `chain` picks up where the chain is.
+/kaggle/input and kk.Deadline resumes from it. The chain stops when a run says "done", errors, makes no progress (it
+needs a resume at the very place the run before it stopped), or after `max_runs`.
+Its history is kept in <bundle>/chain.json (atomic), so an interrupted `chain` picks up where the chain is; started
+again after a run that errored (fix the config or the script first), it pushes that run again: the kernel resumes
+from the last good output, not from scratch.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ log = logging.getLogger(__name__)
 CHAIN_NAME = "chain.json"
 STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each run's output
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
+_RETRIED = ("error", "no-status", "stuck")  # how a run may have ended that a chain started again pushes once more
 
 
 @dataclass
 class ChainOutcome:
-    """How a chain ended: `result` ("done", "error", "max-runs", "no-status" or the last run's state), a one-line
-    `reason`, and the `runs` as recorded in chain.json (run number, version, url, state, position)."""
+    """How a chain ended: `result` ("done", "error", "max-runs", "no-status", "stuck" or the last run's state), a
+    one-line `reason`, and the `runs` as recorded in chain.json (run number, version, url, state, position)."""
 
     result: str
     reason: str
@@ -67,13 +71,16 @@ def run_chain(
     state_path = bundle_dir / CHAIN_NAME
     state = _load_state(state_path, ref)
     runs: list[dict[str, Any]] = state["runs"]
+    retry = bool(runs) and runs[-1]["state"] in _RETRIED
     if runs:
-        say(f"continuing the chain of {ref}: {len(runs)} run(s) recorded")
+        again = f"; run {runs[-1]['run']} ended {runs[-1]['state']}: pushing it again" if retry else ""
+        say(f"continuing the chain of {ref}: {len(runs)} run(s) recorded{again}")
     while True:
-        if not runs or runs[-1]["state"] == NEEDS_RESUME:
+        if not runs or runs[-1]["state"] == NEEDS_RESUME or retry:
             if len(runs) >= max_runs:
                 return _finish(state, state_path, "max-runs", f"{max_runs} run(s) pushed, the job still needs more")
-            if runs:
+            retry = False
+            if any(r["state"] == NEEDS_RESUME for r in runs):  # an output to resume from exists
                 _add_self_as_source(bundle_dir, meta, ref)
             pushed = kaggle_api.push(bundle_dir, api)
             runs.append({"run": len(runs) + 1, "version": pushed.version, "url": pushed.url, "state": "pushed",
@@ -100,9 +107,16 @@ def run_chain(
                 return _finish(state, state_path, "no-status", f"run {run['run']} left {problem}")
             run["state"] = status.status
             run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
-                       time_used_s=status.time_used_s)  # fmt: skip
+                       time_used_s=status.time_used_s, predicted=status.extra.get("predicted"))  # fmt: skip
             atomic_write_json(state_path, state)
             say(f"run {run['run']}: {status.status} ({status.where()})")
+            before = [r for r in runs[:-1] if r["state"] == NEEDS_RESUME]
+            if status.status == NEEDS_RESUME and before and _position(before[-1]) == _position(run):
+                run["state"] = "stuck"
+                atomic_write_json(state_path, state)
+                return _finish(state, state_path, "stuck", f"run {run['run']} made no progress: it stopped where run "
+                               f"{before[-1]['run']} did ({status.where()}); the time left after the Deadline"
+                               "'s reserve is too short for one step")  # fmt: skip
         if run["state"] == DONE:
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
@@ -138,6 +152,10 @@ def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, 
             return name, failure
         sleep(delay)
         delay = min(max_poll_s, delay * 2)
+
+
+def _position(run: dict[str, Any]) -> tuple:
+    return run.get("stage"), run.get("epoch"), run.get("iteration"), run.get("predicted")
 
 
 def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:

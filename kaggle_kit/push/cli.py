@@ -1,4 +1,5 @@
-"""The `kaggle-kit` commands that talk to Kaggle: bundle, push (and --shards), status, output, chain, merge.
+"""The `kaggle-kit` commands that talk to Kaggle: init, bundle, push (and --shards), status, output, chain, rehearse
+and merge.
 
 Part of the command line (it prints, like cli.py); the work is done by kaggle_kit.push and kaggle_kit.predict.sinks.
 """
@@ -78,6 +79,35 @@ def add_push_commands(sub) -> None:
     chain.add_argument("--poll", default="30s", help="first status poll interval (doubles up to 10 minutes)")
     chain.add_argument("--out", default="build", help="where bundles and downloaded outputs go (default ./build)")
     chain.set_defaults(handler=_chain)
+
+    rehearse = sub.add_parser(
+        "rehearse",
+        help="rehearse a kernel's whole Kaggle chain on this machine, against a local Kaggle",
+        description="Start a local Kaggle on loopback that runs what is pushed to it (the bundle, inputs "
+        "where Kaggle mounts them, the machine's limits with a scaled time limit), run the real chain "
+        "against it with the official client, print one line per run, download the final output into "
+        "-p DIR and draw the chain. Exit 0 only when the chain ends done. Run it again with the same "
+        "--root to continue the chain (after a failed run: from the last good output).",
+    )
+    rehearse.add_argument("kernel_dir", help="kernel folder: kernel-metadata.json and its code_file")
+    rehearse.add_argument("--data", action="append", default=[], metavar="SLUG=PATH",
+                          help="a local folder for a source the metadata names (competition, owner/dataset, "
+                          "owner/kernel); repeat for each")  # fmt: skip
+    rehearse.add_argument("--config", help="a JSON settings file every run reads (KAGGLE_KIT_CONFIG)")
+    rehearse.add_argument("--time", default="3min", help="time limit of each run (default 3min)")
+    rehearse.add_argument("--memory", default=None,
+                          help="memory limit of each run (default: the profile the metadata asks for)")  # fmt: skip
+    rehearse.add_argument("--max-runs", type=int, default=5, help="stop after this many runs (default 5)")
+    rehearse.add_argument("--max-running", type=int, default=2,
+                          help="versions running at once, Kaggle's session cap (default 2)")  # fmt: skip
+    rehearse.add_argument("--shards", type=int, default=0, help="rehearse N sharded kernels and merge them")
+    rehearse.add_argument("--key-column", help="with --shards: the CSV column naming the item (e.g. ImageId)")
+    rehearse.add_argument("--keys-csv", help="with --shards: a CSV listing every item's key in order")
+    rehearse.add_argument("-p", "--path", dest="dest", default=None,
+                          help="folder for the final output (default <root>/output), as output -p")  # fmt: skip
+    rehearse.add_argument("--root", default=None,
+                          help="the rehearsal's folder (default ./kaggle-kit-rehearsals/<slug>)")  # fmt: skip
+    rehearse.set_defaults(handler=_rehearse)
 
     merge = sub.add_parser(
         "merge",
@@ -172,13 +202,10 @@ def _output(args: argparse.Namespace) -> int:
 def _chain(args: argparse.Namespace) -> int:
     from kaggle_kit.limits import parse_duration
     from kaggle_kit.push.bundle import build_bundle
-    from kaggle_kit.push.chain import CHAIN_NAME, run_chain
-    from kaggle_kit.push.metadata import load_metadata
+    from kaggle_kit.push.chain import run_chain
 
     _refuse_placeholder(args.kernel_dir)
-    slug = load_metadata(args.kernel_dir).get("id", "").split("/")[-1]
-    existing = Path(args.out) / slug
-    bundle = existing if (existing / CHAIN_NAME).exists() else build_bundle(args.kernel_dir, args.out)
+    bundle = build_bundle(args.kernel_dir, args.out)  # the script as it is now; a chain's record there stays
     outcome = run_chain(
         bundle,
         args.max_runs,
@@ -192,6 +219,36 @@ def _chain(args: argparse.Namespace) -> int:
         )
     print(f"kaggle-kit chain: {outcome.result}: {outcome.reason}")
     return 0 if outcome.result == "done" else 1
+
+
+def _rehearse(args: argparse.Namespace) -> int:
+    from kaggle_kit.limits import parse_duration, parse_size
+    from kaggle_kit.push.rehearse import rehearse
+
+    data = {}
+    for spec in args.data:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--data {spec!r}: give SLUG=PATH, e.g. imaterialist-fashion-2019-FGVC6=./data", spec)
+        data[name] = Path(path).expanduser()
+    outcome = rehearse(
+        args.kernel_dir,
+        data,
+        root=args.root,
+        dest=args.dest,
+        config=args.config,
+        memory_limit=parse_size(args.memory, "--memory") if args.memory else None,
+        time_limit=parse_duration(args.time, "--time"),
+        max_runs=args.max_runs,
+        max_running=args.max_running,
+        shards=args.shards,
+        keys_csv=args.keys_csv,
+        key_column=args.key_column,
+        say=lambda line: print(line, flush=True),
+    )
+    print(f"kaggle-kit rehearse: {outcome.result}: {outcome.reason}")
+    print(f"  report {outcome.report_path}" + (f", picture {outcome.picture}" if outcome.picture else ""))
+    return 0 if outcome.done else 1
 
 
 def _merge(args: argparse.Namespace) -> int:

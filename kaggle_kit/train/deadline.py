@@ -111,6 +111,10 @@ class Deadline(Callback):
         if point.fit_done:
             log.info("training stage %d already finished in %s: skipping it", self.stage, point.path)
             self.finished = True
+            if point.path is not None and point.path.parent.resolve() != self.saver.directory.resolve():
+                # from an attached input: this kernel's output must carry it too, or a kernel that attaches this
+                # output (the next run of a chain) would find no checkpoint and train the stage again from scratch
+                self.saver.save(point.state)
             self._write_status(TRAINED, point.epoch, point.iteration)
             raise CancelFitException()
         self._write_status(NEEDS_RESUME, point.epoch, point.iteration)

@@ -1,0 +1,429 @@
+"""A Kaggle on loopback that really runs what is pushed to it: the rehearsal stage of a Kaggle job.
+
+`LocalKaggle` answers the requests the official `kaggle` client makes for kernels (push, status, the paged output
+listing, the output downloads) when the client is pointed at it (`client_env`: KAGGLE_API_ENVIRONMENT=LOCALHOST and
+HTTP_PROXY to its port). Each pushed version runs through `run_local` as Kaggle would run it:
+- the pushed script itself (the bundle), with the installed kaggle_kit hidden, so the bundle's own copy is used;
+- ``input/`` filled from the push's sources at Kaggle's current paths: ``competitions/<slug>`` and
+  ``datasets/<owner>/<slug>`` from the folders given as `data`, ``notebooks/<owner>/<slug>`` from the latest
+  completed output of that kernel here (or from `data`); a fresh ``working/``;
+- the limits of the machine the push asks for (`enable_gpu` or a `machine_shape`: the "gpu" profile, else "cpu"),
+  with the memory and time limits the rehearsal chooses (a 9 h kernel rehearsed in 3 minutes);
+- Kaggle's outcomes: QUEUED -> RUNNING -> COMPLETE, or ERROR with a Kaggle-like message; at most `max_running`
+  versions run at once (Kaggle's session cap), the others wait QUEUED.
+
+Where Kaggle's behaviour is not documented, this service assumes (and the README repeats):
+- a run killed at the time limit ends ERROR with "exceeded the max allowed execution duration";
+- a run with more output files than the limit ends ERROR, and its listing still holds every file;
+- the status and the output of a kernel are its latest version's, whatever its state;
+- a kernel attached as a source gives the output of its latest COMPLETE version at the time of the push;
+- the log is the run's stdout and stderr as plain text (Kaggle's is JSON lines with timestamps).
+
+Its state (every version, its folder, its outcome) is kept in ``<root>/local-kaggle.json`` (atomic), so a rehearsal
+started again continues: versions that were queued or running when it stopped run again from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.local.emulate import run_local
+from kaggle_kit.local.report import (
+    ERROR,
+    OK,
+    OUT_OF_MEMORY,
+    OUT_OF_TIME,
+    REPORT_NAME,
+    STOPPED,
+    TOO_MANY_FILES,
+    TOO_MUCH_OUTPUT,
+    RunReport,
+)
+
+__all__ = ["LocalKaggle", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "local-kaggle.json"
+QUEUED, RUNNING, COMPLETE, FAILED = "QUEUED", "RUNNING", "COMPLETE", "ERROR"
+KAGGLE_MESSAGES = {  # run-local's verdict -> the failure message Kaggle shows for it
+    OUT_OF_MEMORY: "Your notebook tried to allocate more memory than is available. It has restarted.",
+    OUT_OF_TIME: "Your notebook was stopped because it exceeded the max allowed execution duration.",
+    TOO_MANY_FILES: "Your notebook generated too many output files (the limit is {max_files}).",
+    TOO_MUCH_OUTPUT: "Your notebook's output exceeded the maximum allowed size ({working}).",
+    ERROR: "Your notebook hit an unhandled error while executing (exit code {code}): {last_line}",
+    STOPPED: "The notebook was stopped (the local Kaggle shut down while it ran).",
+}
+_SOURCE_KINDS = (("competitionDataSources", "competitions"), ("datasetDataSources", "datasets"),
+                 ("kernelDataSources", "notebooks"))  # fmt: skip
+
+
+@dataclass
+class KernelVersion:
+    """One pushed version of a kernel here: its number, state (QUEUED, RUNNING, COMPLETE, ERROR), Kaggle-like
+    failure message, folder (script, log, sandbox with ``working/``) and the inputs mounted for it
+    ({path under input/: local folder})."""
+
+    ref: str
+    number: int
+    state: str
+    folder: str
+    code_file: str
+    profile: str
+    mounts: dict[str, str]
+    failure: str | None = None
+    pushed_at: float = 0.0
+
+    @property
+    def sandbox(self) -> Path:
+        """The run-local root of this version: input/, working/ and its run report."""
+        return Path(self.folder) / "sandbox"
+
+    @property
+    def output_dir(self) -> Path:
+        """What Kaggle would keep as this version's output: its working dir."""
+        return self.sandbox / "working"
+
+    @property
+    def log_path(self) -> Path:
+        """The run's stdout and stderr."""
+        return Path(self.folder) / "log.txt"
+
+    def report(self) -> RunReport | None:
+        """run-local's report of this version's run, once it ran."""
+        path = self.sandbox / REPORT_NAME
+        return RunReport.read(path) if path.exists() else None
+
+
+class LocalKaggle:
+    """A loopback Kaggle for the official client that runs each pushed kernel version (see the module docstring).
+
+    `root`: where versions, their sandboxes and the service's state live. `data`: {source as written in
+    kernel-metadata.json ("imaterialist-fashion-2019-FGVC6", "owner/dataset", "owner/kernel"): local folder}.
+    `memory_limit` (bytes) and `time_limit` (seconds) replace the profile's; None keeps it. `max_running`: versions
+    running at once. `env`: extra environment for every kernel (e.g. KAGGLE_KIT_CONFIG). `on_finished`: called with
+    each version when its run ends. `grace_s`: seconds between SIGTERM and SIGKILL at the time limit.
+    Scripted answers for tests that need a server error: `script_answer(method, answer)`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        data: Mapping[str, str | os.PathLike] | None = None,
+        *,
+        memory_limit: int | None = None,
+        time_limit: float | None = None,
+        max_running: int = 2,
+        env: Mapping[str, str] | None = None,
+        on_finished: Callable[[KernelVersion], None] | None = None,
+        grace_s: float = 5.0,
+    ):
+        if max_running < 1:
+            raise KaggleKitError(f"max_running={max_running}: at least 1 version must be able to run", max_running)
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data = {name: Path(path).resolve() for name, path in (data or {}).items()}
+        self.memory_limit, self.time_limit = memory_limit, time_limit
+        self.env = dict(env or {})
+        self.on_finished = on_finished
+        self.grace_s = grace_s
+        self.requests: list[tuple[str, dict]] = []  # (method, JSON body) of every API call, in order
+        self._scripted: dict[str, deque[dict]] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._slots = threading.Semaphore(max_running)
+        self._cancel = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._versions: dict[str, list[KernelVersion]] = self._load_state()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-kaggle", daemon=True)
+
+    # --- life -----------------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalKaggle:
+        """Serve on loopback, and run again the versions a previous service left queued or running."""
+        self._thread.start()
+        with self._lock:
+            for version in (v for vs in self._versions.values() for v in vs if v.state in (QUEUED, RUNNING)):
+                log.info("local Kaggle: %s version %d was not finished; running it again", version.ref, version.number)
+                version.state = QUEUED
+                self._launch(version)
+            self._save_state()
+        return self
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop serving; kernels still running are stopped as Kaggle would (SIGTERM, grace, SIGKILL)."""
+        self._cancel.set()
+        for worker in self._workers:
+            worker.join(timeout_s)
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LocalKaggle:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def client_env(self, user: str, config_dir: str | os.PathLike) -> dict[str, str]:
+        """Environment variables that send the official client here as `user`, with throwaway credentials and an
+        empty `config_dir` (so no real kaggle.json or token is read, let alone sent)."""
+        proxy = f"http://127.0.0.1:{self.port}"
+        Path(config_dir).mkdir(parents=True, exist_ok=True)
+        return {
+            "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
+            "HTTP_PROXY": proxy,
+            "http_proxy": proxy,
+            "NO_PROXY": "",
+            "no_proxy": "",
+            "KAGGLE_USERNAME": user,
+            "KAGGLE_KEY": "local-kaggle-rehearsal-key",
+            "KAGGLE_CONFIG_DIR": str(config_dir),
+        }
+
+    # --- what tests and rehearse read -----------------------------------------------------------------------------
+
+    def calls(self, method: str) -> list[dict]:
+        """The JSON bodies of every `method` request ("SaveKernel", "GetKernelSessionStatus", ...)."""
+        return [body for m, body in self.requests if m == method]
+
+    def versions(self, ref: str) -> list[KernelVersion]:
+        """Every version of the kernel `ref` ("owner/slug") pushed here, oldest first."""
+        with self._lock:
+            return list(self._versions.get(ref, []))
+
+    def wait(self, ref: str, timeout_s: float = 600.0) -> KernelVersion:
+        """Block until the latest version of `ref` has finished; return it."""
+        end = time.time() + timeout_s
+        with self._changed:
+            while True:
+                latest = self._versions.get(ref, [None])[-1]
+                if latest is not None and latest.state not in (QUEUED, RUNNING):
+                    return latest
+                if time.time() >= end:
+                    raise KaggleKitError(f"{ref} did not finish within {timeout_s:.0f} s", ref)
+                self._changed.wait(1.0)
+
+    def script_answer(self, method: str, answer: dict) -> None:
+        """Answer the next `method` request with `answer` instead of the real one (e.g. {"error": "..."}, or
+        {"code": 500, "message": "..."} for an HTTP error)."""
+        self._scripted.setdefault(method, deque()).append(answer)
+
+    # --- the API ----------------------------------------------------------------------------------------------------
+
+    def answer(self, method: str, body: dict) -> tuple[int, dict]:
+        """(HTTP code, JSON answer) for one API call."""
+        self.requests.append((method, body))
+        if self._scripted.get(method):
+            scripted = dict(self._scripted[method].popleft())
+            return int(scripted.pop("code", 200)), scripted
+        if method == "SaveKernel":
+            return 200, self._push(body)
+        ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        latest = self.versions(ref)[-1:] or [None]
+        if latest[0] is None:
+            return 404, {"code": 404, "message": f"Notebook {ref} not found"}
+        if method == "GetKernelSessionStatus":
+            version = latest[0]
+            return 200, {"status": version.state, **({"failureMessage": version.failure} if version.failure else {})}
+        if method == "ListKernelSessionOutput":
+            return 200, self._listing(latest[0], body)
+        return 404, {"code": 404, "message": f"the local Kaggle does not answer {method}"}
+
+    def output_file(self, url_path: str) -> Path | None:
+        """The output file a download URL names, if it is one (never a path outside a version's output)."""
+        parts = [unquote(p) for p in url_path.split("/files/", 1)[-1].split("/")]
+        if len(parts) < 4 or not parts[2].isdigit():
+            return None
+        ref, number, relative = f"{parts[0]}/{parts[1]}", int(parts[2]), "/".join(parts[3:])
+        version = next((v for v in self.versions(ref) if v.number == number), None)
+        if version is None:
+            return None
+        base = version.output_dir.resolve()
+        path = (base / relative).resolve()
+        return path if path.is_file() and path.is_relative_to(base) else None
+
+    def _push(self, body: dict) -> dict:
+        ref = str(body.get("slug") or "")
+        if ref.count("/") != 1:
+            return {"error": f"the slug {ref!r} must be owner/kernel-slug"}
+        with self._lock:
+            try:
+                mounts = self._mounts(body)
+            except KaggleKitError as exc:
+                return {"error": str(exc)}
+            number = len(self._versions.get(ref, [])) + 1
+            folder = self.root / "kernels" / ref / str(number)
+            if folder.exists():  # a version a crashed service made but never recorded
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            is_notebook = str(body.get("kernelType", "")).lower() == "notebook"
+            code = _notebook_code(body.get("text") or "") if is_notebook else body.get("text") or ""
+            (folder / "kernel.py").write_text(code, encoding="utf-8")
+            gpu = bool(body.get("enableGpu")) or str(body.get("machineShape") or "").lower() not in ("", "none")
+            version = KernelVersion(ref=ref, number=number, state=QUEUED, folder=str(folder), code_file="kernel.py",
+                                    profile="gpu" if gpu else "cpu", mounts=mounts, pushed_at=time.time())  # fmt: skip
+            self._versions.setdefault(ref, []).append(version)
+            self._save_state()
+            self._launch(version)
+        url = f"https://www.kaggle.com/code/{ref}"
+        return {"ref": f"/code/{ref}", "url": url, "versionNumber": number}
+
+    def _mounts(self, body: dict) -> dict[str, str]:
+        """{path under input/: folder} for a push's sources; a source that is nowhere is refused, as Kaggle would."""
+        mounts: dict[str, str] = {}
+        for key, kind in _SOURCE_KINDS:
+            for source in body.get(key) or []:
+                name = str(source).split("/", 2)
+                where = f"{kind}/{'/'.join(name[:2])}"
+                if source in self.data:
+                    mounts[where] = str(self.data[source])
+                elif kind == "notebooks":
+                    done = [v for v in self._versions.get(source, []) if v.state == COMPLETE]
+                    if not done:
+                        raise KaggleKitError(f"the kernel source {source} has no completed version here", source)
+                    mounts[where] = str(done[-1].output_dir)
+                else:
+                    raise KaggleKitError(f"the {kind[:-1]} source {source} was not found (rehearse it with --data "
+                                         f"{source}=PATH)", source)  # fmt: skip
+        return mounts
+
+    def _listing(self, version: KernelVersion, body: dict) -> dict:
+        base = version.output_dir
+        names = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        start = int(body.get("pageToken") or 0)
+        size = int(body.get("pageSize") or 20)
+        prefix = f"http://localhost/files/{quote(version.ref)}/{version.number}/"
+        answer: dict[str, Any] = {
+            "files": [{"url": prefix + quote(name), "fileName": name} for name in names[start : start + size]],
+            "log": version.log_path.read_text(errors="replace") if version.log_path.exists() else "",
+        }
+        if start + size < len(names):
+            answer["nextPageToken"] = str(start + size)
+        return answer
+
+    # --- running versions -------------------------------------------------------------------------------------------
+
+    def _launch(self, version: KernelVersion) -> None:
+        worker = threading.Thread(target=self._run, args=(version,), name=f"kernel {version.ref} v{version.number}",
+                                  daemon=True)  # fmt: skip
+        self._workers.append(worker)
+        worker.start()
+
+    def _run(self, version: KernelVersion) -> None:
+        with self._slots:
+            if self._cancel.is_set():
+                return
+            self._set(version, RUNNING)
+            limits = KernelLimits.profile_named(version.profile).with_overrides(self.memory_limit, self.time_limit)
+            if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
+                shutil.rmtree(version.sandbox)
+            version.sandbox.mkdir(parents=True)
+            try:
+                with open(version.log_path, "w", encoding="utf-8") as out:
+                    report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
+                                       root=version.sandbox, env=self.env, grace_s=self.grace_s, stdout=out,
+                                       stderr=out, bundle_only=True, cancel=self._cancel)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
+                self._set(version, FAILED, f"the local Kaggle could not run it: {exc}")
+            else:
+                self._set(version, COMPLETE if report.verdict == OK else FAILED, _failure(report, version.log_path))
+        if self.on_finished is not None:
+            self.on_finished(version)
+
+    def _set(self, version: KernelVersion, state: str, failure: str | None = None) -> None:
+        with self._changed:
+            version.state, version.failure = state, failure
+            self._save_state()
+            self._changed.notify_all()
+
+    # --- state ------------------------------------------------------------------------------------------------------
+
+    def _load_state(self) -> dict[str, list[KernelVersion]]:
+        path = self.root / STATE_NAME
+        if not path.exists():
+            return {}
+        try:
+            raw = json.loads(path.read_text())
+            return {ref: [KernelVersion(**v) for v in versions] for ref, versions in raw["kernels"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KaggleKitError(f"{path} is not a local Kaggle's state ({exc}); delete {self.root} to start over",
+                                 str(path)) from None  # fmt: skip
+
+    def _save_state(self) -> None:
+        kernels = {ref: [asdict(v) for v in versions] for ref, versions in self._versions.items()}
+        atomic_write_json(self.root / STATE_NAME, {"kernels": kernels})
+
+
+def _failure(report: RunReport, log_path: Path) -> str | None:
+    """Kaggle's failure message for a run-local verdict (None for a run that went well)."""
+    if report.verdict == OK:
+        return None
+    lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.exists() else []
+    return KAGGLE_MESSAGES.get(report.verdict, report.verdict).format(
+        max_files=report.limits.max_files, working=format_size(report.limits.working_bytes), code=report.exit_code,
+        last_line=lines[-1][:300] if lines else "no output")  # fmt: skip
+
+
+def _notebook_code(text: str) -> str:
+    """The code cells of a pushed notebook, as the one script a run executes."""
+    try:
+        cells = json.loads(text)["cells"]
+    except (ValueError, KeyError, TypeError):
+        return text
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+               for c in cells if c.get("cell_type") == "code"]  # fmt: skip
+    return "\n\n".join(sources) + "\n"
+
+
+def _handler(service: LocalKaggle) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            method = urlparse(self.path).path.rsplit("/", 1)[-1]
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            except ValueError:
+                body = {}
+            code, answer = service.answer(method, body)
+            self._send(code, json.dumps(answer).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            path = service.output_file(urlparse(self.path).path)
+            if path is None:
+                self._send(404, b"not found", "text/plain")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, self.wfile, 1 << 20)
+
+        def _send(self, code: int, data: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

@@ -1,0 +1,217 @@
+"""`chain` against a local Kaggle whose kernels really run: every status it reads was written by a kernel."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kaggle_kit.push.bundle import build_bundle
+from kaggle_kit.push.chain import run_chain
+
+REF = "tester/chain-kernel"
+# A quick kernel (no fastai): it reads the previous run's status from its attached output, as a Deadline finds its
+# checkpoints, and does what the control file says. Its status counts the runs that made progress so far.
+KERNEL = """
+import json, sys
+from pathlib import Path
+import kaggle_kit as kk
+from kaggle_kit.status import write_status
+
+control = json.loads(Path({control!r}).read_text())
+attached = sorted(Path("../input").glob("notebooks/*/*/kaggle-kit-status.json"))
+before = json.loads(attached[0].read_text())["runs"] if attached else 0
+print("kaggle_kit from", kk.__file__)
+print("resuming from", [str(p) for p in attached], "after", before, "runs")
+Path("checkpoints").mkdir()
+Path("checkpoints/ckpt.pth").write_bytes(b"weights")
+if control.get("fail_on") == before + 1:
+    raise ValueError("boom in run " + str(before + 1))
+if control.get("allocate_gb"):
+    ballast = bytearray(int(control["allocate_gb"] * 2**30))
+for i in range(control.get("files", 0)):
+    Path(f"part-{{i:03d}}.csv").write_text("a,b\\n")
+if "status_bytes" in control:
+    Path("kaggle-kit-status.json").write_bytes(control["status_bytes"].encode())
+    sys.exit(0)
+runs = before if control.get("stuck") else before + 1
+state = "done" if runs >= control.get("needed", 1) else "needs-resume"
+write_status(".", state, stage=0, epoch=runs, iteration=0, runs=runs)
+"""
+
+
+def _kernel(tmp_path: Path, **control) -> tuple[Path, Path]:
+    folder, control_file = tmp_path / "kernel", tmp_path / "control.json"
+    folder.mkdir(exist_ok=True)
+    control_file.write_text(json.dumps(control))
+    (folder / "kernel.py").write_text(KERNEL.format(control=str(control_file)))
+    (folder / "kernel-metadata.json").write_text(json.dumps({
+        "id": REF, "title": "Chain kernel", "code_file": "kernel.py", "language": "python", "kernel_type": "script",
+    }))  # fmt: skip
+    return folder, control_file
+
+
+def _chain(local_kaggle, folder: Path, tmp_path: Path, max_runs: int = 5, sleep=lambda s: None):
+    bundle = build_bundle(folder, tmp_path / "build")
+    return run_chain(bundle, max_runs=max_runs, poll_s=0.2, max_poll_s=1.0, sleep=sleep), bundle
+
+
+def _logs(local_kaggle) -> list[str]:
+    return [v.log_path.read_text() for v in local_kaggle.versions(REF)]
+
+
+def test_chain_pushes_resume_runs_that_read_the_previous_output_until_done(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=3)
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        local_kaggle.wait(REF)
+
+    outcome, bundle = _chain(local_kaggle, folder, tmp_path, sleep=sleep)
+
+    assert outcome.result == "done", outcome.reason
+    assert [r["state"] for r in outcome.runs] == ["needs-resume", "needs-resume", "done"]
+    first, second, third = local_kaggle.calls("SaveKernel")
+    assert REF not in (first.get("kernelDataSources") or [])
+    assert second["kernelDataSources"] == third["kernelDataSources"] == [REF]
+    logs = _logs(local_kaggle)
+    assert "after 0 runs" in logs[0]
+    assert "input/notebooks/tester/chain-kernel/kaggle-kit-status.json'] after 1 runs" in logs[1]  # run 1's output
+    assert "after 2 runs" in logs[2]
+    assert all(".zip/kaggle_kit/__init__.py" in log for log in logs)  # the bundle's own copy, never the installed one
+    assert waits
+    assert waits == sorted(waits)  # polling backs off
+    assert (bundle / "run-1-output/kaggle-kit-status.json").exists()
+    assert not (bundle / "run-1-output/checkpoints").exists()  # a chain downloads only the status file
+
+
+@pytest.mark.parametrize(("control", "message"), [
+    ({"fail_on": 1}, "Your notebook hit an unhandled error while executing (exit code 1): ValueError: boom in run 1"),
+    ({"allocate_gb": 4}, "Your notebook tried to allocate more memory than is available."),
+])  # fmt: skip
+def test_chain_stops_with_kaggles_message_when_a_run_fails(control, message, local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=2, **control)
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == "error"
+    assert f"run 1 ended ERROR: {message}" in outcome.reason
+    assert len(local_kaggle.calls("SaveKernel")) == 1
+
+
+def test_a_chain_started_again_after_a_failed_run_resumes_from_the_last_good_output(local_kaggle, tmp_path):
+    folder, control = _kernel(tmp_path, needed=3, fail_on=2)
+    failed, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+    control.write_text(json.dumps({"needed": 3}))  # the fix
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert failed.result == "error"
+    assert outcome.result == "done", outcome.reason
+    assert [r["state"] for r in outcome.runs] == ["needs-resume", "error", "needs-resume", "done"]
+    logs = _logs(local_kaggle)
+    assert "after 1 runs" in logs[2]  # run 3 started from run 1's output, not from scratch nor from the failed run
+
+
+def test_an_interrupted_chain_continues_without_pushing_twice(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=2)
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _chain(local_kaggle, folder, tmp_path, sleep=interrupt)  # stopped while run 1 is queued or running
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == "done", outcome.reason
+    assert len(local_kaggle.calls("SaveKernel")) == 2
+
+
+def test_chain_stops_after_max_runs(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=5)
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, max_runs=2, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == "max-runs"
+    assert len(local_kaggle.calls("SaveKernel")) == 2
+
+
+def test_a_chain_that_makes_no_progress_stops_instead_of_spending_quota(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=3, stuck=True)
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, max_runs=5, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == "stuck"
+    assert "run 2 made no progress: it stopped where run 1 did" in outcome.reason
+    assert len(local_kaggle.calls("SaveKernel")) == 2
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", '{"status": 3}', "not json"])
+def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, status_bytes=content)
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == "no-status"
+    assert "run 1 left" in outcome.reason
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kaggle_kit.cli", *args], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=300)  # fmt: skip
+
+
+def test_status_and_output_commands_follow_every_page_of_a_real_output(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, files=45)  # more than two pages of 20
+    assert _cli("push", str(folder), "--out", str(tmp_path / "build")).returncode == 0
+    local_kaggle.wait(REF)
+
+    status = _cli("status", REF)
+    output = _cli("output", REF, "-p", str(tmp_path / "out"))
+
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.strip() == f"{REF}: COMPLETE"
+    assert output.returncode == 0, output.stderr
+    assert len(list((tmp_path / "out").glob("part-*.csv"))) == 45
+    assert (tmp_path / "out/checkpoints/ckpt.pth").read_bytes() == b"weights"  # subfolders arrive as they were
+    assert "kaggle_kit from" in (tmp_path / "out/chain-kernel.log").read_text()
+
+
+def test_more_output_files_than_kaggle_keeps_is_an_error_and_the_download_says_so(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, files=501)
+    assert _cli("push", str(folder), "--out", str(tmp_path / "build")).returncode == 0
+    local_kaggle.wait(REF)
+
+    status = _cli("status", REF)
+    output = _cli("output", REF, "-p", str(tmp_path / "out"))
+
+    assert "ERROR (Your notebook generated too many output files (the limit is 500).)" in status.stdout
+    assert output.returncode == 0, output.stderr
+    assert "Kaggle keeps at most 500 per version" in output.stderr
+
+
+def test_a_refused_push_is_one_line_with_kaggles_reason(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path)
+    local_kaggle.script_answer("SaveKernel", {"error": "Notebook not found"})
+
+    proc = _cli("push", str(folder), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode != 0
+    assert "Notebook not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert local_kaggle.versions(REF) == []
+
+
+def test_a_script_pushed_without_the_bundle_cannot_use_the_installed_kit(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path)
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "kaggle"), "kernels", "push", "-p", str(folder)],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=120)  # fmt: skip
+    version = local_kaggle.wait(REF)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert version.state == "ERROR"
+    assert "No module named 'kaggle_kit' (the installed copy is hidden" in version.failure

@@ -1,0 +1,177 @@
+"""`kaggle-kit rehearse` end to end: a local Kaggle runs every pushed version, each run a new process."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import make_images
+from PIL import Image
+
+from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.demo import DEMO_SETTINGS, kernels_dir
+from kaggle_kit.local.emulate import run_local
+
+pytestmark = pytest.mark.e2e
+
+TESTS = str(Path(__file__).parent)
+# A tiny classifier under kk.Deadline. Sleeping after each batch puts a floor under the training time whatever the
+# machine (sleeping draws no random numbers), so a 20 s kernel needs 3 or more runs. `ballast_gb` is allocated
+# when the run resumes: run 2 can be made to die for memory.
+DEADLINE_KERNEL = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from fastai.callback.core import Callback
+import kaggle_kit as kk
+from kaggle_kit.config import load_settings
+from conftest import make_learner
+
+print("kaggle_kit from", kk.__file__)
+settings = load_settings({{"ballast_gb": 0.0}})
+kernel = kk.Kernel.current()
+if settings["ballast_gb"] and any((path / "checkpoints").is_dir() for _slug, path in kernel.inputs()):
+    ballast = bytearray(int(settings["ballast_gb"] * 2**30))
+
+
+class Slow(Callback):
+    def after_batch(self):
+        time.sleep(0.5)
+
+
+images = sorted(kernel.find_input("squares").glob("*.png"))
+learn = make_learner("tiny", images[:32], augment=True)
+deadline = kk.Deadline(every=0.05, reserve=0.1, safety=0.0)
+with learn.no_bar(), learn.no_logging():
+    learn.fit_one_cycle(6, 1e-2, cbs=[deadline, Slow()])
+kk.stream_predict(learn, images, kk.ArraySink("predictions.npy"), chunk_size=8, reserve_s=2, progress=False)
+kk.mark_done()
+"""
+# A prediction-only kernel (random but seeded weights): what --shards splits and merges.
+PREDICT_KERNEL = """
+import sys
+sys.path.insert(0, {tests!r})
+import kaggle_kit as kk
+from conftest import make_learner
+
+images = sorted(kk.Kernel.current().find_input("squares").glob("*.png"))
+learn = make_learner("tiny", images[:16])
+rows = lambda items, preds: [(p.stem, int(x.argmax())) for p, x in zip(items, preds)]
+kk.stream_predict(learn, images, kk.CsvSink("submission.csv", rows, ["id", "label"]), progress=False)
+kk.stream_predict(learn, images, kk.ArraySink("predictions.npy"), progress=False)
+kk.mark_done()
+"""
+
+
+def _kernel(folder: Path, source: str, slug: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "kernel.py").write_text(source.format(tests=TESTS))
+    (folder / "kernel-metadata.json").write_text(json.dumps({
+        "id": f"tester/{slug}", "title": slug.replace("-", " ").capitalize(), "code_file": "kernel.py",
+        "language": "python", "kernel_type": "script", "dataset_sources": ["tester/squares"],
+    }))  # fmt: skip
+    return folder
+
+
+def _rehearse(*args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    return subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "rehearse", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=900)  # fmt: skip
+
+
+def _runs(root: Path, ref: str) -> list[dict]:
+    return json.loads((root / "rehearsal.json").read_text())["kernels"][ref]["runs"]
+
+
+def _uninterrupted(script: Path, data: Path, root: Path, env: dict | None = None):
+    limits = KernelLimits().with_overrides(memory="3GB", time="10min")
+    with open(root.parent / f"{root.name}.log", "w") as out:
+        report = run_local(script, inputs={"squares": data}, limits=limits, root=root, env=env, stdout=out, stderr=out)
+    assert report.ok, (root.parent / f"{root.name}.log").read_text()
+    return Path(report.working_dir)
+
+
+def test_a_chain_killed_for_memory_continues_after_the_fix_and_ends_as_one_uninterrupted_run(tmp_path):
+    data = make_images(tmp_path / "squares", 40)[0].parent
+    kernel = _kernel(tmp_path / "kernel", DEADLINE_KERNEL, "deadline-kernel")
+    config, root, out = tmp_path / "settings.json", tmp_path / "rehearsal", tmp_path / "final"
+    config.write_text(json.dumps({"ballast_gb": 4}))
+    common = [kernel, "--data", f"tester/squares={data}", "--config", config, "--time", "20s", "--memory", "3GB",
+              "--max-runs", "10", "--root", root, "-p", out]  # fmt: skip
+
+    killed = _rehearse(*common)
+    config.write_text(json.dumps({"ballast_gb": 0}))  # the fix
+    fixed = _rehearse(*common)
+
+    assert killed.returncode == 1, killed.stdout + killed.stderr
+    assert "run 2 ended ERROR: Your notebook tried to allocate more memory than is available." in killed.stdout
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "continuing the chain of tester/deadline-kernel: 2 run(s) recorded; run 2 ended error" in fixed.stdout
+    runs = _runs(root, "tester/deadline-kernel")
+    assert [r["state"] for r in runs[:2]] == ["COMPLETE", "ERROR"]
+    good = [r for r in runs if r["state"] == "COMPLETE"]
+    assert len(good) >= 3, fixed.stdout  # the time limit stopped training at least twice
+    assert good[-1]["kernel_status"] == "done"
+    assert all(r["kernel_status"] == "needs-resume" for r in good[:-1])
+    # each run resumed at the exact checkpoint its predecessor left
+    for before, after in zip(good, good[1:], strict=False):
+        status = json.loads((Path(before["folder"]) / "sandbox/working/kaggle-kit-status.json").read_text())
+        log = (Path(after["folder"]) / "log.txt").read_text()
+        resumed = re.search(r"resuming stage 0 at epoch \d+, batch \d+ from (\S+)", log)
+        assert resumed, log
+        assert resumed.group(1).endswith(f"input/notebooks/tester/deadline-kernel/checkpoints/{status['checkpoint']}")
+        assert ".zip/kaggle_kit/__init__.py" in log  # the bundle's own copy ran
+    whole = _uninterrupted(kernel / "kernel.py", data, tmp_path / "whole", {"KAGGLE_KIT_CONFIG": str(config)})
+    assert (out / "predictions.npy").read_bytes() == (whole / "predictions.npy").read_bytes()
+    with Image.open(root / "rehearsal.png") as picture:
+        assert picture.height > 150 * len(runs)  # one lane per run
+
+
+def test_shards_under_a_session_cap_of_one_run_one_after_the_other_and_merge_into_the_whole(tmp_path):
+    data = make_images(tmp_path / "squares", 30)[0].parent
+    kernel = _kernel(tmp_path / "kernel", PREDICT_KERNEL, "predict-kernel")
+    keys = tmp_path / "keys.csv"
+    keys.write_text("id\n" + "\n".join(p.stem for p in sorted(data.glob("*.png"))) + "\n")
+    root, out = tmp_path / "rehearsal", tmp_path / "final"
+
+    limits = ["--time", "2min", "--memory", "3GB", "--max-running", 1]
+    done = _rehearse(kernel, "--data", f"tester/squares={data}", "--shards", 2, *limits, "--key-column", "id",
+                     "--keys-csv", keys, "--root", root, "-p", out)  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    shard_runs = [_runs(root, f"tester/predict-kernel-shard-{i}-of-2")[0] for i in range(2)]
+    reports = [json.loads((Path(r["folder"]) / "sandbox/run-report.json").read_text()) for r in shard_runs]
+    first, second = sorted(reports, key=lambda r: r["started_at"])
+    assert second["started_at"] >= first["started_at"] + first["elapsed_s"]  # the cap held: one at a time
+    whole = _uninterrupted(kernel / "kernel.py", data, tmp_path / "whole")
+    for name in ("predictions.npy", "submission.csv"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_the_imaterialist_kernel_at_tiny_size_rehearses_to_a_valid_submission(tmp_path):
+    from kaggle_kit.imaterialist.data import parse_class_id, read_labels
+    from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
+
+    data = tmp_path / "fashion-data"
+    make_dataset(data, n_train=40, n_test=6, seed=0, profile="realistic", min_size=100, max_size=300)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**DEMO_SETTINGS, "sizes": [48, 64], "epochs": [2, 3], "stage2_epochs": 2,
+                                  "crop_size": 32, "reserve": 0.3}))  # fmt: skip
+    root, out = tmp_path / "rehearsal", tmp_path / "final"
+
+    done = _rehearse(kernels_dir() / "imaterialist-fashion-2019", "--data",
+                     f"imaterialist-fashion-2019-FGVC6={data}", "--config", config, "--time", "45s", "--memory", "6GB",
+                     "--max-runs", "8", "--root", root, "-p", out)  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = _runs(root, "your-kaggle-username/imaterialist-fashion-2019-kaggle-kit")
+    assert len(runs) >= 2, done.stdout
+    assert runs[0]["kernel_status"] == "needs-resume"
+    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    solution = pd.read_csv(data / SOLUTION_NAME, dtype=str)
+    labels = read_labels(data / "label_descriptions.json")
+    assert set(submission["ImageId"]) == set(solution["ImageId"])  # every test image
+    assert all(parse_class_id(c)[0] in labels.categories for c in submission["ClassId"] if c)
