@@ -343,3 +343,18 @@ def test_a_deadline_period_that_is_not_a_finite_number_of_minutes_is_refused(set
 
     with pytest.raises(KaggleKitError, match="give a finite number of minutes"):
         Deadline(**setting, kernel=Kernel(tmp_path))
+
+
+def test_a_finished_stage_found_in_an_attached_output_travels_on_in_this_kernels_output(images, tmp_path, fake_clock):
+    """Run 2 of a chain only predicts (training was finished in run 1's output, attached); run 3 attaches run 2's
+    output alone, and must find the finished model there instead of training from scratch."""
+    trained, _ = _train(images, tmp_path / "run1", fake_clock)
+    for before, run in (("run1", "run2"), ("run2", "run3")):
+        (tmp_path / run / "input/notebooks/tester").mkdir(parents=True)
+        (tmp_path / run / "input/notebooks/tester/kernel").symlink_to(tmp_path / before / "working")
+        learn, deadline = _train(images, tmp_path / run, fake_clock)
+
+        assert deadline.finished
+        assert deadline.saves == 0  # no batch trained
+        assert _same_weights(learn, trained)
+        assert list((tmp_path / run / "working/checkpoints").glob("ckpt-*.pth")), run

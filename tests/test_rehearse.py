@@ -3,17 +3,18 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_images
+from conftest import make_class_folders, make_images
 from PIL import Image
 
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.local.demo import DEMO_SETTINGS, kernels_dir
+from kaggle_kit.local.demo import kernels_dir
 from kaggle_kit.local.emulate import run_local
 
 pytestmark = pytest.mark.e2e
@@ -76,10 +77,13 @@ def _kernel(folder: Path, source: str, slug: str) -> Path:
     return folder
 
 
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}  # no credentials: none are needed
+
+
 def _rehearse(*args) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     return subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "rehearse", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=900)  # fmt: skip
+                          text=True, env=_env(), timeout=900)  # fmt: skip
 
 
 def _runs(root: Path, ref: str) -> list[dict]:
@@ -151,27 +155,55 @@ def test_shards_under_a_session_cap_of_one_run_one_after_the_other_and_merge_int
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
-def test_the_imaterialist_kernel_at_tiny_size_rehearses_to_a_valid_submission(tmp_path):
+def _doc_commands(page: Path) -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", page.read_text(), flags=re.S).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_imaterialist_kernel_at_tiny_size_rehearses_to_a_valid_submission_as_the_docs_say(tmp_path):
     from kaggle_kit.imaterialist.data import parse_class_id, read_labels
-    from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
+    from kaggle_kit.imaterialist.synth import SOLUTION_NAME
 
-    data = tmp_path / "fashion-data"
-    make_dataset(data, n_train=40, n_test=6, seed=0, profile="realistic", min_size=100, max_size=300)
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({**DEMO_SETTINGS, "sizes": [48, 64], "epochs": [2, 3], "stage2_epochs": 2,
-                                  "crop_size": 32, "reserve": 0.3}))  # fmt: skip
-    root, out = tmp_path / "rehearsal", tmp_path / "final"
+    (tmp_path / "kernels").symlink_to(kernels_dir())
+    for command in _doc_commands(Path(__file__).parents[1] / "docs/rehearse.md"):  # run as written, in order
+        if command.startswith("echo "):
+            payload, target = re.fullmatch(r"echo '(.*)' > (\S+)", command).groups()
+            (tmp_path / target).write_text(payload)
+            continue
+        words = shlex.split(command)
+        assert words[0] == "kaggle-kit", command
+        done = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", *words[1:]], capture_output=True, text=True,
+                              cwd=tmp_path, env=_env(), timeout=900)  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
 
-    done = _rehearse(kernels_dir() / "imaterialist-fashion-2019", "--data",
-                     f"imaterialist-fashion-2019-FGVC6={data}", "--config", config, "--time", "45s", "--memory", "6GB",
-                     "--max-runs", "8", "--root", root, "-p", out)  # fmt: skip
-
-    assert done.returncode == 0, done.stdout + done.stderr
+    root, data = tmp_path / "kaggle-kit-rehearsals/imaterialist-fashion-2019-kaggle-kit", tmp_path / "fashion-data"
     runs = _runs(root, "your-kaggle-username/imaterialist-fashion-2019-kaggle-kit")
-    assert len(runs) >= 2, done.stdout
+    assert len(runs) >= 2, done.stdout  # the 25 s limit stopped it at least once
     assert runs[0]["kernel_status"] == "needs-resume"
-    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    assert runs[-1]["kernel_status"] == "done"
+    submission = pd.read_csv(tmp_path / "final/submission.csv", dtype=str, keep_default_na=False)
     solution = pd.read_csv(data / SOLUTION_NAME, dtype=str)
     labels = read_labels(data / "label_descriptions.json")
     assert set(submission["ImageId"]) == set(solution["ImageId"])  # every test image
     assert all(parse_class_id(c)[0] in labels.categories for c in submission["ClassId"] if c)
+
+
+def test_the_classification_kernel_rehearses_across_runs_to_a_complete_submission(tmp_path):
+    data = tmp_path / "shapes"
+    test = make_class_folders(data, 160, 40)
+    config = tmp_path / "small.json"
+    settings = {"input": "your-images", "size": 32, "bs": 16, "epochs": 12, "lr": 1e-2, "num_workers": 0,
+                "reserve": 0.1, "safety": 0.05, "checkpoint_every": 0.1}  # fmt: skip
+    config.write_text(json.dumps(settings))
+    root, out = tmp_path / "rehearsal", tmp_path / "final"
+
+    done = _rehearse(kernels_dir() / "image-classification", "--data", f"your-kaggle-username/your-images={data}",
+                     "--config", config, "--time", "25s", "--memory", "6GB", "--max-runs", "8", "--root", root,
+                     "-p", out)  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = _runs(root, "your-kaggle-username/kaggle-kit-image-classification")
+    assert len(runs) >= 2, done.stdout
+    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    assert sorted(submission["id"]) == sorted(p.stem for p in test)
+    assert (out / "model.pth").is_file()
