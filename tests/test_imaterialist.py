@@ -337,25 +337,22 @@ def test_stage2_validates_on_the_photos_stage1_validates_on(dataset, tmp_path):
     assert not set(learn.dls.train.items["ImageId"]) & set(held)  # no crop of a held-out photo is trained on
 
 
-def test_tuned_rules_are_reused_only_by_their_own_model_and_a_cut_file_is_tuned_again(tmp_path, caplog):
+def test_tuned_rules_travel_as_json_and_a_cut_file_is_a_one_line_error():
+    from kaggle_kit.imaterialist.data import DataError
     from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing
     from kaggle_kit.imaterialist.rules import TunedRules
 
     held_out = PostProcessing([1, 2], CategoryRule(0.4, 0.001))
     rules = TunedRules({"model": "abc", "tta": None}, held_out, PostProcessing([1, 2], CategoryRule(0.6, 0.0)),
                        {"tuned_on": 3})  # fmt: skip
-    path = rules.commit(tmp_path / "imaterialist-postprocessing.json")
 
-    again = TunedRules.load(path, {"model": "abc", "tta": None})
-    other = TunedRules.load(path, {"model": "xyz", "tta": None})
-    path.write_bytes(path.read_bytes()[:40])
-    cut = TunedRules.load(path, {"model": "abc", "tta": None})
+    again = TunedRules.from_json(rules.to_json(), "rules.json")
 
-    assert (again.held_out.as_dict(), again.submission.as_dict(), again.report) == (
+    assert (again.key, again.held_out.as_dict(), again.submission.as_dict(), again.report) == (
+        {"model": "abc", "tta": None},
         rules.held_out.as_dict(),
         rules.submission.as_dict(),
         {"tuned_on": 3},
     )
-    assert other is None
-    assert cut is None
-    assert "is unreadable (JSONDecodeError); tuning the post-processing again" in caplog.text
+    with pytest.raises(DataError, match=r"^model/rules.json is not a set of tuned rules \(JSONDecodeError"):
+        TunedRules.from_json(rules.to_json()[:40], "model/rules.json")

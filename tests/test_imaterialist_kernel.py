@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from kaggle_kit.imaterialist.data import parse_class_id, read_labels
+from kaggle_kit.imaterialist.model import FashionModel
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
-from kaggle_kit.local.demo import run_imaterialist_demo
+from kaggle_kit.local.demo import kernels_dir, run_imaterialist_demo
 from kaggle_kit.rle import rle_decode
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +54,7 @@ def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
     assert post["tuned_on"] >= 10
     assert post["scored_on"] >= 10
     assert post["tuned_model_size"] >= post["untuned_model_size"], post  # on images tuning did not see
-    saved = json.loads((working / "imaterialist-postprocessing.json").read_text())
+    saved = json.loads((working / "imaterialist-model/rules.json").read_text())  # the rules travel with the model
     assert saved["rules"] == post["rules"]  # what the held-out score measured
     assert saved["final_rules"] == post["submission_rules"]  # chosen again on all validation photos for the submission
     categories = {row["id"]: row for row in report["categories"]}
@@ -69,11 +70,79 @@ def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):
         assert masks.width <= 1100
         assert (pixels.min(axis=2) >= 250).mean() < 0.5  # mostly photos, not margins (23% blank on a sample)
     assert not list(working.rglob("ckpt-*.pth"))  # pruned when done: the final weights are kept once per stage
-    assert (working / "stage1.pth").is_file()
-    assert (working / "stage2.pth").is_file()
+    assert sorted(p.name for p in (working / "imaterialist-model").iterdir()) == [
+        "model-manifest.json", "rules.json", "stage1.pth", "stage2.pth"]  # fmt: skip
     with Image.open(working / "imaterialist-categories.png") as chart:
         assert chart.format == "PNG"
         assert chart.height > 100
+
+
+def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_training(demo, run_kernel, tmp_path):
+    root, out = demo
+    test_only = tmp_path / "competition"  # the test photos alone: no train.csv, no labels
+    test_only.mkdir()
+    (test_only / "test").symlink_to(root / "fashion-data/test")
+
+    run = run_kernel(kernels_dir() / "imaterialist-fashion-2019/kernel.py", memory="6GiB", time="10min",
+                     inputs={"imaterialist-fashion-2019-FGVC6": test_only, "my-training-run": out.submission.parent},
+                     env={"KAGGLE_KIT_CONFIG": str(root / "demo-settings.json")})  # fmt: skip
+
+    assert run.report.ok, run.explain()
+    assert "kernel: predicting from the attached model" in run.stdout
+    assert "checkpoint" not in run.stdout + run.stderr  # no training step, no Deadline
+    working = Path(run.report.working_dir)
+    assert (working / "submission.csv").read_bytes() == out.submission.read_bytes()
+    status = json.loads((working / "kaggle-kit-status.json").read_text())
+    assert status["status"] == "done"
+    assert status["model"].endswith("my-training-run/imaterialist-model")
+    assert not (working / "imaterialist-model").exists()  # it predicted from the attached one
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda m: (m / "stage2.pth").unlink(), "stage2.pth is missing from the model folder"),
+    (lambda m: _flip_last_byte(m / "stage1.pth"), "stage1.pth differs from the one the model was saved with"),
+    (lambda m: _rules_of_another_model(m), "rules.json: rules tuned for another model than stage1.pth"),
+    (lambda m: _manifest(m, format=99), "format 99 is newer than this kaggle_kit reads"),
+])  # fmt: skip
+def test_loading_a_model_whose_parts_do_not_belong_together_is_one_line_naming_the_file(demo, damage, message,
+                                                                                        tmp_path):  # fmt: skip
+    import shutil
+
+    from kaggle_kit.modelfolder import ModelFolderError
+
+    root, out = demo
+    model = tmp_path / "imaterialist-model"
+    shutil.copytree(out.submission.parent / "imaterialist-model", model)
+    damage(model)
+
+    with pytest.raises(ModelFolderError) as error:
+        FashionModel.load(model, sorted((root / "fashion-data/test").glob("*.jpg")))
+
+    assert message in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def _flip_last_byte(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def _manifest(model, **changes):
+    manifest = json.loads((model / "model-manifest.json").read_text())
+    (model / "model-manifest.json").write_text(json.dumps({**manifest, **changes}))
+
+
+def _rules_of_another_model(model):
+    """Another model's rules, with a manifest that lists their digest: only the rules' own key can tell."""
+    import hashlib
+
+    rules = json.loads((model / "rules.json").read_text())
+    rules["key"]["model"] = "0" * 64
+    data = json.dumps(rules).encode()
+    (model / "rules.json").write_bytes(data)
+    manifest = json.loads((model / "model-manifest.json").read_text())
+    manifest["files"]["rules.json"] = hashlib.sha256(data).hexdigest()
+    (model / "model-manifest.json").write_text(json.dumps(manifest))
 
 
 def test_the_submission_is_valid(demo):
@@ -212,15 +281,15 @@ def test_a_kill_in_any_phase_then_a_new_process_gives_the_uninterrupted_submissi
         assert not finished or proc.returncode == 0, output
         kills.append((phase, finished))
     (root / "working/.imaterialist-report.json.k1ll3d00.tmp").write_text("{")  # a kill inside an atomic write
-    saved_rules = root / "working/imaterialist-postprocessing.json"
-    saved_rules.write_bytes(saved_rules.read_bytes()[:100])  # cut: not trusted, tuned again to the same rules
+    (root / "working/imaterialist-model/.rules.json.k1ll3d00.tmp").write_text("{")
     root, proc = _start(tmp_path, "killed", data)
     out = proc.communicate(timeout=900)[0].decode()
 
     assert proc.returncode == 0, out
-    assert "imaterialist-postprocessing.json is unreadable (JSONDecodeError); tuning the post-processing again" in out
+    assert "predicting from the own model" in out  # written before the kills in the submission: not trained again
     assert (root / "working/submission.csv").read_bytes() == (clean / "working/submission.csv").read_bytes()
     assert not [p.name for p in (root / "working").rglob("*.tmp")]
-    rules = "imaterialist-postprocessing.json"  # tuned once, saved with the model, reused by the resumed runs
-    assert (root / "working" / rules).read_bytes() == (clean / "working" / rules).read_bytes()
+    for name in ("rules.json", "stage1.pth", "stage2.pth"):  # tuned once, saved with the model, reused
+        assert (root / "working/imaterialist-model" / name).read_bytes() == (
+            clean / "working/imaterialist-model" / name).read_bytes(), name  # fmt: skip
     assert [finished for _phase, finished in kills[:-1]] == [False] * 4, kills  # the kills landed mid-run

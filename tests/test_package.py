@@ -50,7 +50,7 @@ def test_no_command_prints_usage_and_fails():
 # package, then the prediction and training jobs module by module, then the pipeline, the local Kaggle, push and
 # the command line. A module may import only its layer or lower ones; imaterialist/ and push/ count as one each.
 LAYERS = [
-    {"errors", "atomic", "events"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status"},
+    {"errors", "atomic", "events"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status", "modelfolder"},
     {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},

@@ -2,31 +2,28 @@
 
 ``tune_rules`` runs the two rule searches (categories independent, and whole garments exclusive per pixel), keeps
 the better, scores it against the untuned rule on the validation images the tuning did not see, and chooses the
-submission's rules again on all of them (``RuleSearch.merged``: nothing is predicted twice). ``TunedRules`` is the
-one reader and writer of ``imaterialist-postprocessing.json``: a resumed run of the same model reuses it.
+submission's rules again on all of them (``RuleSearch.merged``: nothing is predicted twice). The rules travel inside
+the model folder (``imaterialist.model.FashionModel``), written and read through ``TunedRules``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.imaterialist.data import DataError
 from kaggle_kit.imaterialist.masks import instance_masks
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, exclusive_categories
 from kaggle_kit.imaterialist.tuning import RuleSearch
 
-__all__ = ["TunedRules", "tune_rules", "garment_categories", "RULES_NAME"]
+__all__ = ["TunedRules", "tune_rules", "garment_categories"]
 
-RULES_NAME = "imaterialist-postprocessing.json"
 log = logging.getLogger(__name__)
 
 # (probabilities at the model's size, the true instances per category at that size) of each validation image
@@ -44,34 +41,20 @@ class TunedRules:
     submission: PostProcessing
     report: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, key: dict[str, Any]) -> TunedRules | None:
-        """The rules saved at `path` for the model `key`; None without a file, for another model, or for a file cut
-        or edited by hand (logged: the rules are then tuned again, which takes seconds)."""
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-            if raw["key"] != json.loads(json.dumps(key)):
-                return None
-            return cls(key, PostProcessing.from_dict(raw["rules"]), PostProcessing.from_dict(raw["final_rules"]),
-                       dict(raw.get("report", {})))  # fmt: skip
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("%s is unreadable (%s); tuning the post-processing again", path, type(exc).__name__)
-            return None
+    def to_json(self) -> str:
+        """The rules as the model folder keeps them (``imaterialist.model``)."""
+        return json.dumps({"key": self.key, "rules": self.held_out.as_dict(), "final_rules": self.submission.as_dict(),
+                           "report": self.report}, indent=2, sort_keys=True) + "\n"  # fmt: skip
 
-    def commit(self, path: str | os.PathLike) -> Path:
-        """Write the rules atomically."""
-        return atomic_write_json(
-            Path(path),
-            {
-                "key": self.key,
-                "rules": self.held_out.as_dict(),
-                "final_rules": self.submission.as_dict(),
-                "report": self.report,
-            },
-        )
+    @classmethod
+    def from_json(cls, text: str, where: str) -> TunedRules:
+        """Rules written by `to_json`; anything else is a ``DataError`` naming `where`."""
+        try:
+            raw = json.loads(text)
+            return cls(dict(raw["key"]), PostProcessing.from_dict(raw["rules"]),
+                       PostProcessing.from_dict(raw["final_rules"]), dict(raw.get("report", {})))  # fmt: skip
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{where} is not a set of tuned rules ({type(exc).__name__}: {exc})", where) from None
 
 
 def garment_categories(train: pd.DataFrame, image_ids: Sequence[str], size: int = 64) -> list[int]:

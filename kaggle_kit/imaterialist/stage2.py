@@ -156,12 +156,13 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, grid: Sequence[float
 
 
 class AttributePredictor:
-    """Predicts attribute ids for garment crops with a trained stage-2 model, outside fastai's loop (it runs in the
-    submission writer's thread while stage 1 predicts the next chunk)."""
+    """Predicts attribute ids for garment crops with a trained stage-2 `model` (its outputs in the order of `vocab`,
+    attribute ids; `thresholds` per attribute; crops resized to `size` px), outside fastai's loop: it runs in the
+    submission writer's thread while stage 1 predicts the next chunk."""
 
-    def __init__(self, learn, thresholds: np.ndarray, size: int):
-        self.model = learn.model.eval()
-        self.vocab = [int(v) for v in learn.dls.vocab]
+    def __init__(self, model: torch.nn.Module, vocab: Sequence[int | str], thresholds: np.ndarray, size: int):
+        self.model = model.eval()
+        self.vocab = [int(v) for v in vocab]
         self.thresholds, self.size = np.asarray(thresholds), size
         self.device = next(self.model.parameters()).device
         self.mean = torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1)

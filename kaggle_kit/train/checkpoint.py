@@ -175,13 +175,14 @@ def find_latest_checkpoint(kernel: Kernel, working_saver: CheckpointSaver) -> tu
     return None
 
 
-def prune_checkpoints(folder: str | os.PathLike, model: Any, final_path: str | os.PathLike) -> int:
+def prune_checkpoints(folder: str | os.PathLike, model: Any = None, final_path: str | os.PathLike | None = None) -> int:
     """After a kernel is done: keep `model`'s weights once, as one state-dict file at `final_path` (written first,
-    atomically), then delete the training checkpoints under `folder` (only files named as this module names them,
-    its index and their temp files; emptied folders too). Returns the bytes freed: Kaggle keeps, and the user
-    downloads, everything left in working/."""
-    with atomic_open(final_path) as f:
-        torch.save(model.state_dict(), f)
+    atomically; skipped when the weights are kept elsewhere, e.g. in a model folder), then delete the training
+    checkpoints under `folder` (only files named as this module names them, its index and their temp files; emptied
+    folders too). Returns the bytes freed: Kaggle keeps, and the user downloads, everything left in working/."""
+    if model is not None and final_path is not None:
+        with atomic_open(final_path) as f:
+            torch.save(model.state_dict(), f)
     folder, freed = Path(folder), 0
     if not folder.is_dir():
         return 0

@@ -3,7 +3,10 @@
 Stage 1 segments garments (per-pixel multi-label unet, progressive resizing); stage 2 names each garment's
 attributes from its crop; the submission streams out chunk by chunk. Training runs under kk.Deadline: a run that
 reaches the time limit checkpoints, writes "needs-resume" and exits; the next run (this output attached as an input,
-or the same working dir) resumes at the exact batch. The same file runs locally on synthetic data:
+or the same working dir) resumes at the exact batch. When both stages are trained and the post-processing tuned, the
+model is written as one verified folder, imaterialist-model/, and the submission is predicted from it. A kernel
+given "model" (or finding a finished model in an attached input) predicts from it without training.
+The same file runs locally on synthetic data:
     kaggle-kit synth data/ && kaggle-kit run-local kernels/imaterialist-fashion-2019 --input \\
         imaterialist-fashion-2019-FGVC6=data/ --config tiny.json
 All settings live in SETTINGS; a JSON file named by KAGGLE_KIT_CONFIG overrides any of them.
@@ -19,6 +22,9 @@ from kaggle_kit.config import non_empty_list, one_of, whole_at_least
 
 SETTINGS = {
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
+    "model": None,  # a trained model folder (imaterialist-model/ of a finished run: an attached input's slug or a
+    # path): predict the submission from it, no training; None: train, unless an input holds a finished model
+    "retrain": False,  # True: train even when an attached input (or working/) holds this kernel's finished model
     "encoder": "resnet34",  # stage 1 encoder (seed 002's choice)
     "weights": None,  # its torchvision checkpoint: a dataset slug or path (e.g. resnet34-b627a593.pth); None = random
     "freeze_epochs": 1,  # with weights: epochs with the encoder frozen before unfreezing (discriminative LRs after)
@@ -55,7 +61,8 @@ SETTINGS = {
     "reserve": 45.0,  # minutes kept for prediction and the submission after training
     "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
     "seed": 42,
-    "keep_checkpoints": False,  # when done: False keeps the final weights once (stage1.pth, stage2.pth) only
+    "keep_checkpoints": False,  # when done: False deletes the training checkpoints (imaterialist-model/ keeps the
+    # final weights of both stages)
     "draft_decode": True,  # decode JPEGs at the DCT scale nearest the training size (3-4x faster; README); False: full
 }
 
@@ -77,9 +84,10 @@ from kaggle_kit.charts import batch_picture  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
 from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
+from kaggle_kit.imaterialist.model import MODEL_DIR, FashionModel, trained_model  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing  # noqa: E402
 from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
-from kaggle_kit.imaterialist.rules import RULES_NAME, TunedRules, garment_categories, tune_rules  # noqa: E402
+from kaggle_kit.imaterialist.rules import garment_categories, tune_rules  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     MultiLabelSegLoss,
     fit_progressive,
@@ -88,8 +96,8 @@ from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     stage1_dataloaders,
     stage1_learner,
 )
-from kaggle_kit.imaterialist.stage2 import AttributePredictor, build_crops, stage2_learner, tune_thresholds  # noqa: E402
-from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows  # noqa: E402
+from kaggle_kit.imaterialist.stage2 import build_crops, stage2_learner, tune_thresholds  # noqa: E402
+from kaggle_kit.imaterialist.submission import COLUMNS  # noqa: E402
 from kaggle_kit.predict.identity import model_digest  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
@@ -97,21 +105,40 @@ from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 working = kernel.working_dir
-# a kill during an atomic write leaves a temp file beside the report, the rules, a chart or the final weights; this
-# kernel is their only writer, so what is left of an earlier run goes before it writes them again
-remove_stale_temps(working / "imaterialist-report.json",
-                   r"imaterialist-[a-z]+\.(?:json|png)|stage[12]\.pth|show_batch\.png|lr_find\.png")  # fmt: skip
+# a kill during an atomic write leaves a temp file beside the report or a chart; this kernel is their only writer, so
+# what is left of an earlier run goes before it writes them again (the model folder cleans its own)
+remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|[a-z_]+\.png")
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["competition"])
+    model_dir, whose = trained_model(kernel, settings["model"], settings["retrain"])
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
+test_files = sorted((data / "test").glob("*.jpg"))
+
+
+def submit(model_dir: Path):
+    """Stream the submission from the model folder; done when every test image has its rows."""
+    try:
+        fashion = FashionModel.load(model_dir, test_files)
+    except kk.KaggleKitError as exc:
+        sys.exit(f"kernel: {exc}")
+    summary = fashion.predict(test_files, "submission.csv")
+    if summary.complete:
+        kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")), model=str(model_dir))
+        print(f"kernel: submission.csv written for {summary.done} test images from {model_dir}")
+    return fashion, summary
+
+
+if model_dir is not None:  # a finished model: no training, no tuning, the same submission it would write
+    print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
+    submit(model_dir)
+    sys.exit(0)
 cache = dataset_cache_dir(data)  # masks and crops: not outputs
 set_seed(settings["seed"])
 
 # --- read and validate everything before any long work -------------------------------------------------------------
 labels = read_labels(data / "label_descriptions.json")
 train = read_train_csv(data / "train.csv", labels)
-test_files = sorted((data / "test").glob("*.jpg"))
 image_ids = sorted(train["ImageId"].unique())[: settings["max_train_images"]]
 train = train[train["ImageId"].isin(image_ids)]
 category_ids = labels.category_ids
@@ -193,30 +220,20 @@ tune_ids, report_ids = valid_ids[::2][: settings["max_tune_images"]], valid_ids[
 default_rule = CategoryRule(settings["threshold"], settings["min_area"])
 model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area],
              "tune": settings["tune_postprocessing"]}  # fmt: skip
-rules = TunedRules.load(working / RULES_NAME, model_key)  # saved with the model: a resumed run reuses it
-if rules is None:
-    garments = garment_categories(train, image_ids[:300])
-    rules = tune_rules(observe, tune_ids, report_ids, category_ids, default_rule, garments, model_key,
-                       settings["tune_postprocessing"])  # fmt: skip
-    rules.commit(working / RULES_NAME)
-post, final, untuned_post = rules.held_out, rules.submission, PostProcessing(category_ids, default_rule)
-
-
-def submission_rows(rules: PostProcessing) -> SubmissionRows:
-    return SubmissionRows(
-        category_ids,
-        AttributePredictor(learn2, thresholds, settings["crop_size"]),
-        attribute_categories,
-        fallback_class=most_common,
-        crop_size=settings["crop_size"] if settings["draft_decode"] else None,
-        post=rules,
-    )
+garments = garment_categories(train, image_ids[:300])
+rules = tune_rules(observe, tune_ids, report_ids, category_ids, default_rule, garments, model_key,
+                   settings["tune_postprocessing"])  # fmt: skip
+# the finished model, one verified folder (manifest last): what the submission and any later kernel predict from
+FashionModel.save(working / MODEL_DIR, learn, learn2, settings, category_ids=category_ids,
+                  attribute_categories=attribute_categories, thresholds=thresholds, most_common=most_common,
+                  rules=rules, names={"categories": labels.categories, "attributes": labels.attributes})  # fmt: skip
+fashion = FashionModel.load(working / MODEL_DIR, test_files)
 
 
 # --- the local metric on the held-out validation images (both modes) against a trivial baseline ---------------------
 valid_files = [data / "train" / i for i in report_ids]
-valid_sink = kk.CsvSink(cache / "validation_predictions.csv", submission_rows(post), COLUMNS)  # held out
-kk.stream_predict(learn, valid_files, valid_sink, tta=tta, progress=False, restart=True)  # cheap; the model may be new
+valid_sink = kk.CsvSink(cache / "validation_predictions.csv", fashion.submission_rows(rules.held_out), COLUMNS)
+kk.stream_predict(fashion.stage1, valid_files, valid_sink, tta=tta, progress=False, restart=True)  # a new model
 truth = train[train["ImageId"].isin(report_ids)]
 predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
 baseline = trivial_baseline(truth, most_common)
@@ -228,27 +245,24 @@ category_chart(categories, working / "imaterialist-categories.png")
 overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], predicted[predicted["ImageId"] == i])
                           for i in report_ids[:4]], labels, working / "imaterialist-masks.png")  # fmt: skip
 
-# --- the submission, streamed ---------------------------------------------------------------------------------------
-summary = kk.stream_predict(learn, test_files, kk.CsvSink("submission.csv", submission_rows(final), COLUMNS), tta=tta)
+# --- the report, then the submission, streamed from the model folder -------------------------------------------------
 report = {
     "scores": scores,
     "postprocessing": rules.report,
     "categories": categories,
     "overlays": overlays,
-    "prediction": summary.as_dict(),
+    "model": str(working / MODEL_DIR),
     "thresholds": np.round(thresholds, 2).tolist(),
     "attribute_categories": attribute_categories,
 }
-if settings["compare_untuned"] and summary.complete:
-    untuned = kk.CsvSink("submission-untuned.csv", submission_rows(untuned_post), COLUMNS)
-    kk.stream_predict(learn, test_files, untuned, tta=tta)
 atomic_write_json(working / "imaterialist-report.json", report)
-if summary.complete:
-    kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")))
-    if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
-        freed = sum(prune_checkpoints(working / "checkpoints" / name, model, working / f"{name}.pth")
-                    for name, model in (("stage1", learn.model), ("stage2", learn2.model)))  # fmt: skip
-        if not any((working / "checkpoints").iterdir()):
-            (working / "checkpoints").rmdir()
-        print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); final weights in stage1/2.pth")
-    print(f"kernel: submission.csv written for {summary.done} test images")
+fashion, summary = submit(working / MODEL_DIR)
+if settings["compare_untuned"] and summary.complete:
+    untuned = kk.CsvSink("submission-untuned.csv", fashion.submission_rows(PostProcessing(category_ids, default_rule)),
+                         COLUMNS)  # fmt: skip
+    kk.stream_predict(fashion.stage1, test_files, untuned, tta=tta)
+if summary.complete and not settings["keep_checkpoints"]:  # after "done": a kill before leaves them, never a retrain
+    freed = sum(prune_checkpoints(working / "checkpoints" / name) for name in ("stage1", "stage2"))
+    if (working / "checkpoints").is_dir() and not any((working / "checkpoints").iterdir()):
+        (working / "checkpoints").rmdir()
+    print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); the model is {working / MODEL_DIR}")

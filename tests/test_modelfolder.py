@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError, find_model_folder
+
+
+def _folder(tmp_path):
+    return ModelFolder.write(tmp_path / "model", "demo", {"weights.pth": b"w" * 100, "rules.json": b"{}"},
+                             {"size": 64})  # fmt: skip
+
+
+def test_a_written_folder_loads_with_its_settings_and_digests(tmp_path):
+    written = _folder(tmp_path)
+
+    loaded = ModelFolder.load(tmp_path / "model", "demo")
+
+    assert loaded.settings == {"size": 64}
+    assert loaded.files == written.files
+    assert loaded.file("weights.pth").read_bytes() == b"w" * 100
+    assert find_model_folder([tmp_path / "elsewhere", tmp_path], "model") == tmp_path / "model"
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda m: (m / "weights.pth").unlink(), "weights.pth is missing from the model folder"),
+    (lambda m: (m / "weights.pth").write_bytes(b"w" * 99 + b"x"), "weights.pth differs from the one the model was"),
+    (lambda m: (m / MANIFEST_NAME).unlink(), "model-manifest.json is missing: "),
+    (lambda m: (m / MANIFEST_NAME).write_text("{"), "cannot be read as a model manifest"),
+    (lambda m: _edit(m, format=2), "format 2 is newer than this kaggle_kit reads (1)"),
+    (lambda m: _edit(m, kind="classification"), "a 'classification' model, not 'demo'"),
+    (lambda m: _edit(m, files={"../escape": "0"}), "names '../escape', not a file in the folder"),
+])  # fmt: skip
+def test_a_folder_whose_parts_do_not_belong_together_is_refused_naming_the_file(damage, message, tmp_path):
+    _folder(tmp_path)
+    damage(tmp_path / "model")
+
+    with pytest.raises(ModelFolderError) as error:
+        ModelFolder.load(tmp_path / "model", "demo")
+
+    assert message in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def _edit(folder, **changes):
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    (folder / MANIFEST_NAME).write_text(json.dumps({**manifest, **changes}))
+
+
+def test_a_rewrite_removes_the_manifest_first_so_a_killed_write_is_never_a_model(tmp_path, monkeypatch):
+    _folder(tmp_path)
+    import kaggle_kit.modelfolder as modelfolder
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # the kill lands while the first file is written
+
+    monkeypatch.setattr(modelfolder, "atomic_write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _folder(tmp_path)
+
+    assert not (tmp_path / "model" / MANIFEST_NAME).exists()
+    assert find_model_folder([tmp_path], "model") is None
