@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "file_sha256",
     "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_named_by_digest", "fsync_dir",
     "remove_stale_temps",
 ]  # fmt: skip
@@ -134,3 +135,12 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read 1 MiB at a time: weights files are hundreds of MB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

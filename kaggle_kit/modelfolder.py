@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, remove_stale_temps
+from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, file_sha256, fsync_dir, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
 
 __all__ = ["ModelFolder", "ModelFolderError", "MANIFEST_NAME", "FORMAT_VERSION", "find_model_folder"]
@@ -91,7 +91,7 @@ class ModelFolder:
                 raise ModelFolderError(f"{manifest_path} names {name!r}, not a file in the folder", str(name))
             if not file.is_file():
                 raise ModelFolderError(f"{file} is missing from the model folder", str(file))
-            if _sha256(file) != digest:
+            if file_sha256(file) != digest:
                 raise ModelFolderError(f"{file} differs from the one the model was saved with (SHA-256 mismatch)",
                                        str(file))  # fmt: skip
         return cls(path, kind, dict(manifest.get("settings") or {}), dict(manifest["files"]))
@@ -115,11 +115,3 @@ def find_model_folder(roots: Iterable[Path], name: str) -> Path | None:
         if (candidate / MANIFEST_NAME).is_file():
             return candidate
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,7 +13,6 @@ timm checkpoints (Hugging Face hub layout) are not handled here: the kernels use
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from kaggle_kit.atomic import file_sha256
 from kaggle_kit.errors import UsageError
 
 __all__ = ["architecture", "use_offline_weights", "WeightsError", "expected_file_name"]
@@ -83,7 +83,7 @@ def use_offline_weights(source: str | os.PathLike, arch: str) -> Path:
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     target = checkpoints / expected
-    if not target.exists() or _sha256(target) != _sha256(source):
+    if not target.exists() or file_sha256(target) != file_sha256(source):
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
@@ -95,7 +95,7 @@ def _check(path: Path, arch: str) -> None:
     import torchvision
 
     named = _HASHED.match(path.name)
-    if named and named["arch"] == arch and not _sha256(path).startswith(named["prefix"]):
+    if named and named["arch"] == arch and not file_sha256(path).startswith(named["prefix"]):
         raise WeightsError(f"{path}: its SHA-256 does not start with {named['prefix']} as its name says: the file "
                            "is damaged or not the published checkpoint", str(path))  # fmt: skip
     try:
@@ -108,11 +108,3 @@ def _check(path: Path, arch: str) -> None:
     if given != wanted:
         wrong = sorted(set(wanted) ^ set(given)) or sorted(k for k in wanted if wanted[k] != given[k])
         raise WeightsError(f"{path}: not {arch} weights ({len(wrong)} keys differ, e.g. {wrong[0]!r})", str(path))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
