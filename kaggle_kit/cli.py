@@ -270,6 +270,7 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
         return 1
     last = out.runs[-1]
     print(f"submission:    {out.submission} ({out.submitted_images} of {out.test_images} test images)")
+    print(f"model:         {out.model} (predict from it anywhere: docs/imaterialist.md)")
     for reading, (model, baseline) in out.scores.items():  # "category/class": the per-class average (docs)
         print(f"score ({reading}):{' ' * (15 - len(reading))}{model:.4f} (trivial baseline {baseline:.4f})")
     print(f"peak memory:   {format_size(max(r.peak_memory_bytes for r in out.runs))} of {memory}")

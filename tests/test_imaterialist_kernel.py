@@ -98,6 +98,21 @@ def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_traini
     assert not (working / "imaterialist-model").exists()  # it predicted from the attached one
 
 
+def test_the_inference_only_kernel_with_the_model_and_the_test_photos_alone(demo, run_kernel, tmp_path):
+    root, out = demo
+    test_only = tmp_path / "competition"  # no train.csv, no label_descriptions.json
+    test_only.mkdir()
+    (test_only / "test").symlink_to(root / "fashion-data/test")
+
+    run = run_kernel(kernels_dir() / "imaterialist-predict/kernel.py", memory="4GiB", time="10min",
+                     inputs={"imaterialist-fashion-2019-FGVC6": test_only,
+                             "datasets/tester/imaterialist-model": out.model})  # fmt: skip
+
+    assert run.report.ok, run.explain()
+    assert (Path(run.report.working_dir) / "submission.csv").read_bytes() == out.submission.read_bytes()
+    assert json.loads((Path(run.report.working_dir) / "kaggle-kit-status.json").read_text())["status"] == "done"
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda m: (m / "stage2.pth").unlink(), "stage2.pth is missing from the model folder"),
     (lambda m: _flip_last_byte(m / "stage1.pth"), "stage1.pth differs from the one the model was saved with"),

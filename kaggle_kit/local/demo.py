@@ -59,6 +59,11 @@ class FashionDemo:
     submitted_images: int = 0
 
     @property
+    def model(self) -> Path:
+        """The trained model folder the kernel wrote (imaterialist-model/), what a later kernel predicts from."""
+        return self.submission.parent / "imaterialist-model"
+
+    @property
     def done(self) -> bool:
         """True when the last run's kernel said its job is done."""
         return bool(self.statuses) and self.statuses[-1] is not None and self.statuses[-1].done

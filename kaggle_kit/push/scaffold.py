@@ -21,6 +21,7 @@ PLACEHOLDER_OWNER = "your-kaggle-username"
 KINDS = {  # kind -> the kernels/ folder it starts from (None: the blank script below)
     "imaterialist": "imaterialist-fashion-2019",
     "classification": "image-classification",
+    "imaterialist-predict": "imaterialist-predict",  # inference only: the model attached as a dataset
     "blank": None,
 }
 
@@ -85,7 +86,12 @@ def init_kernel(dest: str | os.PathLike, kind: str, kernels_dir: Path, environ: 
     else:
         meta = load_metadata(kernels_dir / source)
         script = (kernels_dir / source / meta["code_file"]).read_text()
-        meta["dataset_sources"] = [s for s in meta.get("dataset_sources", []) if not s.startswith(PLACEHOLDER_OWNER)]
+        if kind.endswith("-predict"):  # the model the user publishes: under their own name
+            meta["dataset_sources"] = [s.replace(f"{PLACEHOLDER_OWNER}/", f"{owner}/", 1)
+                                       for s in meta.get("dataset_sources", [])]  # fmt: skip
+        else:  # example datasets of the shipped kernels: the user attaches their own
+            meta["dataset_sources"] = [s for s in meta.get("dataset_sources", [])
+                                       if not s.startswith(PLACEHOLDER_OWNER)]  # fmt: skip
     meta["id"] = f"{owner}/{slug}"
     meta["title"] = slug.replace("-", " ")  # Kaggle derives the slug from the title: they must agree
     dest.mkdir(parents=True, exist_ok=True)

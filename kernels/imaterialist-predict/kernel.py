@@ -1,0 +1,37 @@
+"""iMaterialist (Fashion) 2019: the submission from a trained model, no training (an inference-only kernel).
+
+Attach the competition (its test photos; train.csv is not read) and the model folder a finished training run wrote,
+imaterialist-model/: published as a dataset, or that run's output attached as a notebook source. Internet off.
+The submission is byte for byte the one the training run wrote on the same test photos.
+    kaggle-kit run-local kernels/imaterialist-predict --input imaterialist-fashion-2019-FGVC6=data/ \\
+        --input imaterialist-model=path/to/imaterialist-model
+"""
+
+import sys
+
+import kaggle_kit as kk
+
+SETTINGS = {
+    "competition": "imaterialist-fashion-2019-FGVC6",  # input slug: the test photos
+    "model": "imaterialist-model",  # the model: an attached input's slug (a dataset, a kernel's output) or a path
+}
+try:  # before the heavy imports: a typo in the settings costs a second, not minutes
+    settings = kk.load_settings(SETTINGS)
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
+
+from kaggle_kit.imaterialist.model import FashionModel, trained_model  # noqa: E402
+
+kernel = kk.Kernel.current()
+try:  # not attached, or a model whose parts do not belong together: one line, not a traceback
+    data = kernel.find_input(settings["competition"])
+    model_dir, _ = trained_model(kernel, settings["model"])
+    test_files = sorted((data / "test").glob("*.jpg"))
+    fashion = FashionModel.load(model_dir, test_files)
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
+print(f"kernel: predicting {len(test_files)} test images from the model {model_dir}; nothing is trained")
+summary = fashion.predict(test_files, "submission.csv")
+if summary.complete:
+    kk.mark_done(submission="submission.csv", model=str(model_dir))
+    print(f"kernel: submission.csv written for {summary.done} test images")
