@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, file_sha256, fsync_dir, remove_stale_temps
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import UsageError
 
 __all__ = ["ModelFolder", "ModelFolderError", "MANIFEST_NAME", "FORMAT_VERSION", "find_model_folder"]
 
@@ -28,7 +28,7 @@ MANIFEST_NAME = "model-manifest.json"
 FORMAT_VERSION = 1
 
 
-class ModelFolderError(KaggleKitError, ValueError):
+class ModelFolderError(UsageError):
     """A model folder that cannot be used as it is: the message names the file and what is wrong with it."""
 
 

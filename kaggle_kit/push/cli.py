@@ -1,5 +1,5 @@
-"""The `kaggle-kit` commands that talk to Kaggle: init, bundle, push (and --shards), status, output, chain, rehearse
-and merge.
+"""The `kaggle-kit` commands that talk to Kaggle: init, bundle, push (and --shards), status, output, chain, rehearse,
+dataset push and merge.
 
 Part of the command line (it prints, like cli.py); the work is done by kaggle_kit.push and kaggle_kit.predict.sinks.
 """
@@ -109,6 +109,21 @@ def add_push_commands(sub) -> None:
     rehearse.add_argument("--root", default=None,
                           help="the rehearsal's folder (default ./kaggle-kit-rehearsals/<slug>)")  # fmt: skip
     rehearse.set_defaults(handler=_rehearse)
+
+    dataset = sub.add_parser(
+        "dataset",
+        help="publish a folder (a trained model) as a Kaggle dataset: dataset push FOLDER --id owner/slug",
+        description="dataset push FOLDER: create the Kaggle dataset owner/slug from FOLDER, or add a version "
+        "when it exists, with the official client. Subfolders are kept (uploaded zipped, unpacked by "
+        "Kaggle). dataset-metadata.json is validated, and written from --id when missing. A folder "
+        "without a valid model manifest is refused unless --any.",
+    )
+    dataset.add_argument("action", choices=["push"], help="push: create the dataset or a new version")
+    dataset.add_argument("folder", help="the folder to publish, e.g. the imaterialist-model/ a kernel wrote")
+    dataset.add_argument("--id", dest="dataset_id", help="owner/dataset-slug (written to dataset-metadata.json)")
+    dataset.add_argument("-m", "--message", default="", help="the new version's notes")
+    dataset.add_argument("--any", action="store_true", help="publish a folder that is not a trained model")
+    dataset.set_defaults(handler=_dataset)
 
     merge = sub.add_parser(
         "merge",
@@ -250,6 +265,14 @@ def _rehearse(args: argparse.Namespace) -> int:
     print(f"kaggle-kit rehearse: {outcome.result}: {outcome.reason}")
     print(f"  report {outcome.report_path}" + (f", picture {outcome.picture}" if outcome.picture else ""))
     return 0 if outcome.done else 1
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from kaggle_kit.push.dataset import push_dataset
+
+    result = push_dataset(args.folder, args.dataset_id, args.message, args.any)
+    print(f"kaggle-kit dataset push: {result.ref} {'created' if result.created else 'new version'} {result.url}")
+    return 0
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -2,10 +2,12 @@
 
 `LocalKaggle` answers the requests the official `kaggle` client makes for kernels (push, status, the paged output
 listing, the output downloads) when the client is pointed at it (`client_env`: KAGGLE_API_ENVIRONMENT=LOCALHOST and
-HTTP_PROXY to its port). Each pushed version runs through `run_local` as Kaggle would run it:
+HTTP_PROXY to its port), and the dataset calls of `kaggle-kit dataset push` (``local_datasets``). Each pushed
+kernel version runs through `run_local` as Kaggle would run it:
 - the pushed script itself (the bundle), with the installed kaggle_kit hidden, so the bundle's own copy is used;
 - ``input/`` filled from the push's sources at Kaggle's current paths: ``competitions/<slug>`` and
-  ``datasets/<owner>/<slug>`` from the folders given as `data`, ``notebooks/<owner>/<slug>`` from the latest
+  ``datasets/<owner>/<slug>`` from the folders given as `data` (or the latest version of a dataset pushed here),
+  ``notebooks/<owner>/<slug>`` from the latest
   completed output of that kernel here (or from `data`); a fresh ``working/``;
 - the limits of the machine the push asks for (`enable_gpu` or a `machine_shape`: the "gpu" profile, else "cpu"),
   with the memory and time limits the rehearsal chooses (a 9 h kernel rehearsed in 3 minutes);
@@ -34,10 +36,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote, unquote
 
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
@@ -54,6 +56,8 @@ from kaggle_kit.local.report import (
     TOO_MUCH_OUTPUT,
     RunReport,
 )
+from kaggle_kit.push.local_datasets import DATASET_METHODS, LocalDatasets
+from kaggle_kit.push.loopback import loopback_handler
 
 __all__ = ["LocalKaggle", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
 
@@ -150,7 +154,8 @@ class LocalKaggle:
         self._cancel = threading.Event()
         self._workers: list[threading.Thread] = []
         self._versions: dict[str, list[KernelVersion]] = self._load_state()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.datasets = LocalDatasets(self.root / "datasets")
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), loopback_handler(self))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-kaggle", daemon=True)
@@ -236,6 +241,8 @@ class LocalKaggle:
             return int(scripted.pop("code", 200)), scripted
         if method == "SaveKernel":
             return 200, self._push(body)
+        if method in DATASET_METHODS:
+            return self.datasets.answer(method, body)
         ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
         latest = self.versions(ref)[-1:] or [None]
         if latest[0] is None:
@@ -295,6 +302,8 @@ class LocalKaggle:
                 where = f"{kind}/{'/'.join(name[:2])}"
                 if source in self.data:
                     mounts[where] = str(self.data[source])
+                elif kind == "datasets" and self.datasets.latest(source) is not None:
+                    mounts[where] = str(self.datasets.latest(source))
                 elif kind == "notebooks":
                     done = [v for v in self._versions.get(source, []) if v.state == COMPLETE]
                     if not done:
@@ -391,39 +400,3 @@ def _notebook_code(text: str) -> str:
     sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
                for c in cells if c.get("cell_type") == "code"]  # fmt: skip
     return "\n\n".join(sources) + "\n"
-
-
-def _handler(service: LocalKaggle) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            method = urlparse(self.path).path.rsplit("/", 1)[-1]
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            except ValueError:
-                body = {}
-            code, answer = service.answer(method, body)
-            self._send(code, json.dumps(answer).encode(), "application/json")
-
-        def do_GET(self) -> None:
-            path = service.output_file(urlparse(self.path).path)
-            if path is None:
-                self._send(404, b"not found", "text/plain")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(path.stat().st_size))
-            self.end_headers()
-            with open(path, "rb") as f:
-                shutil.copyfileobj(f, self.wfile, 1 << 20)
-
-        def _send(self, code: int, data: bytes, kind: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
