@@ -42,8 +42,9 @@ def test_dataset_push_creates_then_versions_and_keeps_subfolders(local_kaggle, t
     assert json.loads((folder / "dataset-metadata.json").read_text())["id"] == "tester/fashion-model"
     ModelFolder.load(latest, "imaterialist")  # what arrived is the model, verified
     assert len(local_kaggle.calls("CreateDataset")) == len(local_kaggle.calls("CreateDatasetVersion")) == 1
-    sent = json.dumps(local_kaggle.requests) + "".join(p.read_bytes().decode("latin-1")
-                                                       for p in local_kaggle.datasets.root.rglob("*") if p.is_file())
+    sent = json.dumps(local_kaggle.requests) + "".join(
+        p.read_bytes().decode("latin-1") for p in local_kaggle.datasets.root.rglob("*") if p.is_file()
+    )
     assert SECRET not in sent
     assert SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
 

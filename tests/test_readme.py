@@ -153,6 +153,8 @@ def test_the_readme_names_only_real_commands_and_options():
 @pytest.mark.e2e
 def test_the_cheap_readme_commands_run_as_written(local_kaggle, tmp_path):
     (tmp_path / "kernels").symlink_to(ROOT / "kernels")
+    (tmp_path / "no-model").mkdir()  # the dataset the README's inference kernel attaches (a trained model: e2e tests)
+    local_kaggle.data["your-name/imaterialist-model"] = tmp_path / "no-model"
     make_images(tmp_path / "data" / "train", 6)
     env = {**os.environ, "KAGGLE_USERNAME": "your-name"}  # the user the docs write: their status commands work
     ran = []
@@ -162,9 +164,13 @@ def test_the_cheap_readme_commands_run_as_written(local_kaggle, tmp_path):
             payload, target = re.fullmatch(r"echo '(.*)' > (\S+)", command).groups()
             (tmp_path / target).write_text(payload)
             continue
-        if args is None or args[0] in ("demo", "chain", "rehearse") or (args[0] == "clean" and "--dry-run" not in args):
+        if (
+            args is None
+            or args[0] in ("demo", "chain", "rehearse", "dataset")
+            or (args[0] == "clean" and "--dry-run" not in args)
+        ):
             continue  # the demos are CI's e2e tests, and rehearse's (test_rehearse runs docs/rehearse.md's as written);
-            # chain waits on runs; clean without --dry-run rewrites files
+            # chain waits on runs; dataset push needs a trained model (test_dataset); clean without --dry-run rewrites
         if args[0] == "run-local":
             attached = [args[i + 1].split("=", 1)[-1] for i, a in enumerate(args) if a == "--input"]
             if not all((tmp_path / path).exists() for path in attached):

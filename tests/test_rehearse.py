@@ -160,7 +160,7 @@ def _doc_commands(page: Path) -> list[str]:
     return [line for line in block.splitlines() if line.strip()]
 
 
-def test_the_imaterialist_kernel_at_tiny_size_rehearses_to_a_valid_submission_as_the_docs_say(tmp_path):
+def test_the_imaterialist_kernel_rehearses_training_then_an_inference_kernel_as_the_docs_say(tmp_path):
     from kaggle_kit.imaterialist.data import parse_class_id, read_labels
     from kaggle_kit.imaterialist.synth import SOLUTION_NAME
 
@@ -181,6 +181,10 @@ def test_the_imaterialist_kernel_at_tiny_size_rehearses_to_a_valid_submission_as
     assert len(runs) >= 2, done.stdout  # the 25 s limit stopped it at least once
     assert runs[0]["kernel_status"] == "needs-resume"
     assert runs[-1]["kernel_status"] == "done"
+    predicted = json.loads((tmp_path / "kaggle-kit-rehearsals/my-predict-kernel/rehearsal.json").read_text())
+    (inference,) = predicted["kernels"]["your-kaggle-username/my-predict-kernel"]["runs"]  # one run, no training
+    assert "nothing is trained" in (Path(inference["folder"]) / "log.txt").read_text()
+    assert (tmp_path / "predicted/submission.csv").read_bytes() == (tmp_path / "final/submission.csv").read_bytes()
     submission = pd.read_csv(tmp_path / "final/submission.csv", dtype=str, keep_default_na=False)
     solution = pd.read_csv(data / SOLUTION_NAME, dtype=str)
     labels = read_labels(data / "label_descriptions.json")

@@ -104,6 +104,9 @@ def add_push_commands(sub) -> None:
     rehearse.add_argument("--shards", type=int, default=0, help="rehearse N sharded kernels and merge them")
     rehearse.add_argument("--key-column", help="with --shards: the CSV column naming the item (e.g. ImageId)")
     rehearse.add_argument("--keys-csv", help="with --shards: a CSV listing every item's key in order")
+    rehearse.add_argument("--publish", action="append", default=[], metavar="FOLDER=OWNER/SLUG",
+                          help="first push FOLDER as the dataset OWNER/SLUG (dataset push), e.g. a trained model "
+                          "the kernel attaches; repeat for each")  # fmt: skip
     rehearse.add_argument("-p", "--path", dest="dest", default=None,
                           help="folder for the final output (default <root>/output), as output -p")  # fmt: skip
     rehearse.add_argument("--root", default=None,
@@ -247,6 +250,13 @@ def _rehearse(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise UsageError(f"--data {spec!r}: give SLUG=PATH, e.g. imaterialist-fashion-2019-FGVC6=./data", spec)
         data[name] = Path(path).expanduser()
+    publish = {}
+    for spec in args.publish:
+        folder, sep, ref = spec.rpartition("=")
+        if not sep or not folder or ref.count("/") != 1:
+            raise UsageError(f"--publish {spec!r}: give FOLDER=OWNER/SLUG, e.g. out/imaterialist-model=me/my-model",
+                             spec)  # fmt: skip
+        publish[ref] = Path(folder).expanduser()
     outcome = rehearse(
         args.kernel_dir,
         data,
@@ -260,6 +270,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         shards=args.shards,
         keys_csv=args.keys_csv,
         key_column=args.key_column,
+        publish=publish,
         say=lambda line: print(line, flush=True),
     )
     print(f"kaggle-kit rehearse: {outcome.result}: {outcome.reason}")

@@ -30,6 +30,7 @@ from kaggle_kit.local.report import RunReport
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import build_bundle
 from kaggle_kit.push.chain import ChainOutcome, run_chain
+from kaggle_kit.push.dataset import push_dataset
 from kaggle_kit.push.local import KernelVersion, LocalKaggle
 from kaggle_kit.push.metadata import load_metadata, validate_metadata
 
@@ -75,6 +76,7 @@ def rehearse(
     shards: int = 0,
     keys_csv: str | os.PathLike | None = None,
     key_column: str | None = None,
+    publish: Mapping[str, str | os.PathLike] | None = None,
     poll_s: float = 0.5,
     say: Callable[[str], None] = print,
 ) -> Rehearsal:
@@ -86,6 +88,8 @@ def rehearse(
     `max_runs` per chain; `max_running`: Kaggle's cap of sessions at once. `shards` >= 2 rehearses a sharded push
     and merges the shards' prediction files (.npy always; .csv given `keys_csv` and `key_column`) into `dest`
     (default ``<root>/output``), where the final output is downloaded as ``kaggle-kit output -p`` would.
+    `publish`: {"owner/slug": folder} pushed first as datasets to the local Kaggle with ``kaggle-kit dataset push``'s
+    code (a trained model, for an inference kernel that attaches it).
     """
     kernel_dir = Path(kernel_dir)
     meta = load_metadata(kernel_dir)
@@ -93,7 +97,9 @@ def rehearse(
     ref: str = meta["id"]
     owner, slug = ref.split("/")
     data = {name: Path(path) for name, path in (data or {}).items()}
-    _check_sources(meta, data, kernel_dir)
+    publish = {ref: Path(path) for ref, path in (publish or {}).items()}
+    root = Path(root or Path("kaggle-kit-rehearsals") / slug).resolve()
+    _check_sources(meta, data, kernel_dir, {*publish, *_pushed_datasets(root / "kaggle")})
     if shards < 0 or shards == 1:
         raise UsageError(f"--shards {shards}: use 2 or more, or leave it out", shards)
     if max_runs < 1:
@@ -101,7 +107,6 @@ def rehearse(
     if shards and bool(keys_csv) != bool(key_column):
         raise UsageError("--keys-csv and --key-column go together (they order a CSV merge)", None)
     env = {"KAGGLE_KIT_CONFIG": str(_checked_config(config))} if config else {}
-    root = Path(root or Path("kaggle-kit-rehearsals") / slug).resolve()
     dest = Path(dest or root / "output").resolve()
     lines: list[str] = []
 
@@ -115,6 +120,10 @@ def rehearse(
     refs = [ref] if not shards else [f"{ref}-shard-{i}-of-{shards}" for i in range(shards)]
     with service, _client_env(service.client_env(owner, root / "kaggle-config")):
         client = kaggle_api.client()
+        for dataset_ref, folder in publish.items():
+            pushed = push_dataset(folder, dataset_ref, "rehearsal", api=client, quiet=True)
+            say(f"kaggle-kit rehearse: published {folder} as the dataset {pushed.ref} "
+                f"({'created' if pushed.created else 'new version'})")  # fmt: skip
         if shards:
             bundles = [build_bundle(kernel_dir, root / "build", {"KAGGLE_KIT_SHARD": f"{i}/{shards}"},
                                     f"-shard-{i}-of-{shards}") for i in range(shards)]  # fmt: skip
@@ -157,11 +166,12 @@ def _resumed_from(version: KernelVersion, versions: list[KernelVersion]) -> str:
     return "started fresh"
 
 
-def _check_sources(meta: dict, data: Mapping[str, Path], kernel_dir: Path) -> None:
-    """Every competition and dataset source (and kernel source other than itself) needs a local folder."""
+def _check_sources(meta: dict, data: Mapping[str, Path], kernel_dir: Path, datasets: set[str]) -> None:
+    """Every competition and dataset source (and kernel source other than itself) needs a local folder, or (a
+    dataset) to be published by this rehearsal or an earlier one with the same root."""
     named = [*meta.get("competition_sources", []), *meta.get("dataset_sources", []),
              *(s for s in meta.get("kernel_sources", []) if s != meta["id"])]  # fmt: skip
-    missing = [s for s in named if s not in data]
+    missing = [s for s in named if s not in data and s not in datasets]
     if missing:
         spec = " ".join(f"--data {s}=PATH" for s in missing)
         raise UsageError(f"{kernel_dir}/kernel-metadata.json names {', '.join(missing)}: give a local folder for each "
@@ -169,6 +179,15 @@ def _check_sources(meta: dict, data: Mapping[str, Path], kernel_dir: Path) -> No
     for name, path in data.items():
         if not path.is_dir():
             raise UsageError(f"--data {name}={path}: not a folder", str(path))
+
+
+def _pushed_datasets(service_root: Path) -> set[str]:
+    """The datasets an earlier rehearsal with this root pushed to its local Kaggle ("owner/slug")."""
+    base = service_root / "datasets"
+    if not base.is_dir():
+        return set()
+    return {f"{owner.name}/{slug.name}" for owner in base.iterdir() if owner.is_dir() and not owner.name.startswith(".")
+            for slug in owner.iterdir() if slug.is_dir()}  # fmt: skip
 
 
 def _checked_config(config: str | os.PathLike) -> Path:
