@@ -21,8 +21,9 @@ from typing import Any
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, file_sha256, fsync_dir, remove_stale_temps
 from kaggle_kit.errors import UsageError
+from kaggle_kit.kernel import Kernel
 
-__all__ = ["ModelFolder", "ModelFolderError", "MANIFEST_NAME", "FORMAT_VERSION", "find_model_folder"]
+__all__ = ["ModelFolder", "ModelFolderError", "MANIFEST_NAME", "FORMAT_VERSION", "find_model_folder", "trained_model"]
 
 MANIFEST_NAME = "model-manifest.json"
 FORMAT_VERSION = 1
@@ -105,6 +106,25 @@ class ModelFolder:
     def read_json(self, name: str) -> Any:
         """One of the model's JSON files, parsed (verified when loaded)."""
         return json.loads(self.file(name).read_text())
+
+
+def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = None, retrain: bool = False
+                  ) -> tuple[Path | None, str]:  # fmt: skip
+    """(the model folder a kernel should predict from, whose it is: "given", "attached" or "own"), or (None, "") to
+    train. `name`: the folder's name (``imaterialist-model``). `model`: a kernel's "model" setting, an attached
+    input's slug or a path (the folder itself, or one holding `name`). Without it, a finished model in working/ (a
+    rerun of this kernel) or directly in an attached input (a previous run's output) is used unless `retrain`."""
+    if model is not None:
+        path = kernel.input_or_path(model)
+        return (path / name if (path / name / MANIFEST_NAME).is_file() else path), "given"
+    if retrain:
+        return None, ""
+    own = kernel.working_dir / name
+    if (own / MANIFEST_NAME).is_file():
+        remove_stale_temps(own / MANIFEST_NAME, r"[\w.-]+")  # this kernel's own output: litter a killed write left
+        return own, "own"
+    found = find_model_folder((path for _slug, path in kernel.inputs()), name)
+    return (found, "attached") if found is not None else (None, "")
 
 
 def find_model_folder(roots: Iterable[Path], name: str) -> Path | None:

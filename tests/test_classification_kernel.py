@@ -49,7 +49,7 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
             assert image.size[0] > 100
     assert run.report.output_files <= 10
     assert not (working / "checkpoints").exists()  # pruned when done: the final weights are kept once
-    assert (working / "model.pth").stat().st_size > 1_000_000
+    assert (working / "classifier-model/model.pth").stat().st_size > 1_000_000
     _validation_is_predicted_with_the_submissions_tta(data, working, report)
 
 
@@ -69,7 +69,7 @@ def _validation_is_predicted_with_the_submissions_tta(data, working, report):
     items = [data / name for name in report["validation_items"]]
     block = DataBlock((draft_image_block(32), CategoryBlock), get_y=parent_label, item_tfms=Resize(32))
     learn = vision_learner(block.dataloaders(items, bs=16, num_workers=0), resnet18, pretrained=False)
-    learn.model.load_state_dict(torch.load(working / "model.pth"))
+    learn.model.load_state_dict(torch.load(working / "classifier-model/model.pth"))
     assert list(learn.dls.vocab) == report["vocab"]
     saved = np.load(working / "validation-predictions.npy")
     kernel = Kernel(working.parent.parent / "check")
@@ -125,6 +125,25 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     thresholds, scores = multi_label_validation(np.load(working / "validation-predictions.npy"), targets)
     assert np.round(thresholds, 2).tolist() == report["thresholds"]
     assert scores == pytest.approx(validation)
+
+    # the finished output attached to a new kernel that has only the test images: predicted, never trained again
+    test_only = tmp_path / "test-only"
+    test_only.mkdir()
+    (test_only / "test").symlink_to(data / "test")
+    again = run_kernel(SCRIPT, inputs={"images": test_only, "run-1": working}, memory="6GiB",
+                       env=_write_config(tmp_path, layout="csv", multi_label=True, image_suffix=".png",
+                                         id_column="image_name", epochs=6))  # fmt: skip
+    assert again.report.ok, again.explain()
+    assert "kernel: predicting from the attached model" in again.stdout
+    assert "checkpoint" not in again.stdout + again.stderr
+    assert (Path(again.report.working_dir) / "submission.csv").read_bytes() == (working / "submission.csv").read_bytes()
+    # and the inference-only kernel, given the model folder and the test images alone
+    model = working / "classifier-model"
+    predict_only = run_kernel(kernels_dir() / "classification-predict/kernel.py", memory="4GiB",
+                              inputs={"images": test_only, "classifier-model": model})  # fmt: skip
+    assert predict_only.report.ok, predict_only.explain()
+    assert (Path(predict_only.report.working_dir) / "submission.csv").read_bytes() == (
+        working / "submission.csv").read_bytes()  # fmt: skip
 
 
 def test_the_kernel_without_its_input_attached_is_one_line(run_kernel):

@@ -54,7 +54,7 @@ LAYERS = [
     {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
-    {"train.deadline", "train.guard", "train.weights", "train.lr"},
+    {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classifier"},
     {"imaterialist"}, {"local.report"}, {"local.runplot"}, {"local.emulate"}, {"local.demo"}, {"push"}, {"cli"},
 ]  # fmt: skip
 WHOLE = ("imaterialist", "push")  # packages that count as one layer

@@ -210,4 +210,4 @@ def test_the_classification_kernel_rehearses_across_runs_to_a_complete_submissio
     assert len(runs) >= 2, done.stdout
     submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
     assert sorted(submission["id"]) == sorted(p.stem for p in test)
-    assert (out / "model.pth").is_file()
+    assert (out / "classifier-model/model-manifest.json").is_file()

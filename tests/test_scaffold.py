@@ -16,7 +16,9 @@ def _run(*args, env=None):
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["imaterialist", "classification", "imaterialist-predict", "blank"])
+@pytest.mark.parametrize(
+    "kind", ["imaterialist", "classification", "imaterialist-predict", "classification-predict", "blank"]
+)
 def test_init_then_bundle_round_trip_with_the_users_name(kind, tmp_path):
     env = {"KAGGLE_USERNAME": "tester", "KAGGLE_CONFIG_DIR": str(tmp_path / "none")}
     done = _run("init", tmp_path / "My Fashion Kernel", "--kind", kind, env=env)
@@ -32,6 +34,8 @@ def test_init_then_bundle_round_trip_with_the_users_name(kind, tmp_path):
     if kind == "imaterialist-predict":  # the model the user publishes, attached under their name
         assert meta["dataset_sources"] == ["tester/imaterialist-model"]
         assert meta["competition_sources"] == ["imaterialist-fashion-2019-FGVC6"]
+    if kind == "classification-predict":
+        assert meta["dataset_sources"] == ["tester/your-images", "tester/classifier-model"]
 
 
 def test_the_user_name_comes_from_kaggle_json(tmp_path):

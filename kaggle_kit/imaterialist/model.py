@@ -21,21 +21,19 @@ import numpy as np
 import torch
 from fastai.vision.all import CategoryBlock, DataBlock, IndexSplitter, create_vision_model
 
-from kaggle_kit.atomic import remove_stale_temps
 from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.postprocess import PostProcessing
 from kaggle_kit.imaterialist.rules import TunedRules
 from kaggle_kit.imaterialist.stage1 import stage1_learner
 from kaggle_kit.imaterialist.stage2 import AttributePredictor
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
-from kaggle_kit.kernel import Kernel
-from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError, find_model_folder
+from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError
 from kaggle_kit.predict.identity import model_digest
 from kaggle_kit.predict.sinks import CsvSink
 from kaggle_kit.predict.stream import PredictSummary, stream_predict
 from kaggle_kit.train.weights import architecture
 
-__all__ = ["FashionModel", "MODEL_DIR", "KIND", "trained_model"]
+__all__ = ["FashionModel", "MODEL_DIR", "KIND"]
 
 MODEL_DIR = "imaterialist-model"
 KIND = "imaterialist"
@@ -112,24 +110,6 @@ class FashionModel:
         """Stream the submission for `test_files` into `path` (kwargs go to ``stream_predict``)."""
         sink = CsvSink(path, self.submission_rows(), COLUMNS)
         return stream_predict(self.stage1, list(test_files), sink, tta=self.tta, **kwargs)
-
-
-def trained_model(kernel: Kernel, model: str | None, retrain: bool = False) -> tuple[Path | None, str]:
-    """(the model folder a kernel should predict from, whose it is: "given", "attached" or "own"), or (None, "") to
-    train. `model`: the "model" setting, an attached input's slug or a path (the folder itself, or one holding
-    ``imaterialist-model/``). Without it, a finished model in working/ (a rerun of this kernel) or directly in an
-    attached input (a previous run's output) is used unless `retrain`."""
-    if model is not None:
-        path = kernel.input_or_path(model)
-        return (path / MODEL_DIR if (path / MODEL_DIR / MANIFEST_NAME).is_file() else path), "given"
-    if retrain:
-        return None, ""
-    own = kernel.working_dir / MODEL_DIR
-    if (own / MANIFEST_NAME).is_file():
-        remove_stale_temps(own / MANIFEST_NAME, r"[\w.-]+")  # this kernel's own output: litter a killed write left
-        return own, "own"
-    found = find_model_folder((path for _slug, path in kernel.inputs()), MODEL_DIR)
-    return (found, "attached") if found is not None else (None, "")
 
 
 def _stage1(folder: ModelFolder, s: dict[str, Any], test_files: list[Path]):

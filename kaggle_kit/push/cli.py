@@ -24,9 +24,10 @@ def add_push_commands(sub) -> None:
         "your Kaggle credentials name you (KAGGLE_USERNAME or kaggle.json).",
     )
     init.add_argument("dir", help="the new kernel folder (its name becomes the kernel's slug and title)")
-    init.add_argument("--kind", choices=["imaterialist", "classification", "imaterialist-predict", "blank"],
-                      default="blank", help="what the script starts from (default blank); imaterialist-predict: "
-                      "an inference-only kernel with the trained model attached as a dataset")  # fmt: skip
+    init.add_argument("--kind", choices=["imaterialist", "classification", "imaterialist-predict",
+                                         "classification-predict", "blank"],
+                      default="blank", help="what the script starts from (default blank); *-predict: an "
+                      "inference-only kernel with the trained model attached as a dataset")  # fmt: skip
     init.set_defaults(handler=_init)
 
     bundle = sub.add_parser(

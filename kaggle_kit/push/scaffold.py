@@ -22,6 +22,7 @@ KINDS = {  # kind -> the kernels/ folder it starts from (None: the blank script 
     "imaterialist": "imaterialist-fashion-2019",
     "classification": "image-classification",
     "imaterialist-predict": "imaterialist-predict",  # inference only: the model attached as a dataset
+    "classification-predict": "classification-predict",
     "blank": None,
 }
 

@@ -19,6 +19,9 @@ import kaggle_kit as kk
 
 SETTINGS = {
     "input": "images",  # the dataset slug
+    "model": None,  # a trained model folder (classifier-model/ of a finished run: an attached input's slug or a path):
+    # predict the submission from it, no training; None: train, unless an input holds a finished model
+    "retrain": False,  # True: train even when an attached input (or working/) holds this kernel's finished model
     "layout": "folders",  # "folders": train/<label>/*.jpg; "csv": a CSV of image names and labels + a train/ folder
     "csv": "labels.csv",
     "image_column": "image",
@@ -49,7 +52,7 @@ SETTINGS = {
     "checkpoint_every": 30.0,  # minutes
     "reserve": 15.0,  # minutes kept for prediction after training
     "safety": 1.0,
-    "keep_checkpoints": False,  # when done: False keeps the final weights once (model.pth), not every checkpoint
+    "keep_checkpoints": False,  # when done: False deletes the checkpoints (classifier-model/ keeps the final weights)
     "draft_decode": True,  # decode JPEGs at the DCT scale nearest `size` (3-4x faster; README); False: full decoding
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
@@ -84,8 +87,10 @@ from fastai.vision.all import (  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
 from kaggle_kit.charts import batch_picture, confusion_chart, save_figure, tag_chart  # noqa: E402
+from kaggle_kit.classifier import MODEL_DIR, ClassifierModel  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
+from kaggle_kit.modelfolder import trained_model  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
@@ -94,12 +99,37 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 kernel = kk.Kernel.current()
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["input"])
+    model_dir, whose = trained_model(kernel, MODEL_DIR, settings["model"], settings["retrain"])
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 working = kernel.working_dir
 # a kill mid-write leaves a temp file beside what this kernel alone writes: it goes before they are written again
-remove_stale_temps(working / "model.pth", r"classification-report\.json|model\.pth|[a-z_]+\.png|validation-[a-z]+\.npy")
+remove_stale_temps(
+    working / "classification-report.json", r"classification-report\.json|[a-z_]+\.png|validation-[a-z]+\.npy"
+)
 set_seed(settings["seed"])
+test_files = sorted(
+    p for p in (data / settings["test_dir"]).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+)
+
+
+def submit(model_dir: Path):
+    """Stream the submission from the model folder; done when every test image has its row."""
+    try:
+        classifier = ClassifierModel.load(model_dir, test_files)
+    except kk.KaggleKitError as exc:
+        sys.exit(f"kernel: {exc}")
+    summary = classifier.predict(test_files, "submission.csv")
+    if summary.complete:
+        kk.mark_done(submission="submission.csv", model=str(model_dir))
+        print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
+    return summary
+
+
+if model_dir is not None:  # a finished model: no training, the same submission it would write
+    print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
+    submit(model_dir)
+    raise SystemExit(0)
 
 # --- clean-up: inputs are read-only, so unusable images are left out (PIL converts the others while loading) -------
 scratch = Path(tempfile.mkdtemp(prefix="kaggle-kit-clean-"))
@@ -176,24 +206,13 @@ else:
     save_figure(plt.gcf(), working / "top_losses.png", dpi=80)
 print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
 
-# --- the submission, streamed with TTA --------------------------------------------------------------------------------
-test_files = sorted(
-    p for p in (data / settings["test_dir"]).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-)
-if multi:
-    to_rows, answer = kk.tags_rows(vocab, thresholds), settings["answer_column"] or "tags"
-else:
-    to_rows, answer = kk.top_k_rows(vocab, settings["top_k"]), settings["answer_column"] or "predicted"
-summary = kk.stream_predict(
-    learn, test_files, kk.CsvSink("submission.csv", to_rows, [settings["id_column"], answer]), tta=tta
-)
+# --- the model as one verified folder, then the submission streamed from it (with TTA) --------------------------------
+ClassifierModel.save(working / MODEL_DIR, learn, settings, pretrained=pretrained, thresholds=thresholds)
 atomic_write_json(working / "classification-report.json",
     {"validation": scores, "thresholds": None if thresholds is None else np.round(thresholds, 2).tolist(), "tta": tta,
      "validation_items": valid_names, "vocab": vocab, "clean_up": report.counts,
-     "prediction": summary.as_dict()})  # fmt: skip
-if summary.complete:
-    kk.mark_done(submission="submission.csv")
-    if not settings["keep_checkpoints"]:  # after "done": a kill in between leaves checkpoints, never a retrain
-        freed = prune_checkpoints(working / "checkpoints", learn.model, working / "model.pth")
-        print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); final weights in model.pth")
-    print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
+     "model": str(working / MODEL_DIR)})  # fmt: skip
+summary = submit(working / MODEL_DIR)
+if summary.complete and not settings["keep_checkpoints"]:  # after "done": a kill before leaves them, never a retrain
+    freed = prune_checkpoints(working / "checkpoints")
+    print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); the model is {working / MODEL_DIR}")

@@ -20,12 +20,13 @@ try:  # before the heavy imports: a typo in the settings costs a second, not min
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
-from kaggle_kit.imaterialist.model import FashionModel, trained_model  # noqa: E402
+from kaggle_kit.imaterialist.model import MODEL_DIR, FashionModel  # noqa: E402
+from kaggle_kit.modelfolder import trained_model  # noqa: E402
 
 kernel = kk.Kernel.current()
 try:  # not attached, or a model whose parts do not belong together: one line, not a traceback
     data = kernel.find_input(settings["competition"])
-    model_dir, _ = trained_model(kernel, settings["model"])
+    model_dir, _ = trained_model(kernel, MODEL_DIR, settings["model"])
     test_files = sorted((data / "test").glob("*.jpg"))
     fashion = FashionModel.load(model_dir, test_files)
 except kk.KaggleKitError as exc:

@@ -1,0 +1,125 @@
+"""The trained image classifier as one verified folder (``classifier-model/``), and prediction from it.
+
+`ClassifierModel.save` writes what the classification kernel's submission needs: the final weights, the settings
+that shape prediction (architecture, image size, TTA, draft decoding, whether the body was pretrained, so that the
+same normalisation is applied), the vocabulary, the tuned per-tag thresholds (multi-label) and the submission's
+columns, under one manifest of SHA-256 digests (``kaggle_kit.modelfolder``). `ClassifierModel.load` verifies it and
+rebuilds the learner without any training data, so a later kernel predicts the same submission byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastai.learner import Learner
+
+from kaggle_kit.images import draft_image_block
+from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError
+from kaggle_kit.predict.identity import model_digest
+from kaggle_kit.predict.sinks import CsvSink
+from kaggle_kit.predict.stream import PredictSummary, stream_predict
+from kaggle_kit.predict.writers import tags_rows, top_k_rows
+from kaggle_kit.train.weights import architecture
+
+__all__ = ["ClassifierModel", "MODEL_DIR", "KIND"]
+
+MODEL_DIR = "classifier-model"
+KIND = "classification"
+# the kernel settings that decide its predictions (the rest only decide how it trains)
+PREDICTION_SETTINGS = ("arch", "size", "multi_label", "tta", "draft_decode", "top_k", "id_column", "answer_column",
+                       "bs")  # fmt: skip
+
+
+@dataclass
+class ClassifierModel:
+    """A loaded classifier: its verified `folder` and a fastai `learn` ready for ``stream_predict``."""
+
+    folder: ModelFolder
+    learn: Learner
+
+    @staticmethod
+    def save(path: str | os.PathLike, learn: Learner, settings: dict[str, Any], *, pretrained: bool,
+             thresholds: Sequence[float] | None = None) -> ModelFolder:  # fmt: skip
+        """Write the model of a finished training run into `path` (the manifest last). `pretrained`: the body came
+        from a weights file (fastai then normalised the images with ImageNet statistics)."""
+        chosen = {k: settings[k] for k in PREDICTION_SETTINGS}
+        chosen.update(vocab=[str(v) for v in learn.dls.vocab], pretrained=bool(pretrained),
+                      thresholds=None if thresholds is None else [float(t) for t in thresholds],
+                      digest=model_digest(learn.model))  # fmt: skip
+        buffer = io.BytesIO()
+        torch.save(learn.model.state_dict(), buffer)
+        return ModelFolder.write(path, KIND, {"model.pth": buffer.getvalue()}, chosen)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, test_files: Sequence[Path]) -> ClassifierModel:
+        """The model in the folder `path`, verified, its learner rebuilt around `test_files` (no training data is
+        read). Raises ``ModelFolderError`` naming the file that does not belong."""
+        folder = ModelFolder.load(path, KIND)
+        s = folder.settings
+        missing = [k for k in (*PREDICTION_SETTINGS, "vocab", "pretrained", "digest") if k not in s]
+        if missing:
+            raise ModelFolderError(f"{folder.path / MANIFEST_NAME}: settings lack {', '.join(missing)}", missing)
+        if not test_files:
+            raise ModelFolderError("no test images to predict", None)
+        learn = _learner(list(test_files), s)
+        weights = folder.file("model.pth")
+        try:
+            learn.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        except (RuntimeError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise ModelFolderError(f"{weights} does not fit the model its settings describe ({first})",
+                                   str(weights)) from None  # fmt: skip
+        if model_digest(learn.model) != s["digest"]:
+            raise ModelFolderError(f"{weights} does not rebuild the model it was saved from", str(weights))
+        learn.model.eval()
+        return cls(folder, learn)
+
+    def rows(self):
+        """The submission's `to_rows`: the top-k labels, or the tags over their tuned thresholds."""
+        s = self.folder.settings
+        if s["multi_label"]:
+            return tags_rows(s["vocab"], s["thresholds"])
+        return top_k_rows(s["vocab"], s["top_k"])
+
+    @property
+    def columns(self) -> list[str]:
+        """The submission's header: the id column, then the answer's."""
+        s = self.folder.settings
+        return [s["id_column"], s["answer_column"] or ("tags" if s["multi_label"] else "predicted")]
+
+    def predict(self, test_files: Sequence[Path], path: str | os.PathLike = "submission.csv", **kwargs
+                ) -> PredictSummary:  # fmt: skip
+        """Stream the submission for `test_files` into `path` with the model's TTA (kwargs: ``stream_predict``'s)."""
+        sink = CsvSink(path, self.rows(), self.columns)
+        return stream_predict(self.learn, list(test_files), sink, tta=self.folder.settings["tta"] or [], **kwargs)
+
+
+def _learner(files: list[Path], s: dict[str, Any]) -> Learner:
+    """The classifier as training built it, around DataLoaders whose test pipeline is training's; the labels are
+    placeholders, never read."""
+    from fastai.vision.all import (
+        CategoryBlock,
+        DataBlock,
+        IndexSplitter,
+        MultiCategoryBlock,
+        Normalize,
+        Resize,
+        imagenet_stats,
+        vision_learner,
+    )
+
+    vocab = s["vocab"]
+    labels = MultiCategoryBlock(vocab=vocab) if s["multi_label"] else CategoryBlock(vocab=vocab)
+    block = DataBlock(blocks=(draft_image_block(s["size"] if s["draft_decode"] else None), labels),
+                      get_y=(lambda _: [vocab[0]]) if s["multi_label"] else (lambda _: vocab[0]),
+                      splitter=IndexSplitter([]), item_tfms=Resize(s["size"]),
+                      batch_tfms=[Normalize.from_stats(*imagenet_stats)] if s["pretrained"] else None)  # fmt: skip
+    dls = block.dataloaders(files, bs=max(1, min(int(s["bs"]), len(files))), num_workers=0)
+    build, _ = architecture(s["arch"], None)
+    return vision_learner(dls, build, pretrained=False, n_out=len(vocab))
