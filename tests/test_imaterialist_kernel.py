@@ -95,6 +95,7 @@ def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_traini
     status = json.loads((working / "kaggle-kit-status.json").read_text())
     assert status["status"] == "done"
     assert status["model"].endswith("my-training-run/imaterialist-model")
+    assert status["predicted_from"] == "the attached model"
     assert not (working / "imaterialist-model").exists()  # it predicted from the attached one
 
 

@@ -113,7 +113,7 @@ test_files = sorted(
 )
 
 
-def submit(model_dir: Path):
+def submit(model_dir: Path, whose: str = "own"):
     """Stream the submission from the model folder; done when every test image has its row."""
     try:
         classifier = ClassifierModel.load(model_dir, test_files)
@@ -121,14 +121,15 @@ def submit(model_dir: Path):
         sys.exit(f"kernel: {exc}")
     summary = classifier.predict(test_files, "submission.csv")
     if summary.complete:
-        kk.mark_done(submission="submission.csv", model=str(model_dir))
+        kk.mark_done(submission="submission.csv", model=str(model_dir),
+                     predicted_from=f"the {whose} model")  # fmt: skip
         print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
     return summary
 
 
 if model_dir is not None:  # a finished model: no training, the same submission it would write
     print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
-    submit(model_dir)
+    submit(model_dir, whose)
     raise SystemExit(0)
 
 # --- clean-up: inputs are read-only, so unusable images are left out (PIL converts the others while loading) -------

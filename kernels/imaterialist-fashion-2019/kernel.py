@@ -117,7 +117,7 @@ except kk.KaggleKitError as exc:
 test_files = sorted((data / "test").glob("*.jpg"))
 
 
-def submit(model_dir: Path):
+def submit(model_dir: Path, whose: str = "own"):
     """Stream the submission from the model folder; done when every test image has its rows."""
     try:
         fashion = FashionModel.load(model_dir, test_files)
@@ -125,14 +125,15 @@ def submit(model_dir: Path):
         sys.exit(f"kernel: {exc}")
     summary = fashion.predict(test_files, "submission.csv")
     if summary.complete:
-        kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")), model=str(model_dir))
+        kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")), model=str(model_dir),
+                     predicted_from=f"the {whose} model")  # fmt: skip
         print(f"kernel: submission.csv written for {summary.done} test images from {model_dir}")
     return fashion, summary
 
 
 if model_dir is not None:  # a finished model: no training, no tuning, the same submission it would write
     print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
-    submit(model_dir)
+    submit(model_dir, whose)
     sys.exit(0)
 cache = dataset_cache_dir(data)  # masks and crops: not outputs
 set_seed(settings["seed"])
