@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,15 @@ from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, file_sha256
 from kaggle_kit.errors import UsageError
 from kaggle_kit.kernel import Kernel
 
-__all__ = ["ModelFolder", "ModelFolderError", "MANIFEST_NAME", "FORMAT_VERSION", "find_model_folder", "trained_model"]
+__all__ = [
+    "ModelFolder",
+    "ModelFolderError",
+    "MANIFEST_NAME",
+    "FORMAT_VERSION",
+    "find_model_folder",
+    "trained_model",
+    "carry_model",
+]
 
 MANIFEST_NAME = "model-manifest.json"
 FORMAT_VERSION = 1
@@ -113,7 +122,8 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
     """(the model folder a kernel should predict from, whose it is: "given", "attached" or "own"), or (None, "") to
     train. `name`: the folder's name (``imaterialist-model``). `model`: a kernel's "model" setting, an attached
     input's slug or a path (the folder itself, or one holding `name`). Without it, a finished model in working/ (a
-    rerun of this kernel) or directly in an attached input (a previous run's output) is used unless `retrain`."""
+    rerun of this kernel) or directly in an attached input (a previous run's output; carried into working/ by
+    `carry_model`) is used unless `retrain`."""
     if model is not None:
         path = kernel.input_or_path(model)
         return (path / name if (path / name / MANIFEST_NAME).is_file() else path), "given"
@@ -124,7 +134,24 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
         remove_stale_temps(own / MANIFEST_NAME, r"[\w.-]+")  # this kernel's own output: litter a killed write left
         return own, "own"
     found = find_model_folder((path for _slug, path in kernel.inputs()), name)
-    return (found, "attached") if found is not None else (None, "")
+    if found is None:
+        return None, ""
+    return carry_model(found, own), "attached"
+
+
+def carry_model(source: Path, dest: Path) -> Path:
+    """Copy the verified model folder `source` (an attached input's) to `dest` in this kernel's working dir and
+    return `dest`: the kernel's output then holds the model too, as the next run of a chain and ``dataset push``
+    need. The manifest is copied last, so a kill mid-copy leaves a folder that is not a model."""
+    kind = json.loads((source / MANIFEST_NAME).read_text()).get("kind")
+    folder = ModelFolder.load(source, str(kind))
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / MANIFEST_NAME).unlink(missing_ok=True)
+    for file_name in folder.files:
+        shutil.copyfile(source / file_name, dest / file_name)
+    shutil.copyfile(source / MANIFEST_NAME, dest / MANIFEST_NAME)
+    fsync_dir(dest)
+    return dest
 
 
 def find_model_folder(roots: Iterable[Path], name: str) -> Path | None:

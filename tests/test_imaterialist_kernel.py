@@ -94,9 +94,11 @@ def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_traini
     assert (working / "submission.csv").read_bytes() == out.submission.read_bytes()
     status = json.loads((working / "kaggle-kit-status.json").read_text())
     assert status["status"] == "done"
-    assert status["model"].endswith("my-training-run/imaterialist-model")
+    assert status["model"].endswith("working/imaterialist-model")
     assert status["predicted_from"] == "the attached model"
-    assert not (working / "imaterialist-model").exists()  # it predicted from the attached one
+    carried = working / "imaterialist-model"  # its output holds the model too: a chain's next run finds it there
+    assert sorted(p.name for p in carried.iterdir()) == sorted(p.name for p in out.model.iterdir())
+    assert (carried / "stage1.pth").read_bytes() == (out.model / "stage1.pth").read_bytes()
 
 
 def test_the_inference_only_kernel_with_the_model_and_the_test_photos_alone(demo, run_kernel, tmp_path):

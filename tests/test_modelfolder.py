@@ -59,3 +59,24 @@ def test_a_rewrite_removes_the_manifest_first_so_a_killed_write_is_never_a_model
 
     assert not (tmp_path / "model" / MANIFEST_NAME).exists()
     assert find_model_folder([tmp_path], "model") is None
+
+
+def test_an_attached_model_is_found_and_carried_into_this_kernels_output(tmp_path):
+    from kaggle_kit.kernel import Kernel
+    from kaggle_kit.modelfolder import trained_model
+
+    previous = tmp_path / "previous-output"
+    ModelFolder.write(previous / "model", "demo", {"weights.pth": b"w" * 100}, {"size": 64})
+    root = tmp_path / "kernel"
+    (root / "working").mkdir(parents=True)
+    (root / "input/notebooks/tester").mkdir(parents=True)
+    (root / "input/notebooks/tester/run-1").symlink_to(previous)
+    kernel = Kernel(root)
+
+    found, whose = trained_model(kernel, "model")
+    retrained = trained_model(kernel, "model", retrain=True)
+
+    assert (found, whose) == (root / "working/model", "attached")
+    assert ModelFolder.load(found, "demo").files == ModelFolder.load(previous / "model", "demo").files
+    assert trained_model(kernel, "model") == (root / "working/model", "own")  # the next call finds its own copy
+    assert retrained == (None, "")
