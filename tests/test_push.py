@@ -299,3 +299,21 @@ def test_chain_on_a_kernel_with_damaged_metadata_is_one_line(damage, local_kaggl
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize(("shape", "warning"), [
+    ("NvidiaTeslaP100", "machine_shape NvidiaTeslaP100 is retired: Kaggle runs it on NvidiaTeslaT4 instead"),
+    ("NvidiaTeslaV100", "machine_shape 'NvidiaTeslaV100' is not one kaggle-kit knows (NvidiaTeslaT4, TpuV5E8)"),
+    ("NvidiaTeslaT4", None),
+])  # fmt: skip
+def test_the_accelerator_asked_for_is_checked_and_pushed_as_asked(shape, warning, local_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel", machine_shape=shape)
+
+    proc = _cli("push", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 0, proc.stderr
+    assert local_kaggle.calls("SaveKernel")[0]["machineShape"] == shape
+    if warning:
+        assert warning in proc.stderr
+    else:
+        assert "machine_shape" not in proc.stderr

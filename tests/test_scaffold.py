@@ -31,6 +31,7 @@ def test_init_then_bundle_round_trip_with_the_users_name(kind, tmp_path):
     assert not [s for s in meta["dataset_sources"] if s.startswith("your-kaggle-username")]
     assert bundled.returncode == 0, bundled.stderr
     assert (tmp_path / "build/my-fashion-kernel/kernel.py").is_file()
+    assert meta.get("machine_shape") == (None if kind == "blank" else "NvidiaTeslaT4")  # GPU T4 x2 for GPU kinds
     if kind == "imaterialist-predict":  # the model the user publishes, attached under their name
         assert meta["dataset_sources"] == ["tester/imaterialist-model"]
         assert meta["competition_sources"] == ["imaterialist-fashion-2019-FGVC6"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.errors import UsageError
 
-__all__ = ["MetadataError", "load_metadata", "write_metadata", "validate_metadata", "METADATA_NAME"]
+__all__ = ["MetadataError", "load_metadata", "write_metadata", "validate_metadata", "METADATA_NAME", "ACCELERATORS"]
+
+log = logging.getLogger(__name__)
 
 METADATA_NAME = "kernel-metadata.json"
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -20,6 +23,19 @@ _BOOLS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 _KNOWN = {"id", "id_no", "title", "code_file", "language", "kernel_type", "is_private", "enable_gpu", "enable_tpu",
           "enable_internet", "dataset_sources", "competition_sources", "kernel_sources", "model_sources",
           "machine_shape", "keywords", "docker_image", "docker_image_pinning_type"}  # fmt: skip
+
+
+# machine_shape names kaggle-kit knows, with what a kernel gets (kaggle-cli PR #1198; the client's retired list)
+ACCELERATORS = {
+    "NvidiaTeslaT4": "GPU T4 x2 (two 16 GB T4s: fp16, both used only by a multi-process launch)",
+    "TpuV5E8": "TPU v5e-8 (kaggle-kit's kernels are written for GPUs)",
+}
+_RETIRED = {
+    "NvidiaTeslaP100": "retired: Kaggle runs it on NvidiaTeslaT4 instead, and the P100 fails on the image's torch "
+    "(kaggle-cli #1151); ask for NvidiaTeslaT4",
+    "TpuV38": "retired: Kaggle runs it on TpuV5E8 instead",
+    "Tpu1VmV38": "retired: Kaggle runs it on TpuV5E8 instead",
+}
 
 
 class MetadataError(UsageError):
@@ -58,6 +74,12 @@ def validate_metadata(meta: dict[str, Any], kernel_dir: str | os.PathLike) -> No
     problems = list(_problems(meta, Path(kernel_dir)))
     if problems:
         raise MetadataError(f"{Path(kernel_dir) / METADATA_NAME}: " + "; ".join(problems), problems)
+    shape = meta.get("machine_shape")
+    if shape in _RETIRED:
+        log.warning("%s: machine_shape %s is %s", Path(kernel_dir) / METADATA_NAME, shape, _RETIRED[shape])
+    elif shape is not None and shape not in ACCELERATORS:
+        log.warning("%s: machine_shape %r is not one kaggle-kit knows (%s); Kaggle may refuse or replace it",
+                    Path(kernel_dir) / METADATA_NAME, shape, ", ".join(ACCELERATORS))  # fmt: skip
 
 
 def slug_of(title: str) -> str:
