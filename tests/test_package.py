@@ -52,7 +52,7 @@ def test_no_command_prints_usage_and_fails():
 LAYERS = [
     {"errors", "atomic", "events"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status", "modelfolder"},
     {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
-    {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches"}, {"predict.stream"},
+    {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
     {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classifier"},
     {"imaterialist"}, {"local.report"}, {"local.runplot"}, {"local.emulate"}, {"local.demo"}, {"push"}, {"cli"},

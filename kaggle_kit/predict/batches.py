@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.callback.core import Callback
+from fastai.torch_core import to_detach
 from torch import nn
 
 from kaggle_kit.errors import KaggleKitError
@@ -81,8 +82,15 @@ def predict_chunk(learn, chunk_items, bs, num_workers, act, finish, flips, monit
     return preds, ok, bad
 
 
+def _keep_local(b, cpu: bool = True, gather: bool = True):
+    """fastai's to_detach without the gather: each rank keeps its own predictions (``predict.ranks`` sends them to
+    rank 0 with their places); the same as fastai's in one process."""
+    return to_detach(b, cpu=cpu, gather=False)
+
+
 def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
     dl = learn.dls.test_dl(chunk_items, bs=bs, **({} if num_workers is None else {"num_workers": num_workers}))
+    dl.to_detach = _keep_local  # this DataLoader only: under torchrun fastai would all-gather every batch to every rank
     buffer: list[np.ndarray | None] = [None]
     filled = [0]
 
@@ -98,7 +106,8 @@ def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, m
         learn.model, act = _Flipped(model, act, flips), identity
     try:
         with learn.no_bar():
-            learn.get_preds(dl=dl, with_preds=False, with_targs=False, cbs=[_Collect(act, finish, on_batch, monitor)])
+            learn.get_preds(dl=dl, with_preds=False, with_targs=False, reorder=False,  # in order: and our own dl
+                            cbs=[_Collect(act, finish, on_batch, monitor)])  # fmt: skip
     finally:
         learn.model = model
     if filled[0] != len(chunk_items):

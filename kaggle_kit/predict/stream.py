@@ -39,6 +39,7 @@ from kaggle_kit.predict.progress import (
     adopt_from_inputs,
     manifest_path_for,
 )
+from kaggle_kit.predict.ranks import Ranks
 from kaggle_kit.predict.sinks import Sink
 from kaggle_kit.status import (
     NEEDS_RESUME,
@@ -146,6 +147,11 @@ def stream_predict(
         return PredictSummary(items=len(positions), predicted=0, done=0, complete=False, chunks=0, chunk_sizes=[],
                               peak_memory_bytes=0, seconds=0.0, files=[], refused=unfinished)  # fmt: skip
     monitor = monitor or MemoryMonitor(kernel.limits)
+    ranks = Ranks.current()
+    if (
+        ranks is not None and not ranks.main
+    ):  # another process of a multi-GPU launch: predicts its share, writes nothing
+        return _follow_rank0(ranks, learn, items, positions, sink, bs, num_workers, act, decode, flips, monitor)
     first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
     roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
     fingerprint = RunFingerprint(items=items_digest(items, roots), n_items=n_total, shard=(shard_i, n_shards),
@@ -166,16 +172,19 @@ def stream_predict(
                     os.truncate(path, 0)  # in place: the lock on the first file stays held
         manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
         resumed_at = manifest.done
+        if ranks is not None:
+            ranks.broadcast({"start": manifest.done, "complete": manifest.complete})
         if manifest.complete:
             log.info("predictions in %s are already complete (%d items, verified)", first, manifest.done)
-            return PredictSummary(items=len(positions), predicted=0, done=manifest.done, complete=True, chunks=0,
-                                  chunk_sizes=[], peak_memory_bytes=0, seconds=0.0, files=files,
-                                  skipped=manifest.skipped, resumed_at=resumed_at)  # fmt: skip
+            return _shared(ranks, PredictSummary(items=len(positions), predicted=0, done=manifest.done,
+                                                 complete=True, chunks=0, chunk_sizes=[], peak_memory_bytes=0,
+                                                 seconds=0.0, files=files, skipped=manifest.skipped,
+                                                 resumed_at=resumed_at))  # fmt: skip
         chunk_sizes, writer = _predict_chunks(_ChunkRun(
             learn=learn, items=items, positions=positions, sink=sink, manifest=manifest, manifest_path=manifest_path,
             bs=bs, chunk_size=chunk_size, decode=decode, act=act, flips=flips, num_workers=num_workers,
             memory_fraction=memory_fraction, max_chunk_bytes=max_chunk_bytes, commit_every_s=commit_every_s,
-            kernel=kernel, monitor=monitor, reserve_s=reserve_s, progress=progress))  # fmt: skip
+            kernel=kernel, monitor=monitor, reserve_s=reserve_s, progress=progress, ranks=ranks))  # fmt: skip
     if not manifest.complete:  # stopped before the cutoff: the job needs another run, which resumes from here
         mark_predicting(kernel.working_dir, first.name, manifest.done, len(positions))
     else:
@@ -186,7 +195,7 @@ def stream_predict(
             len(manifest.skipped),
             ", ".join(s.item for s in manifest.skipped[:5]),
         )
-    return PredictSummary(
+    return _shared(ranks, PredictSummary(
         items=len(positions),
         predicted=manifest.done - resumed_at,
         done=manifest.done,
@@ -200,7 +209,15 @@ def stream_predict(
         resumed_at=resumed_at,
         writer_seconds=round(writer.busy_s, 3),
         writer_waited_seconds=round(writer.waited_s, 3),
-    )
+    ))  # fmt: skip
+
+
+def _shared(ranks: Ranks | None, summary: PredictSummary) -> PredictSummary:
+    """Rank 0's summary, handed to the other ranks of a multi-process launch (they return it too)."""
+    if ranks is not None:
+        ranks.broadcast(summary)
+        ranks.barrier()  # every rank leaves together: the files are written and committed
+    return summary
 
 
 def _unfinished_training(kernel: Kernel) -> str | None:
@@ -254,6 +271,7 @@ class _ChunkRun:
     monitor: MemoryMonitor
     reserve_s: float
     progress: bool
+    ranks: Ranks | None = None  # a multi-process launch: rank 0's loop, the others follow (`_follow_rank0`)
 
 
 def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
@@ -276,21 +294,32 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     try:
         while start < len(run.positions):
             size = min(planner.next_size(), len(run.positions) - start)
-            if chunk_sizes and run.kernel.remaining_s() < run.reserve_s + planner.seconds_per_item * size:
+            stop = bool(chunk_sizes) and run.kernel.remaining_s() < run.reserve_s + planner.seconds_per_item * size
+            if run.ranks is not None:
+                run.ranks.broadcast((start, 0 if stop else size))  # every rank: the same chunk, or the same stop
+            if stop:
                 log.warning("stopping predictions at %d of %d items: %.0fs left in the kernel", start,
                             len(run.positions), run.kernel.remaining_s())  # fmt: skip
                 break
             index = run.positions[start : start + size]
             chunk_start, base = time.monotonic(), run.monitor.usage_bytes()
             chunk_items = take(run.items, index)
-            preds, ok, skipped = predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation, finish,
-                                                run.flips, run.monitor, lambda k, s=start: show(s + k))  # fmt: skip
+            if run.ranks is None:
+                preds, ok, skipped = predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation,
+                                                    finish, run.flips, run.monitor,
+                                                    lambda k, s=start: show(s + k))  # fmt: skip
+            else:
+                preds, ok, skipped = run.ranks.gather_chunk(len(index), *_predict_share(
+                    run.ranks, run.learn, run.items, index, run.bs, run.num_workers, activation, finish, run.flips,
+                    run.monitor))  # fmt: skip
             writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
             peak = run.monitor.peak_bytes(time.monotonic() - chunk_start + 1)
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))
             start += len(index)
             del preds
+        if run.ranks is not None and start >= len(run.positions):
+            run.ranks.broadcast((start, 0))  # the end, as the followers see it
         writer.wait()
     finally:
         writer.wait(raise_errors=False)
@@ -298,6 +327,34 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     if run.manifest.complete:
         show(len(run.positions))
     return chunk_sizes, writer
+
+
+def _predict_share(ranks: Ranks, learn, items, index, bs, num_workers, activation, finish, flips, monitor):
+    """This rank's share of a chunk, predicted: (preds, ok, unreadable) in share order; empty when it has none."""
+    mine = ranks.share(index)
+    if not len(mine):
+        return None, None, {}
+    return predict_chunk(learn, take(items, mine), bs, num_workers, activation, finish, flips, monitor, identity)
+
+
+def _follow_rank0(ranks: Ranks, learn, items, positions, sink, bs, num_workers, act, decode, flips,
+                  monitor) -> PredictSummary:  # fmt: skip
+    """A rank other than 0: predict its share of every chunk rank 0 announces and send it there; write nothing.
+    Returns rank 0's summary (broadcast when it is done)."""
+    activation = act or getattr(learn.loss_func, "activation", identity)
+    finish = chunk_finisher(getattr(learn.loss_func, "decodes", identity) if decode else None, sink)
+    state = ranks.broadcast(None)
+    if not state["complete"]:
+        while True:
+            start, size = ranks.broadcast(None)
+            if size == 0:
+                break
+            index = positions[start : start + size]
+            ranks.gather_chunk(len(index), *_predict_share(ranks, learn, items, index, bs, num_workers, activation,
+                                                            finish, flips, monitor))  # fmt: skip
+    summary = ranks.broadcast(None)
+    ranks.barrier()
+    return summary
 
 
 def _check_args(n_total, bs, chunk_size, shard, memory_fraction) -> tuple[int, int]:
