@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 
 TESTS = str(Path(__file__).parent)
 # A tiny classifier under kk.Deadline. Sleeping after each batch puts a floor under the training time whatever the
-# machine (sleeping draws no random numbers), so a 20 s kernel needs 3 or more runs. `ballast_gb` is allocated
+# machine (sleeping draws no random numbers), so a 20 s kernel needs 3 or more runs. A slow machine only needs more
+# runs (each trains at least one batch), hence the generous --max-runs. `ballast_gb` is allocated
 # when the run resumes: run 2 can be made to die for memory.
 DEADLINE_KERNEL = """
 import sys, time
@@ -104,7 +105,7 @@ def test_a_chain_killed_for_memory_continues_after_the_fix_and_ends_as_one_unint
     config, root, out = tmp_path / "settings.json", tmp_path / "rehearsal", tmp_path / "final"
     config.write_text(json.dumps({"ballast_gb": 4}))
     common = [kernel, "--data", f"tester/squares={data}", "--config", config, "--time", "20s", "--memory", "3GB",
-              "--max-runs", "10", "--root", root, "-p", out]  # fmt: skip
+              "--max-runs", "30", "--root", root, "-p", out]  # fmt: skip
 
     killed = _rehearse(*common)
     config.write_text(json.dumps({"ballast_gb": 0}))  # the fix
@@ -202,7 +203,7 @@ def test_the_classification_kernel_rehearses_across_runs_to_a_complete_submissio
     root, out = tmp_path / "rehearsal", tmp_path / "final"
 
     done = _rehearse(kernels_dir() / "image-classification", "--data", f"your-kaggle-username/your-images={data}",
-                     "--config", config, "--time", "25s", "--memory", "6GB", "--max-runs", "8", "--root", root,
+                     "--config", config, "--time", "25s", "--memory", "6GB", "--max-runs", "30", "--root", root,
                      "-p", out)  # fmt: skip
 
     assert done.returncode == 0, done.stdout + done.stderr

@@ -29,6 +29,7 @@ import psutil
 from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.events import EVENTS_ENV
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.local.bundle_only import bundle_only_launcher
 from kaggle_kit.local.report import (
     ERROR,
     EVENTS_NAME,
@@ -51,30 +52,6 @@ log = logging.getLogger(__name__)
 
 SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
-
-# `python -c` this, then the script and its arguments: the script runs as __main__ with kaggle_kit importable only
-# from a zip on sys.path (a bundle's embedded copy), whether the installed one is editable or not.
-_BUNDLE_ONLY_LAUNCHER = """
-import importlib.machinery, os, runpy, sys
-
-
-class _KitFromBundleOnly:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name != "kaggle_kit":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p.endswith(".zip")])
-        if spec is None:
-            raise ModuleNotFoundError("No module named 'kaggle_kit' (the installed copy is hidden, as on Kaggle: "
-                                      "push the bundle, which carries its own)", name=name)
-        return spec
-
-
-sys.meta_path.insert(0, _KitFromBundleOnly)
-sys.argv = sys.argv[1:]
-sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def parse_input_spec(spec: str) -> tuple[str, Path]:
@@ -156,7 +133,7 @@ def run_local(
         "PYTHONUNBUFFERED": "1",
     }
     child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
-    launch = ["-c", _BUNDLE_ONLY_LAUNCHER] if bundle_only else []
+    launch = bundle_only_launcher() if bundle_only else []
     proc = subprocess.Popen(
         [sys.executable, *python_args, *launch, str(script), *args],
         cwd=working_dir,

@@ -131,6 +131,8 @@ def stream_predict(
     unfinished: nothing is predicted or written, a warning says so and the summary's `refused` says why (run the
     kernel again; it resumes training, then predicts). `allow_unfinished=True` predicts all the same.
     Writes the sink's files and ``<sink file>.progress.json`` beside them; nothing else.
+    Started on N processes (torchrun, accelerate launch), every rank makes the same call: each predicts its share of
+    every chunk and rank 0 alone writes, the same bytes as one process (``kaggle_kit.predict.ranks``).
     """
     bs = int(bs or learn.dls.bs)
     n_total = len(items)
@@ -173,7 +175,7 @@ def stream_predict(
         manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
         resumed_at = manifest.done
         if ranks is not None:
-            ranks.broadcast({"start": manifest.done, "complete": manifest.complete})
+            ranks.broadcast(manifest.complete)  # already complete: the other ranks have nothing to predict
         if manifest.complete:
             log.info("predictions in %s are already complete (%d items, verified)", first, manifest.done)
             return _shared(ranks, PredictSummary(items=len(positions), predicted=0, done=manifest.done,
@@ -343,8 +345,7 @@ def _follow_rank0(ranks: Ranks, learn, items, positions, sink, bs, num_workers, 
     Returns rank 0's summary (broadcast when it is done)."""
     activation = act or getattr(learn.loss_func, "activation", identity)
     finish = chunk_finisher(getattr(learn.loss_func, "decodes", identity) if decode else None, sink)
-    state = ranks.broadcast(None)
-    if not state["complete"]:
+    if not ranks.broadcast(None):  # rank 0 found the predictions incomplete
         while True:
             start, size = ranks.broadcast(None)
             if size == 0:
