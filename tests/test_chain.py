@@ -215,3 +215,19 @@ def test_a_script_pushed_without_the_bundle_cannot_use_the_installed_kit(local_k
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert version.state == "ERROR"
     assert "No module named 'kaggle_kit' (the installed copy is hidden" in version.failure
+
+
+@pytest.mark.parametrize(
+    "damage", ["{", '{"kernels": {"tester/k": [{"number": 1}]}}', ""], ids=["cut", "foreign", "empty"]
+)
+def test_a_damaged_local_kaggle_state_is_one_line_naming_it(damage, tmp_path):
+    (tmp_path / "kaggle").mkdir()
+    (tmp_path / "kaggle/local-kaggle.json").write_text(damage)
+    folder, _ = _kernel(tmp_path)
+
+    proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "rehearse", str(folder), "--root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "local-kaggle.json is not a local Kaggle's state" in proc.stderr
