@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,16 +37,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # SIGTERM ends a command as Ctrl-C does
     try:
         return int(args.handler(args) or 0)
+    except _Terminated:
+        print(f"kaggle-kit: stopped by SIGTERM; {_STOPPED_WHAT}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("kaggle-kit: interrupted", file=sys.stderr)
+        print(f"kaggle-kit: interrupted; {_STOPPED_WHAT}", file=sys.stderr)
         return 130
     except (KaggleKitError, OSError) as exc:
         if args.debug or os.environ.get("KAGGLE_KIT_DEBUG") == "1":
             raise
         print(f"kaggle-kit: {_one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, _USAGE_ERRORS) else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_STOPPED_WHAT = "every kernel it started was stopped; run the same command again to continue"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: every `with` and `finally` on the way out runs, as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
 
 
 # the command line, or a file it names, is wrong (exit 2): fixed by changing the call, not by running it again

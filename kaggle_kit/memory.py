@@ -18,7 +18,7 @@ import psutil
 from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 
-__all__ = ["MemoryMonitor", "process_tree_memory", "cgroup_memory"]
+__all__ = ["MemoryMonitor", "process_tree_memory", "processes_memory", "cgroup_memory"]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -36,7 +36,12 @@ def process_tree_memory(pid: int, kind: str = "pss") -> int:
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
-    return sum(_process_memory(p.pid, kind) for p in procs)
+    return processes_memory([p.pid for p in procs], kind)
+
+
+def processes_memory(pids: list[int], kind: str = "pss") -> int:
+    """Bytes held by the processes `pids` together ("pss" or "rss"); one that is gone counts 0."""
+    return sum(_process_memory(pid, kind) for pid in pids)
 
 
 def cgroup_memory(root: Path = _CGROUP_ROOT) -> tuple[int, int] | None:

@@ -50,12 +50,14 @@ def test_no_command_prints_usage_and_fails():
 # package, then the prediction and training jobs module by module, then the pipeline, the local Kaggle, push and
 # the command line. A module may import only its layer or lower ones; imaterialist/ and push/ count as one each.
 LAYERS = [
-    {"errors", "atomic", "events"}, {"limits"}, {"kernel"}, {"memory", "outputs"}, {"config", "status", "modelfolder"},
+    {"errors", "atomic", "events", "locks"}, {"limits"}, {"kernel"}, {"memory", "outputs"},
+    {"config", "status", "modelfolder"},
     {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
     {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classifier"},
-    {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot"}, {"local.emulate"}, {"local.demo"},
+    {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise"}, {"local.emulate"},
+    {"local.demo"},
     {"push"}, {"cli"},
 ]  # fmt: skip
 WHOLE = ("imaterialist", "push")  # packages that count as one layer

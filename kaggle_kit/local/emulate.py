@@ -19,12 +19,11 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
-
-import psutil
 
 from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.events import EVENTS_ENV
@@ -42,7 +41,7 @@ from kaggle_kit.local.report import (
     TOO_MUCH_OUTPUT,
     RunReport,
 )
-from kaggle_kit.memory import PSS_EVERY_S, process_tree_memory
+from kaggle_kit.local.supervise import RUN_TOKEN_ENV, KernelProcesses, Watchdog, end_with_supervisor, subreaper
 from kaggle_kit.outputs import OutputBudget
 from kaggle_kit.status import KernelStatus, StatusError
 
@@ -50,8 +49,9 @@ __all__ = ["run_local", "parse_input_spec"]
 
 log = logging.getLogger(__name__)
 
-SLOW_SAMPLE_S = 0.25  # the watchdog's period while memory is flat and under half the limit
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
+# A kernel on Kaggle has no Kaggle credentials; the emulated one gets none of the user's either
+CREDENTIAL_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_CONFIG_DIR", "KAGGLE_API_V1_TOKEN_PATH")
 
 
 def parse_input_spec(spec: str) -> tuple[str, Path]:
@@ -133,39 +133,25 @@ def run_local(
         "PYTHONUNBUFFERED": "1",
     }
     child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
+    for key in CREDENTIAL_ENV:
+        child_env.pop(key, None)
+    child_env[RUN_TOKEN_ENV] = uuid.uuid4().hex  # inherited by whatever the kernel starts: how run-local finds it
     launch = bundle_only_launcher() if bundle_only else []
-    proc = subprocess.Popen(
-        [sys.executable, *python_args, *launch, str(script), *args],
-        cwd=working_dir,
-        env=child_env,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
-        preexec_fn=_end_with_supervisor,
-    )
-    watch = _Watchdog(proc, limits, grace_s, memory_kind, sample_every_s)
-    stopped_by: int | None = None
-    try:
-        with _signals_raise_stop():
-            while proc.poll() is None:
-                if cancel is not None and cancel.is_set():
-                    raise _Stop(signal.SIGTERM, "run-local was cancelled: the kernel was stopped")
-                time.sleep(watch.check(time.time() - started_at))
-    except _Stop as stop:  # a CI cancel or Ctrl-C: end the kernel as Kaggle would (TERM, grace, KILL), then report
-        stopped_by = stop.signum
-        watch.kill(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            watch.kill(signal.SIGKILL)
-            proc.wait()
-        watch.signals.append(stop.why)
-    except BaseException:
-        watch.kill(signal.SIGKILL)  # never leave a kernel running behind an interrupted emulator
-        proc.wait()
-        raise
-    elapsed = time.time() - started_at
-    watch.kill(signal.SIGKILL)  # orphans the script left behind in its group
+    with subreaper():
+        proc = subprocess.Popen(
+            [sys.executable, *python_args, *launch, str(script), *args],
+            cwd=working_dir,
+            env=child_env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=end_with_supervisor,
+        )
+        watch = Watchdog(KernelProcesses(proc, child_env[RUN_TOKEN_ENV]), limits, grace_s, memory_kind,
+                         sample_every_s)  # fmt: skip
+        stopped_by = _supervise(proc, watch, started_at, grace_s, cancel)
+        elapsed = time.time() - started_at
+        watch.kill(signal.SIGKILL)  # whatever the script left behind: its group, its daemons
 
     code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     used = OutputBudget(working_dir, limits).usage()
@@ -214,6 +200,31 @@ def run_local(
     return report
 
 
+def _supervise(proc: subprocess.Popen, watch: Watchdog, started_at: float, grace_s: float,
+               cancel: threading.Event | None) -> int | None:  # fmt: skip
+    """Watch the kernel until it ends; the signal that stopped it early (SIGTERM, SIGINT), or None."""
+    try:
+        with _signals_raise_stop():
+            while proc.poll() is None:
+                if cancel is not None and cancel.is_set():
+                    raise _Stop(signal.SIGTERM, "run-local was cancelled: the kernel was stopped")
+                time.sleep(watch.check(time.time() - started_at))
+    except _Stop as stop:  # a CI cancel or Ctrl-C: end the kernel as Kaggle would (TERM, grace, KILL), then report
+        watch.kill(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            watch.kill(signal.SIGKILL)
+            proc.wait()
+        watch.signals.append(stop.why)
+        return stop.signum
+    except BaseException:
+        watch.kill(signal.SIGKILL)  # never leave a kernel running behind an interrupted emulator
+        proc.wait()
+        raise
+    return None
+
+
 def _kernel_says(working_dir: Path) -> dict[str, str | None]:
     """The kernel's own status after the run (``kaggle-kit-status.json``): a run can be ok and still need a resume."""
     try:
@@ -224,17 +235,6 @@ def _kernel_says(working_dir: Path) -> dict[str, str | None]:
         return {}
     where = status.where() if status.epoch is not None else None
     return {"kernel_status": status.status, "kernel_position": where}
-
-
-def _end_with_supervisor() -> None:
-    """In the kernel's process, before the script starts: die with SIGKILL when run-local dies (Linux prctl).
-
-    A run-local that is itself SIGKILLed can stop nothing; without this its kernel would run on with no limits.
-    """
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 class _Stop(BaseException):
@@ -262,81 +262,6 @@ def _signals_raise_stop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-class _Watchdog:
-    """Enforces memory and time limits on a process group; records the peak and the signals sent.
-
-    Cheap by design (it must not eat the machine it measures): every sample reads the tree's RSS (``statm``, about
-    1 ms), which is never below PSS, so the exact and costly PSS (``smaps_rollup``, ~20 ms for a process with torch
-    loaded) is read only when RSS reaches 85% of the limit, at a new RSS high, or every `PSS_EVERY_S`. The period is
-    `fast_s` (20 ms) when memory is over half the limit or growing, `SLOW_SAMPLE_S` (250 ms) when it is flat.
-    """
-
-    def __init__(self, proc: subprocess.Popen, limits: KernelLimits, grace_s: float, memory_kind: str,
-                 fast_s: float = 0.02):  # fmt: skip
-        self.proc, self.limits, self.grace_s, self.memory_kind = proc, limits, grace_s, memory_kind
-        self.fast_s = fast_s
-        self.peak_bytes = 0
-        self.peak_at_s: float | None = None
-        self.verdict: str | None = None
-        self.signals: list[str] = []
-        self.samples = self.exact_samples = 0
-        self._term_at: float | None = None
-        self._last_rss = self._rss_at_exact = 0
-        self._exact_at = -PSS_EVERY_S
-        self.timeline: list[list[float]] = []
-
-    def check(self, elapsed_s: float) -> float:
-        """Sample memory, enforce the limits; return the seconds to wait before the next check."""
-        limit = self.limits.memory_bytes
-        rss = process_tree_memory(self.proc.pid, "rss")
-        usage = rss
-        self.samples += 1
-        if not self.timeline or elapsed_s - self.timeline[-1][0] >= max(1.0, elapsed_s / 1000):
-            self.timeline.append([round(elapsed_s, 2), rss])  # for the report's plot: ~1000 points however long
-        if self.memory_kind == "pss" and (rss >= 0.85 * limit or rss > 1.02 * self._rss_at_exact
-                                          or elapsed_s - self._exact_at >= PSS_EVERY_S):  # fmt: skip
-            usage = process_tree_memory(self.proc.pid, "pss")
-            self.exact_samples += 1
-            self._exact_at, self._rss_at_exact = elapsed_s, rss
-        elif self.memory_kind == "pss":
-            usage = 0  # not exact: RSS under 85% of the limit says PSS is too; the peak comes from exact samples
-        if usage > self.peak_bytes:
-            self.peak_bytes, self.peak_at_s = usage, round(elapsed_s, 2)
-        if usage >= limit and self.verdict is None:
-            self.verdict = OUT_OF_MEMORY
-            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: memory {usage} >= {limit}")
-        elif elapsed_s >= self.limits.time_s and self._term_at is None and self.verdict is None:
-            self.verdict, self._term_at = OUT_OF_TIME, elapsed_s
-            self._send(signal.SIGTERM, f"SIGTERM at {elapsed_s:.2f}s: time limit {self.limits.time_s}s")
-        elif (
-            self._term_at is not None
-            and elapsed_s >= self._term_at + self.grace_s
-            and "SIGKILL" not in str(self.signals)
-        ):
-            self._send(signal.SIGKILL, f"SIGKILL at {elapsed_s:.2f}s: {self.grace_s}s after SIGTERM")
-        growing, self._last_rss = rss > 1.01 * self._last_rss, rss
-        busy = growing or rss >= limit / 2 or self._term_at is not None
-        to_time_limit = max(self.limits.time_s - elapsed_s, 0.0)
-        return min(self.fast_s if busy else max(self.fast_s, SLOW_SAMPLE_S), max(to_time_limit, self.fast_s))
-
-    def kill(self, sig: signal.Signals) -> None:
-        """Send `sig` to the script's group and to any descendant that left it (only processes we started)."""
-        try:
-            descendants = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            descendants = []
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
-        for child in descendants:
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(sig)
-
-    def _send(self, sig: signal.Signals, why: str) -> None:
-        self.signals.append(why)
-        log.warning("kernel watchdog: %s", why)
-        self.kill(sig)
 
 
 def _remove_links(folder: Path) -> None:

@@ -12,7 +12,6 @@ line saying which; it never counts as done.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,6 +25,7 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_json, fsync_dir
 from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
 from kaggle_kit.events import record_event
+from kaggle_kit.locks import ExclusiveLock, LockBusyError
 
 __all__ = [
     "ProgressManifest", "RunFingerprint", "SkippedItem", "Commit", "ProgressError", "SinkBusyError", "SinkLock",
@@ -42,7 +42,7 @@ class ProgressError(KaggleKitError):
     """A progress manifest cannot be read or was written by another version: it must be deleted to start over."""
 
 
-class SinkBusyError(KaggleKitError):
+class SinkBusyError(LockBusyError):
     """Another process (or call) is writing the same sink right now."""
 
 
@@ -304,50 +304,15 @@ def shard_problems(paths: list[Path]) -> list[str]:
     return problems
 
 
-class SinkLock:
+class SinkLock(ExclusiveLock):
     """An exclusive advisory lock on a sink's first file for one call (created empty if missing).
 
     ``with SinkLock(path): ...``; a second holder fails at once with `SinkBusyError` naming the holder's pid.
     """
 
     def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> SinkLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _flock_holder(fd)
-            os.close(fd)
-            who = f"process {holder}" if holder else "another process"
-            raise SinkBusyError(
-                f"{self.path} is being written by {who}; wait for it to finish or stop it before predicting again",
-                holder,
-            ) from None
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the only descriptor releases the flock
-            self._fd = None
-
-
-def _flock_holder(fd: int) -> int | None:
-    """The pid holding a flock on the file behind `fd`, from /proc/locks (Linux); None if it cannot be told."""
-    st = os.fstat(fd)
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode and fields[4].isdigit():
-            return int(fields[4])
-    return None
+        super().__init__(path, lambda who: f"{path} is being written by {who}; wait for it to finish or stop it "
+                         "before predicting again", SinkBusyError)  # fmt: skip
 
 
 def _digest(f, n_bytes: int) -> str | None:

@@ -71,6 +71,9 @@ def client():
     from kaggle.api.kaggle_api_extended import KaggleApi
 
     api = KaggleApi()
+    config_dir = os.environ.get("KAGGLE_CONFIG_DIR")
+    if config_dir:  # the class read it at import: a rehearsal that set a throwaway one later must still get it
+        api.config_dir, api.config = config_dir, os.path.join(config_dir, api.config_file)
     try:
         api.authenticate()
     except (SystemExit, Exception) as exc:  # the client exits, or raises requests' HTTPError for a refused token

@@ -22,7 +22,9 @@ Where Kaggle's behaviour is not documented, this service assumes (and the README
 - the log is the run's stdout and stderr as plain text (Kaggle's is JSON lines with timestamps).
 
 Its state (every version, its folder, its outcome) is kept in ``<root>/local-kaggle.json`` (atomic), so a rehearsal
-started again continues: versions that were queued or running when it stopped run again from the start.
+started again continues: versions that were queued or running when it stopped (interrupted, not failed: they count
+as no run) run again from the start. One process serves a root at a time (a lock that dies with its holder): a
+second one is refused in one line naming the first, never runs or removes the first one's kernels.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -56,14 +59,16 @@ from kaggle_kit.local.report import (
     TOO_MUCH_OUTPUT,
     RunReport,
 )
+from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.push.local_datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.push.loopback import loopback_handler
 
-__all__ = ["LocalKaggle", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
+__all__ = ["LocalKaggle", "LocalKaggleBusyError", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "local-kaggle.json"
+LOCK_NAME = ".local-kaggle.lock"  # held by the one process serving a root
 QUEUED, RUNNING, COMPLETE, FAILED = "QUEUED", "RUNNING", "COMPLETE", "ERROR"
 KAGGLE_MESSAGES = {  # run-local's verdict -> the failure message Kaggle shows for it
     OUT_OF_MEMORY: "Your notebook tried to allocate more memory than is available. It has restarted.",
@@ -73,8 +78,14 @@ KAGGLE_MESSAGES = {  # run-local's verdict -> the failure message Kaggle shows f
     ERROR: "Your notebook hit an unhandled error while executing (exit code {code}): {last_line}",
     STOPPED: "The notebook was stopped (the local Kaggle shut down while it ran).",
 }
+_KERNEL_OWNER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,49}")
+_KERNEL_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
 _SOURCE_KINDS = (("competitionDataSources", "competitions"), ("datasetDataSources", "datasets"),
                  ("kernelDataSources", "notebooks"))  # fmt: skip
+
+
+class LocalKaggleBusyError(LockBusyError):
+    """Another process serves this local Kaggle's root: two at once would run (and remove) each other's kernels."""
 
 
 @dataclass
@@ -146,6 +157,9 @@ class LocalKaggle:
         self.env = dict(env or {})
         self.on_finished = on_finished
         self.grace_s = grace_s
+        self._root_lock = ExclusiveLock(self.root / LOCK_NAME, lambda who: f"{self.root} is in use by {who} (a "
+                                        "rehearsal or local Kaggle); wait for it to end, stop it, or use another "
+                                        "--root", LocalKaggleBusyError).acquire()  # fmt: skip
         self.requests: list[tuple[str, dict]] = []  # (method, JSON body) of every API call, in order
         self._scripted: dict[str, deque[dict]] = {}
         self._lock = threading.RLock()
@@ -153,7 +167,11 @@ class LocalKaggle:
         self._slots = threading.Semaphore(max_running)
         self._cancel = threading.Event()
         self._workers: list[threading.Thread] = []
-        self._versions: dict[str, list[KernelVersion]] = self._load_state()
+        try:
+            self._versions: dict[str, list[KernelVersion]] = self._load_state()
+        except BaseException:
+            self._root_lock.release()
+            raise
         self.datasets = LocalDatasets(self.root / "datasets")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), loopback_handler(self))
         self._server.daemon_threads = True
@@ -178,8 +196,10 @@ class LocalKaggle:
         self._cancel.set()
         for worker in self._workers:
             worker.join(timeout_s)
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
+        self._root_lock.release()
 
     def __enter__(self) -> LocalKaggle:
         return self.start()
@@ -187,11 +207,16 @@ class LocalKaggle:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def client_env(self, user: str, config_dir: str | os.PathLike) -> dict[str, str]:
-        """Environment variables that send the official client here as `user`, with throwaway credentials and an
-        empty `config_dir` (so no real kaggle.json or token is read, let alone sent)."""
+    def client_env(self, user: str, home: str | os.PathLike) -> dict[str, str]:
+        """Environment variables that send the official client here as `user`, with throwaway credentials and a
+        throwaway `home` (HOME, KAGGLE_CONFIG_DIR and XDG_CONFIG_HOME inside it): the client reads
+        ``~/.kaggle/access_token`` whatever KAGGLE_CONFIG_DIR says, so no file of the user's is read, let alone
+        sent. PYTHONUSERBASE keeps the user's own site-packages importable by the kernels under the new HOME."""
+        import site
+
         proxy = f"http://127.0.0.1:{self.port}"
-        Path(config_dir).mkdir(parents=True, exist_ok=True)
+        home = Path(home).resolve()
+        (home / ".kaggle").mkdir(parents=True, exist_ok=True)
         return {
             "KAGGLE_API_ENVIRONMENT": "LOCALHOST",
             "HTTP_PROXY": proxy,
@@ -200,7 +225,10 @@ class LocalKaggle:
             "no_proxy": "",
             "KAGGLE_USERNAME": user,
             "KAGGLE_KEY": "local-kaggle-rehearsal-key",
-            "KAGGLE_CONFIG_DIR": str(config_dir),
+            "HOME": str(home),
+            "KAGGLE_CONFIG_DIR": str(home / ".kaggle"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "PYTHONUSERBASE": os.environ.get("PYTHONUSERBASE") or site.getuserbase(),
         }
 
     # --- what tests and rehearse read -----------------------------------------------------------------------------
@@ -269,7 +297,8 @@ class LocalKaggle:
 
     def _push(self, body: dict) -> dict:
         ref = str(body.get("slug") or "")
-        if ref.count("/") != 1:
+        owner, _, slug = ref.partition("/")
+        if not (_KERNEL_OWNER.fullmatch(owner) and _KERNEL_SLUG.fullmatch(slug)):  # never a path outside root
             return {"error": f"the slug {ref!r} must be owner/kernel-slug"}
         with self._lock:
             try:
@@ -299,6 +328,8 @@ class LocalKaggle:
         for key, kind in _SOURCE_KINDS:
             for source in body.get(key) or []:
                 name = str(source).split("/", 2)
+                if any(part in ("", ".", "..") for part in name[:2]):
+                    raise KaggleKitError(f"the source {source!r} is not a Kaggle source name", source)
                 where = f"{kind}/{'/'.join(name[:2])}"
                 if source in self.data:
                     mounts[where] = str(self.data[source])
@@ -315,8 +346,7 @@ class LocalKaggle:
         return mounts
 
     def _listing(self, version: KernelVersion, body: dict) -> dict:
-        base = version.output_dir
-        names = sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        names = _output_names(version.output_dir)
         start = int(body.get("pageToken") or 0)
         size = int(body.get("pageSize") or 20)
         prefix = f"http://localhost/files/{quote(version.ref)}/{version.number}/"
@@ -353,6 +383,11 @@ class LocalKaggle:
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
                 self._set(version, FAILED, f"the local Kaggle could not run it: {exc}")
             else:
+                if report.verdict == STOPPED and self._cancel.is_set():  # the service stopped, not the kernel failed
+                    log.info("local Kaggle: %s version %d was stopped with the service; it runs again when the "
+                             "service starts again", version.ref, version.number)  # fmt: skip
+                    self._set(version, QUEUED)
+                    return
                 self._set(version, COMPLETE if report.verdict == OK else FAILED, _failure(report, version.log_path))
         if self.on_finished is not None:
             self.on_finished(version)
@@ -389,6 +424,23 @@ def _failure(report: RunReport, log_path: Path) -> str | None:
     return KAGGLE_MESSAGES.get(report.verdict, report.verdict).format(
         max_files=report.limits.max_files, working=format_size(report.limits.working_bytes), code=report.exit_code,
         last_line=lines[-1][:300] if lines else "no output")  # fmt: skip
+
+
+def _output_names(base: Path) -> list[str]:
+    """The files Kaggle would list as a version's output: regular files only. A symbolic link is not saved by
+    Kaggle; it is left out of the listing with a logged line, and the rest is listed."""
+    if not base.is_dir():
+        return []
+    names = []
+    for dirpath, dirnames, filenames in os.walk(base):  # never into a linked folder
+        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                log.warning("local Kaggle: %s is a symbolic link; Kaggle keeps no link in an output, so it is not "
+                            "listed", path)  # fmt: skip
+            elif path.is_file():
+                names.append(path.relative_to(base).as_posix())
+    return sorted(names)
 
 
 def _notebook_code(text: str) -> str:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.errors import UsageError
+from kaggle_kit.push.dataset import check_dataset_ref
 
 __all__ = ["LocalDatasets", "DATASET_METHODS"]
 
@@ -52,11 +54,13 @@ class LocalDatasets:
             return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}
         if method == "CreateDataset":
             ref = f"{body.get('ownerSlug')}/{body.get('slug')}"
+            if not _valid(ref):
+                return 400, {"code": 400, "message": f"The dataset id {ref!r} is not valid"}
             if self.latest(ref) is not None:
                 return 200, {"status": "error", "error": f"The dataset {ref} already exists"}
             return 200, self._version(ref, body.get("files") or [])
         ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
-        if self.latest(ref) is None:
+        if not _valid(ref) or self.latest(ref) is None:
             return 404, {"code": 404, "message": f"Dataset {ref} not found"}
         return 200, self._version(ref, (body.get("body") or {}).get("files") or [])
 
@@ -96,10 +100,20 @@ class LocalDatasets:
         return {"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "ok", "versionNumber": number}
 
     def _versions(self, ref: str) -> list[Path]:
+        if not _valid(ref):  # never a path: whatever a request names, nothing outside root is read or written
+            return []
         base = self.root / ref
-        if ref.count("/") != 1 or not base.is_dir():
+        if not base.is_dir():
             return []
         return sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _valid(ref: str) -> bool:
+    try:
+        check_dataset_ref(ref)
+    except UsageError:
+        return False
+    return True
 
 
 def _extract(archive: zipfile.ZipFile, dest: Path) -> None:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 REHEARSAL_NAME = "rehearsal.json"
 DEFAULT_TIME = 180.0  # seconds a rehearsed run may take: a 9-hour kernel in 3 minutes
-_CLIENT_SECRETS = ("KAGGLE_API_TOKEN", "KAGGLE_KEY", "KAGGLE_USERNAME")
+_CLIENT_SECRETS = ("KAGGLE_API_TOKEN", "KAGGLE_KEY", "KAGGLE_USERNAME", "KAGGLE_API_V1_TOKEN_PATH")
 
 
 @dataclass
@@ -118,7 +118,7 @@ def rehearse(
     service = LocalKaggle(root / "kaggle", data, memory_limit=memory_limit, time_limit=time_limit,
                           max_running=max_running, env=env, on_finished=finished)  # fmt: skip
     refs = [ref] if not shards else [f"{ref}-shard-{i}-of-{shards}" for i in range(shards)]
-    with service, _client_env(service.client_env(owner, root / "kaggle-config")):
+    with service, _client_env(service.client_env(owner, root / "client-home")):
         client = kaggle_api.client()
         for dataset_ref, folder in publish.items():
             pushed = push_dataset(folder, dataset_ref, "rehearsal", api=client, quiet=True)
@@ -203,8 +203,8 @@ def _checked_config(config: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def _client_env(env: Mapping[str, str]) -> Iterator[None]:
-    """The process environment with the official client sent to the local Kaggle; the user's real credentials are
-    set aside for the rehearsal and put back after it."""
+    """The process environment with the official client sent to the local Kaggle, under a throwaway HOME; the
+    user's real credentials are set aside for the rehearsal (never read, never sent) and put back after it."""
     keys = {*env, *_CLIENT_SECRETS}
     saved = {key: os.environ.get(key) for key in keys}
     for key in _CLIENT_SECRETS:
