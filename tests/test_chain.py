@@ -31,6 +31,8 @@ if control.get("fail_on") == before + 1:
     raise ValueError("boom in run " + str(before + 1))
 if control.get("allocate_gb"):
     ballast = bytearray(int(control["allocate_gb"] * 2**30))
+if control.get("link"):
+    Path("leak.txt").symlink_to(control["link"])
 for i in range(control.get("files", 0)):
     Path(f"part-{{i:03d}}.csv").write_text("a,b\\n")
 if "status_bytes" in control:
@@ -178,6 +180,21 @@ def test_status_and_output_commands_follow_every_page_of_a_real_output(local_kag
     assert len(list((tmp_path / "out").glob("part-*.csv"))) == 45
     assert (tmp_path / "out/checkpoints/ckpt.pth").read_bytes() == b"weights"  # subfolders arrive as they were
     assert "kaggle_kit from" in (tmp_path / "out/chain-kernel.log").read_text()
+
+
+def test_a_symlink_in_a_kernels_output_is_not_listed_and_the_rest_downloads(local_kaggle, tmp_path):
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not an output")
+    folder, _ = _kernel(tmp_path, files=3, link=str(secret))
+    assert _cli("push", str(folder), "--out", str(tmp_path / "build")).returncode == 0
+    local_kaggle.wait(REF)
+
+    output = _cli("output", REF, "-p", str(tmp_path / "out"))
+
+    assert output.returncode == 0, output.stderr
+    assert len(list((tmp_path / "out").glob("part-*.csv"))) == 3
+    assert (tmp_path / "out/checkpoints/ckpt.pth").read_bytes() == b"weights"
+    assert not (tmp_path / "out/leak.txt").exists()
 
 
 def test_more_output_files_than_kaggle_keeps_is_an_error_and_the_download_says_so(local_kaggle, tmp_path):

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from kaggle_kit.modelfolder import ModelFolder
 
 SECRET = "s3cr3t-key-0123456789"
@@ -77,3 +79,102 @@ def test_a_credential_in_the_folder_is_refused(local_kaggle, tmp_path):
     assert proc.returncode == 2
     assert "holds extras/kaggle.json: a credential never travels" in proc.stderr
     assert local_kaggle.requests == []
+
+
+def _refused_before_any_request(proc, local_kaggle, *words):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for word in words:
+        assert word in proc.stderr
+    assert local_kaggle.requests == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_symlink_in_the_folder_is_refused_whatever_it_is_called(kind, local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    home_kaggle = tmp_path / "home/.kaggle"
+    home_kaggle.mkdir(parents=True)
+    (home_kaggle / "kaggle.json").write_text(json.dumps({"username": "tester", "key": "another-key-987654"}))
+    if kind == "folder":
+        (folder / "cfg").symlink_to(home_kaggle, target_is_directory=True)
+    else:
+        (folder / "extras/notes.txt").symlink_to(home_kaggle / "kaggle.json")
+
+    proc = _cli("dataset", "push", folder, "--id", "tester/fashion-model")
+
+    shown = "cfg" if kind == "folder" else "extras/notes.txt"
+    _refused_before_any_request(proc, local_kaggle, f"holds {shown}, a symbolic link (to {home_kaggle}")
+
+
+@pytest.mark.parametrize(
+    "name", ["kaggle.json.bak", "KAGGLE.JSON", "sub/Access_Token", ".env.local", "kaggle (1).json"]
+)
+def test_a_credentials_name_in_any_case_or_variant_is_refused(name, local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("whatever it holds")
+
+    proc = _cli("dataset", "push", folder, "--id", "tester/fashion-model")
+
+    _refused_before_any_request(proc, local_kaggle, f"holds {name}: a credential never travels")
+
+
+@pytest.mark.parametrize("where", ["KAGGLE_KEY", "access_token"])
+def test_a_file_whose_bytes_hold_the_users_key_or_token_is_refused(where, local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    home = tmp_path / "user-home"
+    (home / ".kaggle").mkdir(parents=True)
+    token = "KGAT_canary0123456789abcdef"
+    (home / ".kaggle/access_token").write_text(token + "\n")
+    secret = SECRET if where == "KAGGLE_KEY" else token  # the fixture's KAGGLE_KEY, or the token in ~/.kaggle
+    (folder / "extras/plots/notes.txt").write_bytes(b"x" * (1 << 20) + f"key={secret}".encode() + b"y" * 100)
+
+    proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "dataset", "push", str(folder), "--id",
+                           "tester/fashion-model"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HOME": str(home)})  # fmt: skip
+
+    _refused_before_any_request(proc, local_kaggle, "extras/plots/notes.txt, whose bytes contain your Kaggle key")
+    assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_path_like_id_is_refused_and_the_local_kaggle_writes_nothing_outside_its_root(local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+
+    proc = _cli("dataset", "push", folder, "--id", "../evil-slug")
+    code, answer = local_kaggle.answer("CreateDataset", {"ownerSlug": "..", "slug": "evil-slug", "files": []})
+    listed, _ = local_kaggle.answer("GetDatasetStatus", {"ownerSlug": "../..", "datasetSlug": "etc"})
+
+    assert proc.returncode == 2
+    assert "id '../evil-slug' must be 'owner/dataset-slug'" in proc.stderr
+    assert (code, listed) == (400, 404), answer
+    assert not (local_kaggle.datasets.root.parent / "evil-slug").exists()
+    assert not (local_kaggle.root.parent / "evil-slug").exists()
+
+
+def test_a_sparse_file_and_too_many_files_are_refused_before_any_request(local_kaggle, tmp_path):
+    sparse_folder, many = tmp_path / "sparse", tmp_path / "many"
+    sparse_folder.mkdir()
+    with open(sparse_folder / "weights.bin", "wb") as f:
+        f.truncate(20 * 10**9)  # 20 GB long, nothing on disk
+    many.mkdir()
+    for i in range(1001):
+        (many / f"part-{i:04d}.csv").write_text("a\n")
+
+    sparse = _cli("dataset", "push", sparse_folder, "--id", "tester/sparse-data", "--any")
+    too_many = _cli("dataset", "push", many, "--id", "tester/many-files", "--any")
+
+    _refused_before_any_request(sparse, local_kaggle, "weights.bin is a sparse file (18.63 GiB long")
+    _refused_before_any_request(too_many, local_kaggle, "holds 1001 files: a Kaggle dataset version takes at most 1000")
+
+
+def test_resources_that_are_not_a_list_of_files_are_one_line(local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    (folder / "dataset-metadata.json").write_text(
+        json.dumps(
+            {"title": "Fashion model", "id": "tester/fashion-model", "licenses": [{"name": "CC0-1.0"}], "resources": 5}
+        )
+    )
+
+    proc = _cli("dataset", "push", folder)
+
+    _refused_before_any_request(proc, local_kaggle, 'resources must be a list of objects with a "path"')

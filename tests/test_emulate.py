@@ -196,7 +196,7 @@ def test_run_local_cli_rejects_a_bad_limit_in_one_line(tmp_path):
     )
 
 
-def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report(tmp_path):
+def test_sigterm_to_run_local_stops_the_whole_kernel_and_its_daemon_and_still_writes_the_report(tmp_path):
     import signal as signals
     import subprocess as sp
     import time as clock
@@ -207,7 +207,16 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report
         import os, subprocess, sys, time
         from pathlib import Path
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        Path("../pids").write_text(f"{os.getpid()} {child.pid}")
+        if os.fork() == 0:  # a daemon: fork, setsid, fork; it leaves the kernel's group and tree
+            os.setsid()
+            if os.fork() == 0:
+                Path("../daemon").write_text(str(os.getpid()))
+                time.sleep(600)
+            os._exit(0)
+        os.wait()
+        while not Path("../daemon").exists():
+            time.sleep(0.01)
+        Path("../pids").write_text(f"{os.getpid()} {child.pid} {Path('../daemon').read_text()}")
         time.sleep(600)
     """)
     )
@@ -215,7 +224,7 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report
                        str(tmp_path / "run"), "--grace", "2s"], stdout=sp.PIPE, stderr=sp.STDOUT)  # fmt: skip
     pids_file = tmp_path / "run/pids"
     for _ in range(6000):  # until the kernel and its child are up (polling a file, not timing)
-        if pids_file.exists() and len(pids_file.read_text().split()) == 2:
+        if pids_file.exists() and len(pids_file.read_text().split()) == 3:
             break
         clock.sleep(0.01)
     pids = [int(p) for p in pids_file.read_text().split()]
@@ -225,6 +234,7 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_still_writes_the_report
 
     assert runner.returncode == 128 + signals.SIGTERM, out
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not psutil.pid_exists(pids[2])  # the daemon was adopted by run-local, ended and reaped
     report = json.loads((tmp_path / "run/run-report.json").read_text())
     assert report["verdict"] == "stopped"
     assert "run-local got SIGTERM" in report["signals"][-1]
@@ -306,3 +316,62 @@ def test_a_working_dir_over_its_size_limit_is_not_ok(run_kernel):
 
     assert run.report.verdict == TOO_MUCH_OUTPUT, run.explain()
     assert run.report.output_bytes == 25 * 10**9
+
+
+DAEMON = """
+    import os, time
+    from pathlib import Path
+    if os.fork() == 0:  # a daemon: fork, setsid, fork; it leaves the kernel's group and process tree
+        os.setsid()
+        middle = os.getpid()
+        if os.fork() == 0:
+            Path("../daemon.pid").write_text(str(os.getpid()))
+            while os.getppid() == middle:  # allocate only once out of the kernel's tree (re-parented)
+                time.sleep(0.01)
+            block = b"\\x01" * int({gib} * 2**30)
+            time.sleep(300)
+        os._exit(0)
+    os.wait()
+    while not Path("../daemon.pid").exists():
+        time.sleep(0.01)
+    time.sleep({stay})
+    print("kernel finished")
+"""
+
+
+def test_a_daemon_the_kernel_leaves_behind_is_ended_with_the_kernel(run_kernel, tmp_path):
+    run = run_kernel(DAEMON.format(gib=0, stay=0), memory="1GiB")
+
+    daemon = int((tmp_path / "sandbox-kernel-0/daemon.pid").read_text())
+    assert run.report.verdict == OK, run.explain()
+    assert not psutil.pid_exists(daemon)  # ended and reaped, not left running (nor a zombie) after run-local
+
+
+def test_memory_held_by_a_daemon_that_left_the_kernel_counts_against_the_limit(run_kernel, tmp_path):
+    run = run_kernel(DAEMON.format(gib=1.5, stay=60), memory="1GiB")
+
+    daemon = int((tmp_path / "sandbox-kernel-0/daemon.pid").read_text())
+    assert run.report.verdict == OUT_OF_MEMORY, run.explain()
+    assert "kernel finished" not in run.stdout
+    assert not psutil.pid_exists(daemon)
+
+
+def test_a_run_local_kernel_gets_none_of_the_users_kaggle_credentials(tmp_path):
+    import os
+    import subprocess
+
+    script = tmp_path / "env.py"
+    script.write_text("import json, os\nopen('env.json', 'w').write(json.dumps(dict(os.environ)))\n")
+    canary = "canary-key-5f1e0c2a9b"
+    env = {**os.environ, "KAGGLE_KEY": canary, "KAGGLE_API_TOKEN": canary + "-token", "KAGGLE_USERNAME": "someone",
+           "KAGGLE_CONFIG_DIR": str(tmp_path / "user-kaggle")}  # fmt: skip
+
+    proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "run-local", str(script), "--root",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr
+    seen = (tmp_path / "run/working/env.json").read_text()
+    assert canary not in seen
+    assert "KAGGLE_USERNAME" not in seen
+    assert "user-kaggle" not in seen
+    assert "KAGGLE_KIT_ROOT" in seen  # the file is the kernel's environment

@@ -317,3 +317,15 @@ def test_the_accelerator_asked_for_is_checked_and_pushed_as_asked(shape, warning
         assert warning in proc.stderr
     else:
         assert "machine_shape" not in proc.stderr
+
+
+def test_a_script_holding_the_users_key_is_refused_before_any_request(local_kaggle, tmp_path):
+    kernel = _kernel(tmp_path / "kernel", script=f"KEY = {SECRET!r}  # pasted to call the API from the kernel\n")
+
+    proc = _cli("push", str(kernel), "--out", str(tmp_path / "build"))
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "kernel.py holds your Kaggle key or token: a credential never travels" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert local_kaggle.requests == []
+    assert not list((tmp_path / "build").rglob("*.py"))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import make_class_folders, make_images
 from PIL import Image
@@ -212,3 +213,141 @@ def test_the_classification_kernel_rehearses_across_runs_to_a_complete_submissio
     submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
     assert sorted(submission["id"]) == sorted(p.stem for p in test)
     assert (out / "classifier-model/model-manifest.json").is_file()
+
+
+# A quick kernel (no fastai) that does what its settings say: hang (with a double-forked daemon that writes its pid
+# where the test reads it), or finish done.
+QUICK_KERNEL = """
+import os, time
+from pathlib import Path
+import kaggle_kit as kk
+from kaggle_kit.config import load_settings
+from kaggle_kit.status import write_status
+
+settings = load_settings({{"hang": False, "pids": ""}})
+if settings["hang"]:
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(settings["pids"]).write_text(f"{{os.getppid()}} {{os.getpid()}}")
+            time.sleep(600)
+        os._exit(0)
+    os.wait()
+    time.sleep(600)
+write_status(".", "done", stage=0, epoch=0, iteration=0)
+print("kernel done with", kk.__file__)
+"""
+# Loaded by every Python process of a rehearsal (PYTHONPATH): records each byte sent on a socket, and each file
+# opened under the user's (throwaway) home, into files the test reads.
+SPY = """
+import builtins, os, socket
+_log = os.environ["SPY_DIR"]
+_home = os.environ["SPY_HOME"]
+
+
+def _record(kind, data):
+    with _open(os.path.join(_log, f"{kind}-{os.getpid()}"), "ab") as f:
+        f.write(bytes(data) + b"\\n")
+
+
+def _wrap(name):
+    original = getattr(socket.socket, name)
+
+    def sending(self, data, *args, **kwargs):
+        _record("sent", data)
+        return original(self, data, *args, **kwargs)
+
+    setattr(socket.socket, name, sending)
+
+
+for _name in ("send", "sendall", "sendto"):
+    _wrap(_name)
+_open = builtins.open
+
+
+def _spying_open(file, *args, **kwargs):
+    if isinstance(file, (str, os.PathLike)) and os.fspath(file).startswith(_home):
+        _record("opened", os.fsencode(file))
+    return _open(file, *args, **kwargs)
+
+
+builtins.open = _spying_open
+"""
+
+
+def _quick(tmp_path: Path, **settings) -> tuple[Path, Path]:
+    kernel = _kernel(tmp_path / "kernel", QUICK_KERNEL, "quick-kernel")
+    meta = json.loads((kernel / "kernel-metadata.json").read_text())
+    (kernel / "kernel-metadata.json").write_text(json.dumps({**meta, "dataset_sources": []}))
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps(settings))
+    return kernel, config
+
+
+def test_no_byte_of_the_users_credentials_is_read_or_sent_by_any_process_of_a_rehearsal(tmp_path):
+    import base64
+
+    kernel, config = _quick(tmp_path)
+    home, spy = tmp_path / "user-home", tmp_path / "spy"
+    (home / ".kaggle").mkdir(parents=True)
+    spy.mkdir()
+    key, token = "canary-key-3c9d7e1f55", "KGAT_canary-token-8a2b4c6d"
+    (home / ".kaggle/kaggle.json").write_text(json.dumps({"username": "someone", "key": key}))
+    (home / ".kaggle/access_token").write_text(token)
+    (spy / "sitecustomize.py").write_text(SPY)
+    env = {**_env(), "HOME": str(home), "KAGGLE_KEY": key, "KAGGLE_USERNAME": "someone", "KAGGLE_API_TOKEN": token,
+           "PYTHONPATH": str(spy), "SPY_DIR": str(spy), "SPY_HOME": str(home)}  # fmt: skip
+
+    done = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "rehearse", str(kernel), "--config", str(config),
+                           "--root", str(tmp_path / "rehearsal"), "--max-runs", "1"], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    sent = b"".join(p.read_bytes() for p in spy.glob("sent-*"))
+    assert b"SaveKernel" in sent  # the spy saw the client's requests
+    assert b"kernel done with" in sent or (tmp_path / "rehearsal/output/quick-kernel.log").exists()
+    basic = [base64.b64decode(m + b"==") for m in re.findall(rb"Basic ([A-Za-z0-9+/=]+)", sent)]
+    for secret in (key, token):
+        assert secret.encode() not in sent
+        assert not [b for b in basic if secret.encode() in b]
+    assert not list(spy.glob("opened-*")), [p.read_text() for p in spy.glob("opened-*")]
+
+
+def test_one_rehearsal_per_root_sigterm_ends_its_kernels_and_daemons_and_the_stop_is_no_run(tmp_path):
+    import signal
+    import time
+
+    kernel, config = _quick(tmp_path, hang=True, pids=str(tmp_path / "pids"))
+    root = tmp_path / "rehearsal"
+    command = [sys.executable, "-m", "kaggle_kit.cli", "rehearse", kernel, "--config", config, "--root", root,
+               "--max-runs", "1", "--time", "10min"]  # fmt: skip
+    first = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=_env())  # fmt: skip
+    try:
+        for _ in range(3000):  # until the kernel and its daemon run (polling a file, not timing)
+            if (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2:
+                break
+            time.sleep(0.05)
+        daemon = int((tmp_path / "pids").read_text().split()[1])
+        kernel_log = next(root.glob("kaggle/kernels/tester/quick-kernel/1/log.txt"))
+
+        second = _rehearse(*command[4:])
+        still_running = psutil.pid_exists(daemon) and kernel_log.exists()
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    config.write_text(json.dumps({"hang": False}))  # the same command again, now with a kernel that finishes
+    again = _rehearse(*command[4:])
+
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"is in use by process {first.pid} (a rehearsal or local Kaggle)" in second.stderr
+    assert still_running  # the second one never touched the first one's kernel
+    assert first.returncode == 128 + signal.SIGTERM, out + err
+    assert err.strip().splitlines()[-1].startswith("kaggle-kit: stopped by SIGTERM; every kernel it started was")
+    assert not psutil.pid_exists(daemon)
+    assert again.returncode == 0, again.stdout + again.stderr  # --max-runs 1: the stopped run did not count
+    assert "kaggle-kit rehearse: done: done after 1 run(s)" in again.stdout
+    (run,) = _runs(root, "tester/quick-kernel")
+    assert run["state"] == "COMPLETE"

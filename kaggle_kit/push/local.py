@@ -36,6 +36,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -224,7 +225,7 @@ class LocalKaggle:
             "NO_PROXY": "",
             "no_proxy": "",
             "KAGGLE_USERNAME": user,
-            "KAGGLE_KEY": "local-kaggle-rehearsal-key",
+            "KAGGLE_KEY": f"local-kaggle-{uuid.uuid4().hex}",  # throwaway: never a literal a file could hold
             "HOME": str(home),
             "KAGGLE_CONFIG_DIR": str(home / ".kaggle"),
             "XDG_CONFIG_HOME": str(home / ".config"),
