@@ -19,21 +19,53 @@ from typing import Any
 import torch
 from fastai.learner import Learner
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.images import draft_image_block
-from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError
+from kaggle_kit.modelfolder import (
+    MANIFEST_NAME,
+    ModelFolder,
+    ModelFolderError,
+    is_count,
+    is_flag,
+    is_text,
+    load_weights,
+)
 from kaggle_kit.predict.identity import model_digest
 from kaggle_kit.predict.sinks import CsvSink
 from kaggle_kit.predict.stream import PredictSummary, stream_predict
 from kaggle_kit.predict.writers import tags_rows, top_k_rows
 from kaggle_kit.train.weights import architecture
 
-__all__ = ["ClassifierModel", "MODEL_DIR", "KIND"]
+__all__ = ["prediction_settings", "ClassifierModel", "MODEL_DIR", "KIND"]
 
 MODEL_DIR = "classifier-model"
 KIND = "classification"
 # the kernel settings that decide its predictions (the rest only decide how it trains)
 PREDICTION_SETTINGS = ("arch", "size", "multi_label", "tta", "draft_decode", "top_k", "id_column", "answer_column",
                        "bs")  # fmt: skip
+
+_SETTING_RULES = {  # what ClassifierModel.load accepts from a manifest: one line naming the first that is not
+    "arch": (is_text, "an architecture name"),
+    "size": (is_count, "a positive whole number of pixels"),
+    "multi_label": (is_flag, "true or false"),
+    "tta": (lambda v: v is None or (isinstance(v, list) and all(isinstance(t, str) for t in v)), "a list of flips"),
+    "draft_decode": (is_flag, "true or false"),
+    "top_k": (is_count, "a positive whole number"),
+    "id_column": (is_text, "a column name"),
+    "answer_column": (lambda v: v is None or is_text(v), "a column name or null"),
+    "bs": (is_count, "a positive whole number"),
+    "vocab": (lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v), "a non-empty list of labels"),
+    "pretrained": (is_flag, "true or false"),
+    "thresholds": (lambda v: v is None or (isinstance(v, list) and all(type(t) in (int, float) for t in v)),
+                   "a list of numbers or null"),
+    "digest": (is_text, "a digest"),
+}  # fmt: skip
+
+
+def prediction_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The kernel settings a found model must have been trained with to be predicted from (`trained_model`'s
+    `expected`): those that shape the predictions; the batch size only batches them."""
+    return {k: settings[k] for k in PREDICTION_SETTINGS if k != "bs"}
 
 
 @dataclass
@@ -61,20 +93,16 @@ class ClassifierModel:
         """The model in the folder `path`, verified, its learner rebuilt around `test_files` (no training data is
         read). Raises ``ModelFolderError`` naming the file that does not belong."""
         folder = ModelFolder.load(path, KIND)
+        folder.check_settings(_SETTING_RULES)
         s = folder.settings
-        missing = [k for k in (*PREDICTION_SETTINGS, "vocab", "pretrained", "digest") if k not in s]
-        if missing:
-            raise ModelFolderError(f"{folder.path / MANIFEST_NAME}: settings lack {', '.join(missing)}", missing)
+        if s["multi_label"] and len(s["thresholds"] or []) != len(s["vocab"]):
+            raise ModelFolderError(f"{folder.path / MANIFEST_NAME}: a multi-label model needs one threshold per tag "
+                                   f"({len(s['vocab'])})", "thresholds")  # fmt: skip
         if not test_files:
-            raise ModelFolderError("no test images to predict", None)
+            raise UsageError("no test images to predict: the test folder holds no .jpg, .jpeg or .png", None)
         learn = _learner(list(test_files), s)
         weights = folder.file("model.pth")
-        try:
-            learn.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except (RuntimeError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0][:200]
-            raise ModelFolderError(f"{weights} does not fit the model its settings describe ({first})",
-                                   str(weights)) from None  # fmt: skip
+        load_weights(learn.model, weights)
         if model_digest(learn.model) != s["digest"]:
             raise ModelFolderError(f"{weights} does not rebuild the model it was saved from", str(weights))
         learn.model.eval()

@@ -3,9 +3,12 @@
 Train once, predict anywhere: a kernel that finished training writes its model as a folder (the final weights of
 each stage, every setting that shapes prediction, the label ids, tuned rules and thresholds), which a later kernel
 attaches (a previous run's output, or a dataset) and predicts from without training again. The manifest
-(``model-manifest.json``: format version, kind, SHA-256 of every file, the settings) is written last and
-atomically, so a folder with a manifest was complete when written. `ModelFolder.load` checks every file against it
-and refuses, in one line naming the file, a missing file, a changed byte, a folder of another kind or a newer format.
+(``model-manifest.json``: format version, kind, SHA-256 of every file, the settings, and a SHA-256 over all of these)
+is written last and atomically, so a folder with a manifest was complete when written. `ModelFolder.load` checks
+every file against it and refuses, in one line naming the file, a missing file, a changed byte, a manifest edited
+by hand (its settings are under its own digest: a swapped `vocab` would flip every label), a folder of another kind
+or a format this kaggle_kit does not read. A kernel that finds a model (`trained_model`) whose settings differ from
+its own refuses it in one line naming them, rather than predicting from a model its settings do not describe.
 The pipelines own their folders' contents (``imaterialist.model.FashionModel``, ``classifier.ClassifierModel``).
 """
 
@@ -13,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,10 @@ from kaggle_kit.kernel import Kernel
 
 __all__ = [
     "ModelFolder",
+    "load_weights",
+    "is_count",
+    "is_text",
+    "is_flag",
     "ModelFolderError",
     "MANIFEST_NAME",
     "FORMAT_VERSION",
@@ -34,8 +42,10 @@ __all__ = [
     "carry_model",
 ]
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "model-manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries a digest over its own content (1 had none: read, with a warning)
 
 
 class ModelFolderError(UsageError):
@@ -69,13 +79,14 @@ class ModelFolder:
             atomic_write_bytes(path / name, data)
             digests[name] = hashlib.sha256(data).hexdigest()
         manifest = {"format": FORMAT_VERSION, "kind": kind, "files": digests, "settings": dict(settings)}
+        manifest["digest"] = _manifest_digest(manifest)
         atomic_write_json(path / MANIFEST_NAME, manifest)
         return cls(path, kind, json.loads(json.dumps(dict(settings))), digests)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, kind: str) -> ModelFolder:
+    def load(cls, path: str | os.PathLike, kind: str | None = None) -> ModelFolder:
         """The model folder at `path`, verified: every file listed is there with its digest, the kind is `kind`
-        and the format one this kaggle_kit reads. Raises `ModelFolderError` naming the file otherwise."""
+        (None: any) and the format one this kaggle_kit reads. Raises `ModelFolderError` naming the file otherwise."""
         path = Path(path)
         manifest_path = path / MANIFEST_NAME
         try:
@@ -89,12 +100,25 @@ class ModelFolder:
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             raise ModelFolderError(f"{manifest_path} is not a model manifest", str(manifest_path))
         version = manifest.get("format")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if type(version) is not int or version < 1:  # never a bool, a string or 0
+            raise ModelFolderError(f"{manifest_path}: format {version!r} is not a model format (a whole number from "
+                                   "1); the manifest was damaged or edited", str(manifest_path))  # fmt: skip
+        if version > FORMAT_VERSION:
             raise ModelFolderError(f"{manifest_path}: format {version!r} is newer than this kaggle_kit reads "
                                    f"({FORMAT_VERSION}); upgrade kaggle_kit", str(manifest_path))  # fmt: skip
-        if manifest.get("kind") != kind:
-            raise ModelFolderError(f"{manifest_path}: a {manifest.get('kind')!r} model, not {kind!r}",
+        if version >= 2 and manifest.get("digest") != _manifest_digest(manifest):
+            raise ModelFolderError(f"{manifest_path} was edited after it was written (its digest does not match its "
+                                   "settings and files); write the model again, or restore the manifest",
                                    str(manifest_path))  # fmt: skip
+        if version == 1:
+            log.warning("%s is format 1: its settings are under no digest (a hand edit cannot be told); save the "
+                        "model again with this kaggle_kit to protect them", manifest_path)  # fmt: skip
+        if not isinstance(manifest.get("settings", {}), dict):
+            raise ModelFolderError(f"{manifest_path}: settings must be an object, not {manifest['settings']!r:.60}",
+                                   str(manifest_path))  # fmt: skip
+        if not isinstance(manifest.get("kind"), str) or (kind is not None and manifest["kind"] != kind):
+            what = f"a {manifest.get('kind')!r} model, not {kind!r}" if kind else "names no kind of model"
+            raise ModelFolderError(f"{manifest_path}: {what}", str(manifest_path))
         for name, digest in manifest["files"].items():
             file = path / str(name)
             if Path(str(name)).name != name:
@@ -104,7 +128,33 @@ class ModelFolder:
             if file_sha256(file) != digest:
                 raise ModelFolderError(f"{file} differs from the one the model was saved with (SHA-256 mismatch)",
                                        str(file))  # fmt: skip
-        return cls(path, kind, dict(manifest.get("settings") or {}), dict(manifest["files"]))
+        return cls(path, manifest["kind"], dict(manifest.get("settings") or {}), dict(manifest["files"]))
+
+    def check_settings(self, spec: Mapping[str, Callable[[Any], bool] | tuple[Callable[[Any], bool], str]]) -> None:
+        """Refuse (one line naming the manifest and the setting) a setting that is missing or of the wrong type or
+        range. `spec`: {name: check} or {name: (check, what it must be)}."""
+        where = self.path / MANIFEST_NAME
+        for name, rule in spec.items():
+            check, expected = rule if isinstance(rule, tuple) else (rule, "")
+            if name not in self.settings:
+                raise ModelFolderError(f"{where}: settings lack {name}", name)
+            value = self.settings[name]
+            try:
+                ok = bool(check(value))
+            except (TypeError, ValueError, IndexError, KeyError):
+                ok = False
+            if not ok:
+                raise ModelFolderError(f"{where}: setting {name}={value!r:.80} is not {expected or 'valid'}", name)
+
+    def differing(self, expected: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """{setting: (the model's value, the expected one)} for each setting of `expected` the model has otherwise
+        (values compared as JSON: a tuple and a list of the same items are the same)."""
+        found = {}
+        for name, value in expected.items():
+            mine = self.settings.get(name)
+            if json.dumps(mine, sort_keys=True) != json.dumps(value, sort_keys=True, default=str):
+                found[name] = (mine, value)
+        return found
 
     def file(self, name: str) -> Path:
         """The path of one of the model's files."""
@@ -117,13 +167,48 @@ class ModelFolder:
         return json.loads(self.file(name).read_text())
 
 
-def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = None, retrain: bool = False
-                  ) -> tuple[Path | None, str]:  # fmt: skip
+def is_count(value: Any) -> bool:
+    """A positive whole number (never a bool): sizes, batch sizes, k."""
+    return type(value) is int and value > 0
+
+
+def is_text(value: Any) -> bool:
+    """A non-empty string."""
+    return isinstance(value, str) and bool(value)
+
+
+def is_flag(value: Any) -> bool:
+    """A JSON boolean."""
+    return type(value) is bool
+
+
+def load_weights(model: Any, path: Path) -> None:
+    """Load a state dict saved by ``torch.save`` at `path` into `model` (weights only); one-line `ModelFolderError`
+    for a file that is not a torch file or holds another architecture's shapes."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"it holds a {type(state).__name__}, not a state dict")
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelFolderError(f"{path} does not load into the model its settings describe ({first})",
+                               str(path)) from None  # fmt: skip
+
+
+def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = None, retrain: bool = False,
+                  expected: Mapping[str, Any] | None = None) -> tuple[Path | None, str]:  # fmt: skip
     """(the model folder a kernel should predict from, whose it is: "given", "attached" or "own"), or (None, "") to
     train. `name`: the folder's name (``imaterialist-model``). `model`: a kernel's "model" setting, an attached
-    input's slug or a path (the folder itself, or one holding `name`). Without it, a finished model in working/ (a
-    rerun of this kernel) or directly in an attached input (a previous run's output; carried into working/ by
-    `carry_model`) is used unless `retrain`."""
+    input's slug or a path (the folder itself, or one holding `name`): predicted from as it is. Without it, a
+    finished model in working/ (a rerun of this kernel) or directly in an attached input (a previous run's output;
+    carried into working/ by `carry_model`) is used unless `retrain`, and only if its settings are the kernel's
+    `expected` prediction settings: a model found that its settings no longer describe is refused in one line naming
+    what differs, with the two ways out (retrain, or name the model to predict from it as it is)."""
     if model is not None:
         path = kernel.input_or_path(model)
         return (path / name if (path / name / MANIFEST_NAME).is_file() else path), "given"
@@ -132,19 +217,31 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
     own = kernel.working_dir / name
     if (own / MANIFEST_NAME).is_file():
         remove_stale_temps(own / MANIFEST_NAME, r"[\w.-]+")  # this kernel's own output: litter a killed write left
+        _check_expected(own, expected, "this kernel's own model")
         return own, "own"
     found = find_model_folder((path for _slug, path in kernel.inputs()), name)
     if found is None:
         return None, ""
+    _check_expected(found, expected, "the attached model")
     return carry_model(found, own), "attached"
+
+
+def _check_expected(path: Path, expected: Mapping[str, Any] | None, whose: str) -> None:
+    if not expected:
+        return
+    differs = ModelFolder.load(path).differing(expected)
+    if differs:
+        said = ", ".join(f"{k} {old!r:.40} (now {new!r:.40})" for k, (old, new) in differs.items())
+        raise ModelFolderError(f"{whose} {path} was trained with other prediction settings: {said}; set "
+                               f'"retrain": true to train with the new ones, or "model": "{path}" (or its input\'s '
+                               "slug) to predict from it as it is", sorted(differs))  # fmt: skip
 
 
 def carry_model(source: Path, dest: Path) -> Path:
     """Copy the verified model folder `source` (an attached input's) to `dest` in this kernel's working dir and
     return `dest`: the kernel's output then holds the model too, as the next run of a chain and ``dataset push``
     need. The manifest is copied last, so a kill mid-copy leaves a folder that is not a model."""
-    kind = json.loads((source / MANIFEST_NAME).read_text()).get("kind")
-    folder = ModelFolder.load(source, str(kind))
+    folder = ModelFolder.load(source)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / MANIFEST_NAME).unlink(missing_ok=True)
     for file_name in folder.files:
@@ -162,3 +259,9 @@ def find_model_folder(roots: Iterable[Path], name: str) -> Path | None:
         if (candidate / MANIFEST_NAME).is_file():
             return candidate
     return None
+
+
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 over the manifest's content (everything but the digest itself), as canonical JSON."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

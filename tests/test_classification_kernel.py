@@ -51,6 +51,23 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     assert not (working / "checkpoints").exists()  # pruned when done: the final weights are kept once
     assert (working / "classifier-model/model.pth").stat().st_size > 1_000_000
     _validation_is_predicted_with_the_submissions_tta(data, working, report)
+    _a_kernel_whose_prediction_settings_changed_refuses_the_attached_model(run_kernel, data, working, tmp_path)
+
+
+def _a_kernel_whose_prediction_settings_changed_refuses_the_attached_model(run_kernel, data, output, tmp_path):
+    """The first run's output attached to a kernel now set to resnet34 / size 48 / top_k 1: refused in one line
+    naming what changed and the ways out, before anything is trained or written."""
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    run = run_kernel(SCRIPT, inputs={"images": data, "notebooks/tester/run-1": output}, memory="6GiB",
+                     env=_write_config(changed, top_k=1, arch="resnet34", size=48))  # fmt: skip
+
+    assert run.report.exit_code == 1, run.explain()
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("kernel:")]
+    for said in ("trained with other prediction settings", "size 32 (now 48)", "arch 'resnet18' (now 'resnet34')",
+                 "top_k 2 (now 1)", '"retrain": true', '"model"'):  # fmt: skip
+        assert said in line, line
+    assert not (Path(run.report.working_dir) / "submission.csv").exists()
 
 
 def _validation_is_predicted_with_the_submissions_tta(data, working, report):

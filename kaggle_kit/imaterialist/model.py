@@ -27,13 +27,21 @@ from kaggle_kit.imaterialist.rules import TunedRules
 from kaggle_kit.imaterialist.stage1 import stage1_learner
 from kaggle_kit.imaterialist.stage2 import AttributePredictor
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
-from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError
+from kaggle_kit.modelfolder import (
+    MANIFEST_NAME,
+    ModelFolder,
+    ModelFolderError,
+    is_count,
+    is_flag,
+    is_text,
+    load_weights,
+)
 from kaggle_kit.predict.identity import model_digest
 from kaggle_kit.predict.sinks import CsvSink
 from kaggle_kit.predict.stream import PredictSummary, stream_predict
 from kaggle_kit.train.weights import architecture
 
-__all__ = ["FashionModel", "MODEL_DIR", "KIND"]
+__all__ = ["prediction_settings", "FashionModel", "MODEL_DIR", "KIND"]
 
 MODEL_DIR = "imaterialist-model"
 KIND = "imaterialist"
@@ -42,6 +50,30 @@ _RULES = "rules.json"
 # the settings of a training run that decide its predictions (the rest only decide how it trains)
 PREDICTION_SETTINGS = ("encoder", "encoder_cut", "last_cross", "decoder", "sizes", "stage2_encoder", "crop_size",
                        "flip_tta", "draft_decode", "bs")  # fmt: skip
+
+_IDS = (lambda v: isinstance(v, list) and v and all(type(x) is int for x in v), "a non-empty list of whole numbers")
+_SETTING_RULES = {  # what FashionModel.load accepts from a manifest: one line naming the first that is not
+    "encoder": (is_text, "an architecture name"),
+    "encoder_cut": (lambda v: v is None or type(v) is int, "a whole number or null"),
+    "last_cross": (is_flag, "true or false"),
+    "decoder": (lambda v: v in ("fastai", "light"), '"fastai" or "light"'),
+    "sizes": (lambda v: isinstance(v, list) and v and all(is_count(x) for x in v), "a list of pixel sizes"),
+    "stage2_encoder": (is_text, "an architecture name"),
+    "crop_size": (is_count, "a positive whole number of pixels"),
+    "flip_tta": (is_flag, "true or false"),
+    "draft_decode": (is_flag, "true or false"),
+    "bs": (is_count, "a positive whole number"),
+    "category_ids": _IDS,
+    "attribute_ids": (lambda v: isinstance(v, list) and all(type(x) is int for x in v), "a list of whole numbers"),
+    "thresholds": (lambda v: isinstance(v, list) and all(type(t) in (int, float) for t in v), "a list of numbers"),
+    "stage1_digest": (is_text, "a digest"),
+}  # fmt: skip
+
+
+def prediction_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The kernel settings a found model must have been trained with to be predicted from (`trained_model`'s
+    `expected`): those that shape the predictions; the batch size only batches them."""
+    return {k: settings[k] for k in PREDICTION_SETTINGS if k != "bs"}
 
 
 @dataclass
@@ -73,11 +105,11 @@ class FashionModel:
         """The model in the folder `path`, verified, its learners rebuilt around `test_files` (what it will predict;
         no training data is read). Raises ``ModelFolderError`` naming the file that does not belong."""
         folder = ModelFolder.load(path, KIND)
+        folder.check_settings(_SETTING_RULES)
         s = folder.settings
-        missing = [k for k in (*PREDICTION_SETTINGS, "category_ids", "attribute_ids", "thresholds") if k not in s]
-        if missing:
-            raise ModelFolderError(f"{folder.path / MANIFEST_NAME}: settings lack "
-                                   f"{', '.join(missing)}", missing)  # fmt: skip
+        if len(s["thresholds"]) != len(s["attribute_ids"]):
+            raise ModelFolderError(f"{folder.path / MANIFEST_NAME}: one threshold per attribute is needed "
+                                   f"({len(s['attribute_ids'])})", "thresholds")  # fmt: skip
         rules = TunedRules.from_json(folder.file(_RULES).read_text(), str(folder.file(_RULES)))
         if rules.key.get("model") != s.get("stage1_digest"):
             raise ModelFolderError(f"{folder.file(_RULES)}: rules tuned for another model than stage1.pth",
@@ -143,8 +175,4 @@ def _state_bytes(model: torch.nn.Module) -> bytes:
 
 
 def _load_state(model: torch.nn.Module, path: Path) -> None:
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, ValueError, OSError) as exc:  # shapes of another architecture, a damaged file
-        first = str(exc).strip().splitlines()[0][:200]
-        raise ModelFolderError(f"{path} does not fit the model its settings describe ({first})", str(path)) from None
+    load_weights(model, path)  # a damaged file, another architecture's shapes: one line naming the file

@@ -136,15 +136,10 @@ def _exists(api, ref: str) -> bool:
 
 
 def _check_model(folder: Path) -> None:
-    manifest = folder / MANIFEST_NAME
-    try:
-        kind = json.loads(manifest.read_text()).get("kind")
-    except FileNotFoundError:
+    if not (folder / MANIFEST_NAME).is_file():
         raise UsageError(f"{folder} has no {MANIFEST_NAME}: not a trained model folder (pass --any to publish any "
-                         "folder)", str(folder)) from None  # fmt: skip
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UsageError(f"{manifest} cannot be read as a model manifest ({exc})", str(manifest)) from None
-    ModelFolder.load(folder, str(kind))  # every file present, byte for byte, or one line naming the one that is not
+                         "folder)", str(folder))  # fmt: skip
+    ModelFolder.load(folder)  # every file present, byte for byte, or one line naming the one that is not
 
 
 def _check_size(folder: Path, files: list[Path], max_bytes: int) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from kaggle_kit.local.report import RunReport
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import build_bundle
 from kaggle_kit.push.chain import ChainOutcome, run_chain
-from kaggle_kit.push.dataset import push_dataset
+from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
 from kaggle_kit.push.local import KernelVersion, LocalKaggle
 from kaggle_kit.push.metadata import load_metadata, validate_metadata
 
@@ -121,7 +122,9 @@ def rehearse(
     with service, _client_env(service.client_env(owner, root / "client-home")):
         client = kaggle_api.client()
         for dataset_ref, folder in publish.items():
-            pushed = push_dataset(folder, dataset_ref, "rehearsal", api=client, quiet=True)
+            room = shutil.disk_usage(service.root).free // 2  # the local copy is real bytes: blob, then unpacked
+            pushed = push_dataset(folder, dataset_ref, "rehearsal", api=client, quiet=True,
+                                  max_bytes=min(DATASET_MAX_BYTES, room))  # fmt: skip
             say(f"kaggle-kit rehearse: published {folder} as the dataset {pushed.ref} "
                 f"({'created' if pushed.created else 'new version'})")  # fmt: skip
         if shards:

@@ -87,7 +87,7 @@ from fastai.vision.all import (  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
 from kaggle_kit.charts import batch_picture, confusion_chart, save_figure, tag_chart  # noqa: E402
-from kaggle_kit.classifier import MODEL_DIR, ClassifierModel  # noqa: E402
+from kaggle_kit.classifier import MODEL_DIR, ClassifierModel, prediction_settings  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
 from kaggle_kit.modelfolder import trained_model  # noqa: E402
@@ -99,7 +99,9 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 kernel = kk.Kernel.current()
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["input"])
-    model_dir, whose = trained_model(kernel, MODEL_DIR, settings["model"], settings["retrain"])
+    model_dir, whose = trained_model(
+        kernel, MODEL_DIR, settings["model"], settings["retrain"], expected=prediction_settings(settings)
+    )  # a changed model is refused, not used
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 working = kernel.working_dir

@@ -84,7 +84,7 @@ from kaggle_kit.charts import batch_picture  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
 from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
-from kaggle_kit.imaterialist.model import MODEL_DIR, FashionModel  # noqa: E402
+from kaggle_kit.imaterialist.model import MODEL_DIR, FashionModel, prediction_settings  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing  # noqa: E402
 from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
 from kaggle_kit.imaterialist.rules import garment_categories, tune_rules  # noqa: E402
@@ -111,7 +111,9 @@ working = kernel.working_dir
 remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|[a-z_]+\.png")
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["competition"])
-    model_dir, whose = trained_model(kernel, MODEL_DIR, settings["model"], settings["retrain"])
+    model_dir, whose = trained_model(
+        kernel, MODEL_DIR, settings["model"], settings["retrain"], expected=prediction_settings(settings)
+    )  # a changed model is refused, not used
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 test_files = sorted((data / "test").glob("*.jpg"))
