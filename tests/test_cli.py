@@ -165,7 +165,7 @@ BAD_INPUTS = [
     (["output", "someone/some-kernel"], 2, "no Kaggle credentials"),
     (["chain", "{kernel}"], 2, "no Kaggle credentials"),
     (["merge", "{tmp}/all.csv", "{tmp}/missing.csv"], 1, "shard file(s) missing"),
-    (["merge", "{tmp}/all.csv", "{shard0}"], 1, "needs keys"),
+    (["merge", "{tmp}/all.csv", "{shard0}", "--allow-partial"], 1, "needs keys"),
     (["merge", "{tmp}/all.csv", "{shard0}", "--keys-csv", "{keys}", "--key-column", "x"], 2, "'x' is not a column"),
 ]  # fmt: skip
 
@@ -216,8 +216,17 @@ def test_synth_then_bundle_then_merge_work_as_written(tmp_path):
     for i, rows in enumerate(["id,v\na,1\nc,3\n", "id,v\nb,2\n"]):
         (tmp_path / f"s{i}.csv").write_text(rows)
     (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
-    merged = _run("merge", tmp_path / "all.csv", tmp_path / "s0.csv", tmp_path / "s1.csv", "--keys-csv",
-                  tmp_path / "keys.csv", "--key-column", "id")  # fmt: skip
+    merged = _run(
+        "merge",
+        tmp_path / "all.csv",
+        tmp_path / "s0.csv",
+        tmp_path / "s1.csv",
+        "--keys-csv",
+        tmp_path / "keys.csv",
+        "--key-column",
+        "id",
+        "--allow-partial",
+    )  # fmt: skip (bare CSVs: no manifests)
 
     assert bundled.returncode == 0, bundled.stderr
     assert merged.returncode == 0, merged.stderr
@@ -232,16 +241,29 @@ def test_merge_refuses_shards_out_of_order_and_leaves_no_partial_file(tmp_path):
     (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
 
     line = _one_line_error(_run("merge", tmp_path / "all.csv", tmp_path / "s1.csv", tmp_path / "s0.csv",
-                                "--keys-csv", tmp_path / "keys.csv", "--key-column", "id"), 1)  # fmt: skip
+                                "--keys-csv", tmp_path / "keys.csv", "--key-column", "id", "--allow-partial"),
+                           1)  # fmt: skip
 
     assert "shard rows were left" in line
     assert not (tmp_path / "all.csv").exists()
 
 
+def _shard(path, rows: str, shard: int, n: int, done: int, total: int) -> None:
+    """A shard's CSV and the progress manifest its run would have left: `done` of `total` items committed."""
+    import hashlib
+
+    from kaggle_kit.predict.progress import Commit, ProgressManifest, RunFingerprint, manifest_path_for
+
+    path.write_text(rows)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    commit = Commit(done, 0, {"bytes": len(data), "sha256": digest}, len(data), digest)
+    fingerprint = RunFingerprint(items="x", n_items=total, shard=(shard, n))
+    ProgressManifest(fingerprint, total, [commit] if done else []).commit(manifest_path_for(path))
+
+
 def test_merge_with_a_shard_missing_is_refused_unless_allowed(tmp_path):
-    manifest = {"fingerprint": {"shard": [0, 2]}, "complete": True, "done": 2, "total": 2}
-    (tmp_path / "s0.csv").write_text("id,v\na,1\nc,3\n")
-    (tmp_path / "s0.csv.progress.json").write_text(json.dumps(manifest))
+    _shard(tmp_path / "s0.csv", "id,v\na,1\nc,3\n", 0, 2, 2, 2)
     (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
     args = ["merge", tmp_path / "all.csv", tmp_path / "s0.csv", "--keys-csv", tmp_path / "keys.csv", "--key-column",
             "id"]  # fmt: skip
@@ -252,6 +274,30 @@ def test_merge_with_a_shard_missing_is_refused_unless_allowed(tmp_path):
     assert "is shard 0 of 2, but 1 shard(s) were given" in line
     assert allowed.returncode == 0, allowed.stderr  # asked for: what the one shard holds, in key order
     assert (tmp_path / "all.csv").read_text() == "id,v\na,1\nc,3\n"
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    (lambda p: p.write_bytes(b"{\xff"), "cannot be verified"),
+    (lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "fingerprint": None})), "cannot be verified"),
+    (lambda p: p.unlink(), "s1.csv.progress.json is missing"),
+    (lambda p: _shard(p.parent / "s1.csv", "id,v\nb,2\n", 1, 2, 1, 2), "s1.csv is unfinished (1 of 2 items verified)"),
+    (lambda p: (p.parent / "s1.csv").write_text("id,v\nb,9\n"), "s1.csv is unfinished (0 of 1 items verified)"),
+])  # fmt: skip
+def test_merge_refuses_a_shard_whose_progress_cannot_be_verified_unless_allowed(damage, words, tmp_path):
+    _shard(tmp_path / "s0.csv", "id,v\na,1\nc,3\n", 0, 2, 2, 2)
+    _shard(tmp_path / "s1.csv", "id,v\nb,2\n", 1, 2, 1, 1)
+    (tmp_path / "keys.csv").write_text("id\na\nb\nc\n")
+    damage(tmp_path / "s1.csv.progress.json")
+    args = ["merge", tmp_path / "all.csv", tmp_path / "s0.csv", tmp_path / "s1.csv", "--keys-csv",
+            tmp_path / "keys.csv", "--key-column", "id"]  # fmt: skip
+
+    line = _one_line_error(_run(*args), 2)
+    nothing_written = not (tmp_path / "all.csv").exists()
+    allowed = _run(*args, "--allow-partial")
+
+    assert words in line
+    assert nothing_written
+    assert allowed.returncode == 0, allowed.stderr
 
 
 def test_a_kernel_with_a_typo_in_its_settings_fails_in_one_line_before_its_imports(tmp_path):
@@ -333,7 +379,8 @@ def test_merge_refuses_shards_that_do_not_share_a_header_or_are_empty(second, ke
     (tmp_path / "keys.csv").write_text(keys)
 
     line = _one_line_error(_run("merge", tmp_path / "o.csv", tmp_path / "s0.csv", tmp_path / "s1.csv",
-                                "--key-column", "id", "--keys-csv", tmp_path / "keys.csv"), code)  # fmt: skip
+                                "--key-column", "id", "--keys-csv", tmp_path / "keys.csv", "--allow-partial"),
+                           code)  # fmt: skip
 
     assert words in line
     assert not (tmp_path / "o.csv").exists()

@@ -145,6 +145,20 @@ class ProgressManifest:
         """
         if not path.exists():
             return None
+        manifest = cls.read(path)
+        differ = fingerprint.differences(manifest.fingerprint)
+        if differ:
+            raise ResumeMismatchError(
+                f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
+                f"or restart=True to start over",
+                differ,
+            )
+        return manifest
+
+    @classmethod
+    def read(cls, path: Path) -> ProgressManifest:
+        """The manifest at `path`, whatever run it records: its format checked field by field; `ProgressError`
+        naming the file when it is missing or not a manifest of this version (what `merge` reads shards with)."""
         delete = f"delete {path} and the predictions beside it to start over"
         try:
             raw = json.loads(path.read_text())
@@ -158,15 +172,10 @@ class ProgressManifest:
                            [_commit(c) for c in _typed(raw, "commits", list)], _skipped(raw))  # fmt: skip
         except ProgressError:
             raise
+        except FileNotFoundError:
+            raise ProgressError(f"{path} is missing", str(path)) from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ProgressError(f"{path} is not a readable progress manifest ({exc}); {delete}", str(path)) from None
-        differ = fingerprint.differences(manifest.fingerprint)
-        if differ:
-            raise ResumeMismatchError(
-                f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
-                f"or restart=True to start over (or {delete})",
-                differ,
-            )
         return manifest
 
     def verified(self, file: Path) -> ProgressManifest:
@@ -284,23 +293,26 @@ def adopt_from_inputs(
 
 
 def shard_problems(paths: list[Path]) -> list[str]:
-    """Why the shard outputs `paths` (given in order 0..n-1) are not a complete set, per their progress manifests.
-
-    A shard without a manifest beside it cannot be checked and is not reported.
-    """
+    """Why the shard outputs `paths` (given in order 0..n-1) are not a complete set, per their progress manifests,
+    each read by `ProgressManifest.read` and checked against its file: a shard whose progress cannot be verified (no
+    manifest, a damaged one, a file that does not hold what it recorded) is a problem, as is an unfinished one."""
     problems = []
     for i, path in enumerate(paths):
+        if not path.exists():
+            continue  # a missing shard file is merge's own one-line error
         try:
-            raw = json.loads(manifest_path_for(path).read_text())
-            shard, n = RunFingerprint.from_dict({"items": "", **raw["fingerprint"]}).shard
-        except (OSError, ValueError, KeyError, TypeError):
+            manifest = ProgressManifest.read(manifest_path_for(path))
+        except ProgressError as exc:
+            problems.append(f"the progress of {path} cannot be verified ({exc})")
             continue
+        shard, n = manifest.fingerprint.shard
         if n != len(paths):
             problems.append(f"{path} is shard {shard} of {n}, but {len(paths)} shard(s) were given")
         elif shard != i:
             problems.append(f"{path} is shard {shard}, given as shard {i}")
-        if not raw.get("complete"):
-            problems.append(f"{path} is unfinished ({raw.get('done')} of {raw.get('total')} items)")
+        proved = manifest.verified(path).done
+        if proved < manifest.total:
+            problems.append(f"{path} is unfinished ({proved} of {manifest.total} items verified)")
     return problems
 
 
