@@ -178,7 +178,7 @@ def test_resuming_with_other_items_is_a_clear_error(learners, images, kernel_her
     sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
     stream_predict(learners("single"), images[:12], sink, kernel=kernel_here, progress=False)
 
-    with pytest.raises(ResumeMismatchError, match="other items, n_items; pass the same arguments"):
+    with pytest.raises(ResumeMismatchError, match=r"another run: items .*; number of items 12 \(now 24\); pass"):
         stream_predict(learners("single"), images, sink, kernel=kernel_here, progress=False)
 
 
@@ -186,9 +186,9 @@ def test_resuming_with_another_shard_or_model_is_a_clear_error(learners, images,
     sink = ArraySink("p.npy")
     stream_predict(learners("single"), images, sink, shard=(0, 2), kernel=kernel_here, progress=False)
 
-    with pytest.raises(ResumeMismatchError, match="other shard"):
+    with pytest.raises(ResumeMismatchError, match=r"shard \[0, 2\] \(now \[1, 2\]\)"):
         stream_predict(learners("single"), images, sink, shard=(1, 2), kernel=kernel_here, progress=False)
-    with pytest.raises(ResumeMismatchError, match="other model"):
+    with pytest.raises(ResumeMismatchError, match="another run: model weights"):
         stream_predict(learners("multi"), images, sink, shard=(0, 2), kernel=kernel_here, progress=False)
 
 
@@ -464,14 +464,18 @@ def _resume_step(root: Path, images, mode: str, name: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(("first", "changed"), [("top-1", "top-2"), ("lambda-a", "lambda-b")])
-def test_a_resume_with_a_changed_to_rows_is_refused_in_a_new_process(first, changed, images, kernel_here):
+@pytest.mark.parametrize(
+    ("first", "changed", "named"),
+    [("top-1", "top-2", "sink to_rows settings k 1 (now 2);"), ("lambda-a", "lambda-b", "sink to_rows code changed;")],
+)
+def test_a_resume_with_a_changed_to_rows_is_refused_in_a_new_process_naming_it(first, changed, named, images,
+                                                                               kernel_here):  # fmt: skip
     assert _resume_step(kernel_here.root, images, "partial", first) == {"done": 4, "complete": False}
     before = (kernel_here.working_dir / "out.csv").read_bytes()
 
     refused = _resume_step(kernel_here.root, images, "finish", changed)
 
-    assert "other sink" in refused["refused"]
+    assert f"holds progress of another run: {named}" in refused["refused"]
     assert (kernel_here.working_dir / "out.csv").read_bytes() == before  # nothing of the other run written
     assert _resume_step(kernel_here.root, images, "finish", first) == {"done": 12, "complete": True}
     rows = pd.read_csv(kernel_here.working_dir / "out.csv", dtype=str, keep_default_na=False)

@@ -132,7 +132,7 @@ def test_a_malformed_manifest_is_a_one_line_error_naming_what_to_delete(content,
 def test_a_manifest_of_another_run_is_a_mismatch(written):
     sink, _manifest = written
 
-    with pytest.raises(ResumeMismatchError, match="other items"):
+    with pytest.raises(ResumeMismatchError, match="another run: items"):
         ProgressManifest.load(manifest_path_for(sink.path), dataclasses.replace(FINGERPRINT, items="xyz"))
 
 

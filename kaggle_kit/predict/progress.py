@@ -86,6 +86,37 @@ class RunFingerprint:
         mine, theirs = self.as_dict(), other.as_dict()
         return [k for k in mine if mine[k] != theirs[k]]
 
+    def describe_differences(self, recorded: RunFingerprint, limit: int = 3) -> str:
+        """What differs between this run and the `recorded` one, for a refusal: the part ("items", "model" (its
+        weights), "sink", "act", ...), down to the setting or value inside it that changed where one can be named
+        (``sink: to_rows reads VOCAB``), with the recorded and new values where they are short."""
+        mine, theirs = self.as_dict(), recorded.as_dict()
+        said = []
+        for key in self.differences(recorded):
+            paths = _changed_paths(theirs[key], mine[key], _PARTS.get(key, key))
+            said += paths[:limit] or [_PARTS.get(key, key)]
+        return "; ".join(said[: limit + 2])
+
+
+_PARTS = {"items": "items (their names or content)", "model": "model weights", "n_items": "number of items"}
+
+
+def _changed_paths(old: Any, new: Any, where: str) -> list[str]:
+    """Where two JSON values differ, as readable paths ("sink settings to_rows reads VOCAB ["dog"] (now ["cat"])")."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                found += _changed_paths(old.get(key), new.get(key), f"{where} {_STEPS.get(key, key)}")
+        return found
+    shown_old, shown_new = json.dumps(old), json.dumps(new)
+    if len(shown_old) + len(shown_new) <= 80:
+        return [f"{where} {shown_old} (now {shown_new})"]
+    return [f"{where} changed"]
+
+
+_STEPS = {"globals": "reads", "closure": "holds"}  # how a function's identity reads in a refusal
+
 
 @dataclass(frozen=True)
 class SkippedItem:
@@ -149,8 +180,8 @@ class ProgressManifest:
         differ = fingerprint.differences(manifest.fingerprint)
         if differ:
             raise ResumeMismatchError(
-                f"{path} holds progress of a run with other {', '.join(differ)}; pass the same arguments to resume, "
-                f"or restart=True to start over",
+                f"{path} holds progress of another run: {fingerprint.describe_differences(manifest.fingerprint)}; "
+                "pass what that run was given to resume it, or restart=True to start over",
                 differ,
             )
         return manifest
