@@ -48,12 +48,15 @@ def _kernel(root, clock, hours=1.0):
     return Kernel(root, KernelLimits(time_s=hours * 3600), started_at=clock.now, clock=clock)
 
 
-def _train(images, root, clock, method="fit_one_cycle", n_epoch=3, deadline=None, clockwork=None, **kwargs):
+def _train(images, root, clock, method="fit_one_cycle", n_epoch=3, deadline=None, clockwork=None, lr=1e-2,
+           fit_kwargs=None, change=None, **kwargs):  # fmt: skip
     learn = make_learner("tiny", images, augment=True)
+    if change is not None:
+        change(learn)
     deadline = deadline or Deadline(every=10**6, reserve=0, safety=0, kernel=_kernel(root, clock), **kwargs)
     cbs = [deadline, *([clockwork] if clockwork else [])]
     with learn.no_bar(), learn.no_logging():
-        getattr(learn, method)(n_epoch, 1e-2, cbs=cbs)
+        getattr(learn, method)(n_epoch, lr, cbs=cbs, **(fit_kwargs or {}))
     return learn, deadline
 
 
@@ -147,6 +150,39 @@ def test_resuming_a_different_fit_is_a_clear_error(images, tmp_path, fake_clock)
 
     with pytest.raises(CheckpointError, match="different fit .*n_epoch: 3 then, 4 now"):
         _train(images, tmp_path, fake_clock, n_epoch=4)
+
+
+def _no_bias(learn):
+    from torch import nn
+
+    learn.model[-1] = nn.Linear(8, 2, bias=False)
+
+
+def _sgd(learn):
+    from fastai.optimizer import SGD
+
+    learn.opt_func = SGD
+
+
+@pytest.mark.parametrize(("changed", "said"), [
+    ({"lr": 3e-2}, "lr schedule 0.0004 -> 0.01 at 25% -> 1e-07 then, 0.0012 -> 0.03 at 25% -> 3e-07 now"),
+    ({"fit_kwargs": {"div": 5.0}}, "lr schedule 0.0004 -> 0.01 at 25% -> 1e-07 then, 0.002 -> 0.01 at 25% -> 1e-07"),
+    ({"fit_kwargs": {"pct_start": 0.5}}, "lr schedule 0.0004 -> 0.01 at 25% -> 1e-07 then, 0.0004 -> 0.01 at 50%"),
+    ({"fit_kwargs": {"wd": 0.3}}, "hypers: [{'eps': 1e-05, 'sqr_mom': 0.99, 'wd': 0.01}] then, [{'eps': 1e-05, "),
+    ({"change": _sgd}, "optimizer: 'Adam' then, 'SGD' now"),
+    ({"change": _no_bias}, "model: parameters of other shapes"),
+])  # fmt: skip
+def test_resuming_with_a_changed_schedule_optimiser_or_model_is_one_line_naming_it(changed, said, images, tmp_path,
+                                                                                  fake_clock):  # fmt: skip
+    _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_batch=7))
+    fake_clock.now += 10**8
+
+    with pytest.raises(CheckpointError) as error:
+        _train(images, tmp_path, fake_clock, **changed)
+
+    ours = str(error.value).splitlines()[-1]  # fastai puts its own line before the callback's error
+    assert "was written by a different fit" in ours
+    assert said in ours
 
 
 def test_resume_false_starts_over(images, tmp_path, fake_clock):

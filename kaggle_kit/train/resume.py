@@ -17,6 +17,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastai.callback.core import CancelEpochException
 from fastai.learner import Learner
 from fastcore.foundation import L
@@ -94,7 +95,7 @@ class ResumePoint:
     def check(self, signature: dict[str, Any]) -> None:
         """Raise CheckpointError, naming each difference, if this point belongs to another fit."""
         saved = self.signature
-        differ = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in signature.items() if saved.get(k) != v]
+        differ = [_difference(k, saved[k], v) for k, v in signature.items() if k in saved and saved[k] != v]
         if differ:
             raise CheckpointError(
                 f"checkpoint {self.path} was written by a different fit ({'; '.join(differ)}); run the same training "
@@ -182,6 +183,31 @@ class Replay:
             return self.order
 
         dl.get_idxs, self._recording = get_idxs, dl
+
+
+def _difference(key: str, then: Any, now: Any) -> str:
+    """One difference between two fit signatures, short enough for a one-line refusal (a checkpoint written before
+    a key existed is not compared on it: `check` skips keys the saved signature lacks)."""
+    if key == "schedule_values" and isinstance(then, dict) and isinstance(now, dict):
+        said = []
+        for name in sorted(set(then) | set(now)):
+            if then.get(name) != now.get(name):
+                said.append(f"{name} schedule {_span(then.get(name))} then, {_span(now.get(name))} now")
+        return "; ".join(said)
+    if key == "shapes":
+        return "model: parameters of other shapes (another architecture or head)"
+    shown = f"{then!r} then, {now!r} now"
+    return f"{key}: {shown if len(shown) <= 100 else 'changed'}"
+
+
+def _span(values: Any) -> str:
+    """A sampled schedule as start -> peak -> end."""
+    flat = np.asarray(values if values is not None else [], dtype=float)
+    if flat.size == 0:
+        return "none"
+    per_point = flat.reshape(len(values), -1).max(axis=1)
+    peak_at = int(per_point.argmax()) * 100 // max(len(per_point) - 1, 1)
+    return f"{per_point[0]:.3g} -> {per_point.max():.3g} at {peak_at}% -> {per_point[-1]:.3g}"
 
 
 def _replay_loader(dl, remaining: list[int], state: dict[str, Any]):

@@ -8,6 +8,8 @@ converted to types ``torch.load(weights_only=True)`` accepts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from typing import Any
 
@@ -58,16 +60,35 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def fit_signature(learn: Learner) -> dict[str, Any]:
-    """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, batch size, schedule."""
+    """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, batch size, the model's
+    parameter shapes, the optimiser and its fixed hyper-parameters (weight decay, eps, ...), and the schedule itself:
+    each scheduled hyper-parameter (lr, mom) sampled at 21 points of the fit, per parameter group, so a changed
+    ``lr_max``, ``div``, ``div_final`` or ``pct_start`` is another fit, not a schedule mixed from two."""
     schedulers = [cb for cb in learn.cbs if isinstance(cb, ParamScheduler)]
+    scheds = {name: fn for cb in schedulers for name, fn in cb.scheds.items()}
+    shapes = [[name, list(t.shape)] for name, t in learn.model.state_dict().items()]
+    hypers = learn.opt.hypers if learn.opt is not None else []
     return {
         "n_epoch": int(learn.n_epoch),
         "n_iter": len(learn.dls.train),
         "bs": int(learn.dls.train.bs or 0),
         "n_items": int(learn.dls.train.n or 0),
-        "schedule": sorted(n for cb in schedulers for n in cb.scheds),
-        "lr": [float(np.max(h["lr"])) for h in learn.opt.hypers] if learn.opt is not None else [],
+        "schedule": sorted(scheds),
+        "schedule_values": {name: [_rounded(fn(i / 20)) for i in range(21)] for name, fn in sorted(scheds.items())},
+        "lr": [] if scheds.get("lr") else [_rounded(h["lr"]) for h in hypers],
+        "optimizer": getattr(learn.opt_func, "__qualname__", type(learn.opt_func).__name__),
+        "hypers": [{k: _rounded(v) for k, v in sorted(h.items()) if k not in scheds} for h in hypers],
+        "shapes": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
     }
+
+
+def _rounded(value: Any) -> Any:
+    """A hyper-parameter as JSON, to 9 significant digits (float noise is not another schedule)."""
+    array = np.asarray(value, dtype=float).ravel() if not isinstance(value, bool) else None
+    if array is None:
+        return value
+    values = [float(f"{x:.9g}") for x in array]
+    return values[0] if len(values) == 1 else values
 
 
 def capture_learner(learn: Learner) -> dict[str, Any]:
