@@ -438,6 +438,7 @@ TO_ROWS = {{
     "top-2": kk.top_k_rows(VOCAB, k=2),
     "lambda-a": lambda items, preds: [(Path(i).stem, "a") for i in items],
     "lambda-b": lambda items, preds: [(Path(i).stem, "b") for i in items],
+    "score": lambda items, preds: [(Path(i).stem, f"{{p[0]:.6f}}") for i, p in zip(items, preds)],
 }}
 mode, name = sys.argv[1:]
 images = sorted(Path({images!r}).glob("*.png"))
@@ -555,3 +556,27 @@ def test_a_kernel_whose_training_stopped_to_resume_predicts_nothing_unless_told(
     again = stream_predict(learn, images, CsvSink(path, _label_rows, ["id", "label", "p"]), kernel=kernel_here,
                            progress=False)  # fmt: skip
     assert (again.refused, again.complete) == (None, True)
+
+
+def test_a_test_set_with_other_pixels_at_the_same_names_is_predicted_again_in_a_new_process(tmp_path):
+    from conftest import make_images
+    from PIL import Image, ImageOps
+
+    own = make_images(tmp_path / "own", 12)
+    rerun, fresh = tmp_path / "rerun", tmp_path / "fresh"
+    for root in (rerun, fresh):
+        (root / "working").mkdir(parents=True)
+    first = _resume_step(rerun, own, "finish", "score")
+    before = (rerun / "working/out.csv").read_bytes()
+    for path in own[6:]:  # the private test set: same file names, other pixels (from the 7th item on)
+        with Image.open(path) as image:
+            ImageOps.invert(image.convert("RGB")).save(path)
+
+    again = _resume_step(rerun, own, "finish", "score")
+    whole = _resume_step(fresh, own, "finish", "score")
+
+    assert first == again == whole == {"done": 12, "complete": True}
+    after = (rerun / "working/out.csv").read_bytes()
+    assert after == (fresh / "working/out.csv").read_bytes()  # as if the new test set had been predicted from scratch
+    assert after != before
+    assert after.splitlines()[:7] == before.splitlines()[:7]  # header and the unchanged items' rows kept

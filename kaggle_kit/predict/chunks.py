@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kaggle_kit.memory import MemoryMonitor
+from kaggle_kit.predict.identity import content_digest
 from kaggle_kit.predict.progress import ProgressManifest, SkippedItem
 from kaggle_kit.predict.sinks import Sink
 
@@ -62,7 +63,8 @@ class ChunkWriter:
         try:
             self.sink.write(chunk_items, preds, ok, index)
             bad = [SkippedItem(int(index[i]), _describe(chunk_items, i), reason) for i, reason in skipped.items()]
-            self.manifest.record(done, self.sink.commit(), bad)
+            content = content_digest(chunk_items)  # the files were just read: from the page cache
+            self.manifest.record(done, self.sink.commit(), bad, content)
             self.manifest.commit(self.manifest_path)  # the commit point: sink state, count and file digest together
         except BaseException as exc:  # handed to the main thread at its next submit or wait
             self._error = exc

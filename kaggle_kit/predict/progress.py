@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,7 @@ class Commit:
     sink_state: dict[str, Any]
     bytes: int  # committed length of the sink's file
     sha256: str  # digest of the file's bytes from the previous commit's length up to `bytes`
+    content: str = ""  # `content_digest` of the items this commit added ("" : not recorded, e.g. rows of a frame)
 
 
 @dataclass
@@ -249,11 +250,29 @@ class ProgressManifest:
 
     # --- writing ----------------------------------------------------------------------------------------------------
 
-    def record(self, done: int, sink_state: dict[str, Any], skipped: Iterable[SkippedItem]) -> None:
-        """Add a commit: `done` items, the sink state `sink.commit()` returned, and new unreadable items."""
+    def record(self, done: int, sink_state: dict[str, Any], skipped: Iterable[SkippedItem], content: str = "") -> None:
+        """Add a commit: `done` items, the sink state `sink.commit()` returned, new unreadable items and the
+        `content_digest` of the items it added."""
         self.skipped += list(skipped)
         self.commits.append(Commit(done, len(self.skipped), dict(sink_state), int(sink_state["bytes"]),
-                                   str(sink_state["sha256"])))  # fmt: skip
+                                   str(sink_state["sha256"]), content))  # fmt: skip
+
+    def content_checked(self, digest_of: Callable[[int, int], str], path: Path) -> ProgressManifest:
+        """This manifest cut back to the last commit whose items still hold what they held when predicted
+        (`digest_of(start, stop)`: the `content_digest` of the items at positions start..stop now); the cut record is
+        committed to `path` and a warning says how many items are predicted again."""
+        good, start = 0, 0
+        for commit in self.commits:
+            if commit.content and digest_of(start, commit.done) != commit.content:
+                break
+            good, start = good + 1, commit.done
+        if good == len(self.commits):
+            return self
+        cut = self._cut(good)
+        log.warning("%d item(s) from position %d hold other bytes than when they were predicted (same names, other "
+                    "content: a new test set?): predicting them again", self.done - cut.done, cut.done)  # fmt: skip
+        cut.commit(path)
+        return cut
 
     def commit(self, path: Path) -> None:
         """Write the manifest atomically: the run's commit point, after the sink's bytes are durable."""
@@ -283,8 +302,11 @@ def _typed(raw: Any, key: str, kind: type) -> Any:
 
 def _commit(raw: Any) -> Commit:
     """One commit read back, every field of its type (whether its sink state agrees is `verified`'s to check)."""
+    content = raw.get("content", "") if isinstance(raw, dict) else ""
+    if not isinstance(content, str):
+        raise ValueError(f"field 'content' is {content!r:.40}, not a digest")
     return Commit(_typed(raw, "done", int), _typed(raw, "skipped", int), _typed(raw, "sink_state", dict),
-                  _typed(raw, "bytes", int), _typed(raw, "sha256", str))  # fmt: skip
+                  _typed(raw, "bytes", int), _typed(raw, "sha256", str), content)  # fmt: skip
 
 
 def _skipped(raw: dict) -> list[SkippedItem]:

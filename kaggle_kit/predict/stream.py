@@ -30,7 +30,7 @@ from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
 from kaggle_kit.predict.batches import FLIPS, chunk_finisher, identity, predict_chunk, take
 from kaggle_kit.predict.chunks import ChunkPlanner, ChunkWriter
-from kaggle_kit.predict.identity import callable_identity, items_digest, model_digest
+from kaggle_kit.predict.identity import callable_identity, content_digest, items_digest, model_digest
 from kaggle_kit.predict.progress import (
     ProgressManifest,
     RunFingerprint,
@@ -173,6 +173,9 @@ def stream_predict(
                 if path.exists():
                     os.truncate(path, 0)  # in place: the lock on the first file stays held
         manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
+        if manifest.done:  # the same names may hold other pixels now: those items are predicted again
+            manifest = manifest.content_checked(lambda lo, hi: content_digest(take(items, positions[lo:hi])),
+                                                manifest_path)  # fmt: skip
         resumed_at = manifest.done
         if ranks is not None:
             ranks.broadcast(manifest.complete)  # already complete: the other ranks have nothing to predict
