@@ -186,3 +186,63 @@ def test_a_closure_over_an_unidentifiable_object_is_refused_naming_it():
 
     with pytest.raises(IdentityError, match="'opaque'"):
         callable_identity(to_rows)
+
+
+SCRIPT = """
+NAMES = {names!r}
+CFG = {{"k": {k!r}, "reserve_s": {reserve!r}}}
+
+
+def name_of(x):
+    return NAMES[int(x)] + PREFIX
+
+
+PREFIX = {prefix!r}
+
+
+def count_down(n):
+    return 0 if n <= 0 else count_down(n - 1)
+
+
+def to_rows(items, preds):
+    count_down(1)
+    return [(str(i), name_of(p), CFG["k"], CFG.get("k")) for i, p in zip(items, preds)]
+"""
+
+
+def _to_rows(names=("dog", "cat"), k=1, reserve=60, prefix="", body=None):
+    """`to_rows` of a freshly run script (a new module namespace, as in the next kernel)."""
+    namespace = {"__name__": "kernel_script"}
+    source = (body or SCRIPT).format(names=list(names), k=k, reserve=reserve, prefix=prefix)
+    exec(compile(source, "kernel.py", "exec"), namespace)
+    return callable_identity(namespace["to_rows"])
+
+
+@pytest.mark.parametrize("changed", [
+    {"names": ("cat", "dog")},  # the list a helper reads
+    {"prefix": "!"},  # a plain value the helper reads
+    {"k": 2},  # a settings dict's key it reads
+    {"body": SCRIPT.replace("NAMES[int(x)] + PREFIX", "NAMES[-int(x)] + PREFIX")},  # the helper's code
+])  # fmt: skip
+def test_what_a_helper_called_by_to_rows_reads_and_does_counts(changed):
+    assert _to_rows() == _to_rows()  # a new namespace with the same code and values is the same run
+    assert _to_rows(**changed) != _to_rows()
+
+
+def test_a_settings_dict_counts_only_by_the_keys_to_rows_reads():
+    assert _to_rows(reserve=600) == _to_rows(reserve=60)  # the time reserve may change between kernels
+
+
+def test_an_object_whose_repr_hides_a_changed_state_is_not_the_same_act():
+    class Scaled:
+        def __init__(self, factor):
+            self.factor = factor
+
+        def __call__(self, x):
+            return x * self.factor
+
+        def __repr__(self):
+            return "Scaled()"
+
+    assert callable_identity(Scaled(2.0)) == callable_identity(Scaled(2.0))
+    assert callable_identity(Scaled(2.0)) != callable_identity(Scaled(3.0))

@@ -9,12 +9,14 @@ or a time.
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
 import inspect
 import json
 import os
 import re
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
+_FOLLOW_DEPTH = 4  # calls deep: to_rows -> helper -> helper's helper -> ...
+_LIBRARY_PATHS = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
 
 
 class IdentityError(KaggleKitError, TypeError):
@@ -46,14 +50,17 @@ def callable_identity(fn: Any, what: str = "to_rows") -> Any:
 
     - a builtin or class: ``"module.qualname"``;
     - a Python function or lambda: its name plus what makes it behave differently: a digest of its code, its
-      defaults, the values its closure holds and the plain module-level values it reads, dicts aside (JSON
-      values as they are, arrays by digest, functions by this same rule); a value of any other kind raises
+      defaults, the values its closure holds and the plain module-level values it reads (JSON values as they are,
+      arrays by digest, functions by this same rule), the values it reads from a module-level dict by a constant
+      key (``CFG["k"]``: only those keys, so the rest of a settings dict may change), and the user's own
+      module-level functions it calls, followed the same way a few calls deep; a value of any other kind raises
       `IdentityError`. So ``top_k_rows(vocab, k=1)`` and ``k=2``, or two lambdas of one module, never pass for
       each other;
     - an object with a ``signature()`` method: its class plus what ``signature()`` returns (its settings);
     - a bound method: its function plus its object's ``signature()``, or else the object's attributes (as values);
     - a ``functools.partial``: its function plus its arguments, when they are values as above;
-    - any other object whose ``repr`` carries no memory address (``nn.Sigmoid()``): its class and repr.
+    - any other object whose ``repr`` carries no memory address (``nn.Sigmoid()``): its class and repr, plus its
+      weights (a torch module) or its attributes, since a repr can stay the same while the state changes.
     Anything else raises `IdentityError` naming `what` and how to fix it.
     """
     if fn is None:
@@ -84,8 +91,8 @@ def callable_identity(fn: Any, what: str = "to_rows") -> Any:
     if _has_signature(fn):
         return {"class": _qualified(type(fn)), "settings": _settings(fn, what)}
     text = repr(fn)
-    if not _ADDRESS.search(text):
-        return {"class": _qualified(type(fn)), "repr": text}
+    if not _ADDRESS.search(text):  # a repr can stay the same while the state it hides changes: the state counts too
+        return {"class": _qualified(type(fn)), "repr": text, "state": _callable_state(fn, what)}
     raise IdentityError(
         f"{what} (a {_qualified(type(fn))} object) has no name that stays the same in the next process, so a resumed "
         f"run could not be checked; give {type(fn).__name__} a signature() method returning its settings, or pass a "
@@ -160,8 +167,10 @@ def array_digest(values: Any) -> str:
     return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
-def _function_identity(fn: Any, what: str, depth: int = 0) -> dict[str, Any]:
-    """A Python function by name, code, defaults, closure values and the plain globals it reads."""
+def _function_identity(fn: Any, what: str, depth: int = 0, seen: frozenset = frozenset()) -> dict[str, Any]:
+    """A Python function by name, code, defaults, closure values, the plain globals it reads, the values it reads
+    from a module-level dict by a constant key (``CFG["k"]``, ``CFG.get("k")``), and the user's own module-level
+    functions it calls (followed the same way, `_FOLLOW_DEPTH` calls deep; a recursive call counts by name)."""
     code = fn.__code__
     closure = {}
     for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
@@ -170,12 +179,23 @@ def _function_identity(fn: Any, what: str, depth: int = 0) -> dict[str, Any]:
         except ValueError:  # an empty cell (a name bound later): nothing it could behave by yet
             value = None
         closure[name] = _value_identity(value, f"{what} (its closure's {name!r})", depth)
-    module_values = {}
+    module_values: dict[str, Any] = {}
+    keys_read = _constant_keys(code)
     for name in sorted(set(_names_read(code))):
-        if name in fn.__globals__:
-            value = fn.__globals__[name]
-            if _is_plain(value):
-                module_values[name] = _value_identity(value, f"{what} (the module-level {name!r})", depth)
+        if name not in fn.__globals__:
+            continue
+        value = fn.__globals__[name]
+        if _is_plain(value):
+            module_values[name] = _value_identity(value, f"{what} (the module-level {name!r})", depth)
+        elif isinstance(value, dict):  # only the keys it reads: a settings dict may change elsewhere between kernels
+            for key in sorted((k for k in keys_read.get(name, ()) if k in value), key=repr):
+                module_values[f"{name}[{key!r}]"] = _value_identity(value[key], f"{what} ({name}[{key!r}])", depth)
+        elif _is_users_function(value) and value is not fn:
+            if value in seen or depth >= _FOLLOW_DEPTH:
+                module_values[name] = {"function": _qualified(value), "code": _code_digest(value.__code__)}
+            else:
+                module_values[name] = _function_identity(value, f"{what} (the function {name!r} it calls)", depth + 1,
+                                                         seen | {fn})  # fmt: skip
     return {
         "function": _qualified(fn),
         "code": _code_digest(code),
@@ -244,6 +264,47 @@ def _is_plain(value: Any) -> bool:
     would refuse a resume whose time reserve changed. Not a module, class or function: those have names.
     """
     return isinstance(value, bool | int | float | str | list | tuple | set | frozenset | np.ndarray | np.generic)
+
+
+def _constant_keys(code: Any) -> dict[str, set]:
+    """{global name: constant keys} for each ``NAME["key"]`` or ``NAME.get("key")`` in `code` and the code nested
+    in it (comprehensions, inner functions)."""
+    found: dict[str, set] = {}
+    steps = list(dis.get_instructions(code))
+    for i, step in enumerate(steps[:-2]):
+        if step.opname not in ("LOAD_GLOBAL", "LOAD_NAME") or not isinstance(step.argval, str):
+            continue
+        after, then = steps[i + 1], steps[i + 2]
+        if after.opname == "LOAD_CONST" and then.opname == "BINARY_SUBSCR":
+            key = after.argval
+        elif after.opname in ("LOAD_METHOD", "LOAD_ATTR") and after.argval == "get" and then.opname == "LOAD_CONST":
+            key = then.argval
+        else:
+            continue
+        if isinstance(key, str | int):
+            found.setdefault(step.argval, set()).add(key)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            for name, keys in _constant_keys(const).items():
+                found.setdefault(name, set()).update(keys)
+    return found
+
+
+def _is_users_function(value: Any) -> bool:
+    """A Python function of the user's own code (a script's helper), not the standard library's, an installed
+    package's or the kit's: its code counts towards the identity of a function that calls it."""
+    if not inspect.isfunction(value) or str(getattr(value, "__module__", "")).split(".")[0] == "kaggle_kit":
+        return False
+    return not value.__code__.co_filename.startswith(_LIBRARY_PATHS)
+
+
+def _callable_state(fn: Any, what: str) -> Any:
+    """What a callable object without ``signature()`` behaves by, besides its repr: a torch module's weights, or
+    else its attributes as values (`IdentityError` when they are not)."""
+    if hasattr(fn, "state_dict") and hasattr(fn, "parameters"):
+        return model_digest(fn)
+    state = getattr(fn, "__dict__", None)
+    return _object_state(fn, what) if state else None
 
 
 def _names_read(code: Any) -> list[str]:
