@@ -21,6 +21,10 @@ import kaggle_kit as kk
 from conftest import make_learner
 
 images = sorted(Path({images!r}).glob("*.png"))[: {n}]
+if dist.is_initialized() and dist.get_rank() == 1 and os.environ.get("RANK_1_ITEMS") == "reversed":
+    images = images[::-1]
+if dist.is_initialized() and dist.get_rank() == 1 and os.environ.get("RANK_1_ITEMS") == "fewer":
+    images = images[:-1]
 learn = make_learner("tiny", sorted(Path({images!r}).glob("*.png"))[:16])  # seeded: the same weights on every rank
 if dist.is_initialized() and dist.get_rank() == 1:
     time.sleep(1.5)  # a late rank: a write before the others' shares arrived would show
@@ -35,15 +39,15 @@ if dist.is_initialized():
 """
 
 
-def _run(tmp_path, name, script, ranks):
+def _run(tmp_path, name, script, ranks, env=None, ok=True):
     root = tmp_path / name
     (root / "working").mkdir(parents=True)
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"] if ranks > 1 else []
-    env = {**os.environ, "KAGGLE_KIT_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "KAGGLE_KIT_ROOT": str(root), "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run([sys.executable, *launcher, str(script)], cwd=root / "working", env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return root / "working", proc.stdout
+    assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
+    return root / "working", proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("n", [37, 1], ids=["37 items, bs 4", "fewer items than ranks"])
@@ -62,3 +66,15 @@ def test_two_ranks_write_what_one_process_writes_and_only_rank_0_writes(n, tmp_p
     lines = (two / "submission.csv").read_text().splitlines()
     assert len(lines) == n + 1
     assert len({line.split(",")[0] for line in lines[1:]}) == n  # no row twice, none missing
+
+
+@pytest.mark.parametrize("given", ["reversed", "fewer"])
+def test_ranks_given_other_items_all_stop_in_one_line_and_nothing_is_written(given, tmp_path):
+    images = make_images(tmp_path / "images", 12)
+    script = tmp_path / "predict.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), images=str(images[0].parent), n=12))
+
+    working, said = _run(tmp_path, "two", script, 2, env={"RANK_1_ITEMS": given}, ok=False)
+
+    assert said.count("RanksDisagreeError: rank 1 was given other items than rank 0") == 2, said  # both ranks said it
+    assert list(working.iterdir()) == []  # nothing written, not even the lock's empty file

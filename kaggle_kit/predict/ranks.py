@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Ranks"]
+from kaggle_kit.errors import KaggleKitError
+
+__all__ = ["Ranks", "RanksDisagreeError"]
+
+
+class RanksDisagreeError(KaggleKitError):
+    """The processes of a multi-process launch were given different arguments; ``value``: the ranks that differ."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,19 @@ class Ranks:
             ok_all[r :: self.world] = o
             skipped_all.update({r + k * self.world: why for k, why in s.items()})
         return out, ok_all, skipped_all
+
+    def agree(self, value: Any, what: str) -> None:
+        """Check that every rank holds rank 0's `value` (e.g. the items' count and digest); on a difference every
+        rank raises the same one-line `RanksDisagreeError`, before anything is written (all enter one collective)."""
+        import torch.distributed as dist
+
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        differ = [r for r, v in enumerate(values) if v != values[0]]
+        if differ:
+            raise RanksDisagreeError(f"rank {differ[0]} was given other {what} than rank 0: every rank must make the "
+                                     "same stream_predict call (the same items, in the same order); nothing was "
+                                     "written", differ)  # fmt: skip
 
     def barrier(self) -> None:
         """Wait until every rank is here."""

@@ -150,13 +150,16 @@ def stream_predict(
                               peak_memory_bytes=0, seconds=0.0, files=[], refused=unfinished)  # fmt: skip
     monitor = monitor or MemoryMonitor(kernel.limits)
     ranks = Ranks.current()
+    roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
+    digest = items_digest(items, roots)
+    if ranks is not None:  # every rank, before anything is written: a rank with other items would mix rows
+        ranks.agree((n_total, digest, (shard_i, n_shards)), "items")
     if (
         ranks is not None and not ranks.main
     ):  # another process of a multi-GPU launch: predicts its share, writes nothing
         return _follow_rank0(ranks, learn, items, positions, sink, bs, num_workers, act, decode, flips, monitor)
     first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
-    roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
-    fingerprint = RunFingerprint(items=items_digest(items, roots), n_items=n_total, shard=(shard_i, n_shards),
+    fingerprint = RunFingerprint(items=digest, n_items=n_total, shard=(shard_i, n_shards),
                                  decode=decode, act=callable_identity(act, "act"), tta=tuple(flips),
                                  sink=sink.signature(), model=model_digest(learn.model))  # fmt: skip
     files = [str(p) for p in [*sink.paths(), manifest_path]]
