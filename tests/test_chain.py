@@ -40,7 +40,10 @@ if "status_bytes" in control:
     sys.exit(0)
 runs = before if control.get("stuck") else before + 1
 state = "done" if runs >= control.get("needed", 1) else "needs-resume"
-write_status(".", state, stage=0, epoch=runs, iteration=0, runs=runs)
+if control.get("batches"):  # a fit of 10 epochs of `batches` batches, one batch a run
+    write_status(".", state, stage=0, epoch=0, iteration=runs, runs=runs, epochs=10, batches=control["batches"])
+else:
+    write_status(".", state, stage=0, epoch=runs, iteration=0, runs=runs)
 """
 
 
@@ -102,6 +105,22 @@ def test_chain_stops_with_kaggles_message_when_a_run_fails(control, message, loc
     assert outcome.result == "error"
     assert f"run 1 ended ERROR: {message}" in outcome.reason
     assert len(local_kaggle.calls("SaveKernel")) == 1
+
+
+@pytest.mark.parametrize(("batches", "result"), [(1000, "stuck"), (5, "done")], ids=["1 of 10000", "1 of 50"])
+def test_a_chain_whose_runs_train_under_one_percent_of_the_fit_stops_after_the_first(batches, result, local_kaggle,
+                                                                                     tmp_path):  # fmt: skip
+    folder, _ = _kernel(tmp_path, needed=3, batches=batches)
+
+    outcome, _ = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert outcome.result == result, outcome.reason
+    if result == "stuck":
+        assert "run 1 trained 1 batch(es), 0.0% of the fit: at this pace the job needs about 9999 more runs" in (
+            outcome.reason)  # fmt: skip
+        assert len(local_kaggle.calls("SaveKernel")) == 1
+    else:
+        assert len(outcome.runs) == 3  # 2% of the fit a run: slow, but not a hundred runs
 
 
 def test_a_chain_started_again_after_a_failed_run_resumes_from_the_last_good_output(local_kaggle, tmp_path):

@@ -185,6 +185,24 @@ def test_resuming_with_a_changed_schedule_optimiser_or_model_is_one_line_naming_
     assert said in ours
 
 
+def test_a_kernel_with_less_time_left_than_its_reserve_refuses_to_train_in_one_line(images, tmp_path, fake_clock):
+    from kaggle_kit.train.deadline import DeadlineError
+
+    kernel = _kernel(tmp_path, fake_clock, hours=1.0)
+    fake_clock.advance(40 * 60)  # 20 minutes left, 30 reserved for prediction
+    counter = Clockwork(fake_clock)
+
+    with pytest.raises(DeadlineError) as error:
+        _train(images, tmp_path, fake_clock, clockwork=counter,
+               deadline=Deadline(every=10**6, reserve=30, safety=0, kernel=kernel))  # fmt: skip
+
+    ours = str(error.value).splitlines()[-1]
+    assert "Deadline: 1200 s left, 1800 s needed for one checkpointed batch (reserve 1800 + safety 0" in ours
+    assert "cannot make progress" in ours
+    assert counter.batches == 0
+    assert read_status(tmp_path / "working") is None  # nothing claimed: the status is left as it was
+
+
 def test_resume_false_starts_over(images, tmp_path, fake_clock):
     _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_batch=3))
     fake_clock.now += 10**8

@@ -3,7 +3,8 @@
 Run 1 is the bundle as it is. When a run completes and its output's kaggle-kit-status.json says "needs-resume", the
 next run is pushed with the kernel itself in kernel_sources, so the previous run's output (its checkpoints) is under
 /kaggle/input and kk.Deadline resumes from it. The chain stops when a run says "done", errors, makes no progress (it
-needs a resume at the very place the run before it stopped), or after `max_runs`.
+needs a resume at the very place the run before it stopped), makes too little (under `MIN_PROGRESS` of its fit's
+batches, predicting nothing more: a hundred runs or more to go), or after `max_runs`.
 Its history is kept in <bundle>/chain.json (atomic), so an interrupted `chain` picks up where the chain is; started
 again after a run that errored (fix the config or the script first), it pushes that run again: the kernel resumes
 from the last good output, not from scratch.
@@ -25,7 +26,7 @@ from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, write_metadata
 from kaggle_kit.status import DONE, NEEDS_RESUME, KernelStatus, StatusError
 
-__all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME"]
+__all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME", "MIN_PROGRESS"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ CHAIN_NAME = "chain.json"
 STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each run's output
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 _RETRIED = ("error", "no-status", "stuck")  # how a run may have ended that a chain started again pushes once more
+MIN_PROGRESS = 0.01  # the least share of its fit's batches a run must train (or it must predict more) to go on
 
 
 @dataclass
@@ -107,7 +109,8 @@ def run_chain(
                 return _finish(state, state_path, "no-status", f"run {run['run']} left {problem}")
             run["state"] = status.status
             run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
-                       time_used_s=status.time_used_s, predicted=status.extra.get("predicted"))  # fmt: skip
+                       time_used_s=status.time_used_s, predicted=status.extra.get("predicted"),
+                       epochs=status.extra.get("epochs"), batches=status.extra.get("batches"))  # fmt: skip
             atomic_write_json(state_path, state)
             say(f"run {run['run']}: {status.status} ({status.where()})")
             before = [r for r in runs[:-1] if r["state"] == NEEDS_RESUME]
@@ -117,6 +120,11 @@ def run_chain(
                 return _finish(state, state_path, "stuck", f"run {run['run']} made no progress: it stopped where run "
                                f"{before[-1]['run']} did ({status.where()}); the time left after the Deadline"
                                "'s reserve is too short for one step")  # fmt: skip
+            slow = _too_slow(run, before[-1] if before else None) if status.status == NEEDS_RESUME else None
+            if slow:
+                run["state"] = "stuck"
+                atomic_write_json(state_path, state)
+                return _finish(state, state_path, "stuck", slow)
         if run["state"] == DONE:
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
@@ -152,6 +160,25 @@ def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, 
             return name, failure
         sleep(delay)
         delay = min(max_poll_s, delay * 2)
+
+
+def _too_slow(run: dict[str, Any], before: dict[str, Any] | None) -> str | None:
+    """Why a run that trained less than `MIN_PROGRESS` of its fit's batches (and predicted nothing more) stops the
+    chain: at that pace the job would need over a hundred runs of GPU quota; None when it made enough progress."""
+    epochs, batches = run.get("epochs"), run.get("batches")
+    if not (isinstance(epochs, int) and isinstance(batches, int) and epochs > 0 and batches > 0):
+        return None  # a script whose status does not say how long its fit is: only "no progress" is known
+    if before is None:
+        before = {"stage": 0, "epoch": 0, "iteration": 0, "predicted": None}
+    if before.get("stage") != run.get("stage") or before.get("predicted") != run.get("predicted"):
+        return None
+    trained = (run["epoch"] * batches + run["iteration"]) - (before["epoch"] * batches + before["iteration"])
+    total = epochs * batches
+    if trained <= 0 or trained >= MIN_PROGRESS * total:
+        return None
+    return (f"run {run['run']} trained {trained} batch(es), {100 * trained / total:.1f}% of the fit: at this pace the "
+            f"job needs about {round((total - run['epoch'] * batches - run['iteration']) / trained)} more runs; give "
+            "each run more time, or a smaller Deadline reserve or safety")  # fmt: skip
 
 
 def _position(run: dict[str, Any]) -> tuple:

@@ -31,11 +31,16 @@ from kaggle_kit.train.checkpoint import CHECKPOINT_DIR, CheckpointSaver
 from kaggle_kit.train.resume import Replay, ResumePoint
 from kaggle_kit.train.state import fit_signature
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "DeadlineError"]
 
 log = logging.getLogger(__name__)
 
 _FITS: weakref.WeakKeyDictionary[Learner, int] = weakref.WeakKeyDictionary()  # fits started per learner = stage
+_TRAINED_IN: set[tuple[str, float]] = set()  # kernels (root, start) in which a Deadline fit trained a batch
+
+
+class DeadlineError(KaggleKitError):
+    """The kernel's time left cannot hold one checkpointed batch beyond the reserve and margin."""
 
 
 class Deadline(Callback):
@@ -102,6 +107,8 @@ class Deadline(Callback):
             log.info("stage %d was finished in an earlier run (%s is stage %d)", self.stage, point.path, point.stage)
             self.finished = True
             raise CancelFitException()
+        if point is None or not point.fit_done:
+            self._check_time_for_a_batch(point.timing if point is not None else {})
         self._replay = Replay(self.learn, point)
         if point is None:
             self._write_status(NEEDS_RESUME, 0, 0)  # until training ends, the job needs this kernel
@@ -153,6 +160,7 @@ class Deadline(Callback):
         self._batch_started = time.perf_counter()
 
     def after_batch(self) -> None:
+        _TRAINED_IN.add(self._kernel_key())
         self._batch_s = max(self._batch_s, time.perf_counter() - self._batch_started)
         self._epoch_iteration = self._offset + self.learn.iter + 1
         self._save_or_stop(epoch_done=False)
@@ -177,8 +185,9 @@ class Deadline(Callback):
         path = self._save(epoch_done=epoch_done)  # before raising: after_fit handlers must not undo it
         self.stopped = True
         record_event("stop", stage=self.stage, epoch=self.learn.epoch, checkpoint=path.name)
-        log.warning("stopping training %.0fs before the cutoff (reserve %.0fs + margin %.0fs); resume from %s",
-                    self.kernel.remaining_s(), self.reserve_s, self.margin_s(), path)  # fmt: skip
+        log.warning("stopping training: %.0f s left, %.0f s needed (reserve %.0f + margin %.0f); resume from %s",
+                    self.kernel.remaining_s(), self.reserve_s + self.margin_s(), self.reserve_s, self.margin_s(),
+                    path)  # fmt: skip
         raise CancelFitException()
 
     def _save(self, epoch_done: bool, fit_done: bool = False) -> Path:
@@ -186,7 +195,9 @@ class Deadline(Callback):
         iteration = len(self.learn.dls.train) if epoch_done else self._epoch_iteration
         point = ResumePoint.capture(self.learn, stage=self.stage, iteration=iteration, epoch_done=epoch_done,
                                     fit_done=fit_done, signature=self.signature, order=self._replay.order,
-                                    time_used_s=self.kernel.elapsed_s())  # fmt: skip
+                                    time_used_s=self.kernel.elapsed_s(),
+                                    timing={"batch_s": self._batch_s, "valid_s": self._valid_s,
+                                            "save_s": self._save_s})  # fmt: skip
         path = self.saver.save(point.state)
         self._save_s = max(self._save_s, time.perf_counter() - started)
         self._last_save_s = self.kernel.elapsed_s()
@@ -197,7 +208,27 @@ class Deadline(Callback):
 
     def _write_status(self, status: str, epoch: int, iteration: int, **info: Any) -> None:
         write_status(self.kernel.working_dir, status, stage=self.stage, epoch=int(epoch), iteration=int(iteration),
-                     time_used_s=self.kernel.elapsed_s(), **info)  # fmt: skip
+                     time_used_s=self.kernel.elapsed_s(), epochs=int(self.learn.n_epoch),
+                     batches=len(self.learn.dls.train), **info)  # fmt: skip
+
+    def _kernel_key(self) -> tuple[str, float]:
+        return str(self.kernel.root), float(self.kernel.started_at)
+
+    def _check_time_for_a_batch(self, timing: dict[str, float]) -> None:
+        """Refuse, before this kernel trains anything, a kernel whose time left cannot hold one checkpointed batch
+        beyond the reserve and the safety margin (the batch and save times the last checkpoint recorded, where it
+        did): it could not make progress, and a chain of such runs would spend its quota for nothing. A later fit
+        of a kernel that already trained (the next stage) is not refused: it stops at its first checkpoint."""
+        if self._kernel_key() in _TRAINED_IN:
+            return
+        batch, save = timing.get("batch_s", 0.0), timing.get("save_s", 0.0)
+        needed = self.reserve_s + self.safety_s + batch + save
+        left = self.kernel.remaining_s()
+        if left < needed:
+            raise DeadlineError(f"Deadline: {left:.0f} s left, {needed:.0f} s needed for one checkpointed batch "
+                                f"(reserve {self.reserve_s:.0f} + safety {self.safety_s:.0f} + batch and save "
+                                f"{batch + save:.0f}): this kernel cannot make progress; lower reserve or safety, or "
+                                "give each run more time", left)  # fmt: skip
 
     def _reserve_s(self) -> float:
         reserve = self.reserve() if callable(self.reserve) else self.reserve

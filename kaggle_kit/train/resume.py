@@ -41,14 +41,16 @@ class ResumePoint:
 
     @classmethod
     def capture(cls, learn: Learner, *, stage: int, iteration: int, epoch_done: bool, fit_done: bool,
-                signature: dict[str, Any], order: list[int], time_used_s: float) -> ResumePoint:  # fmt: skip
-        """The fit of `learn` now: `iteration` batches of its current epoch trained (seconds in `time_used_s`)."""
+                signature: dict[str, Any], order: list[int], time_used_s: float,
+                timing: dict[str, float] | None = None) -> ResumePoint:  # fmt: skip
+        """The fit of `learn` now: `iteration` batches of its current epoch trained (seconds in `time_used_s`;
+        `timing`: the slowest batch, validation and save seen, seconds, for the next run's start check)."""
         return cls({
             "format": FORMAT, "stage": int(stage), "epoch": int(learn.epoch), "iteration": int(iteration),
             "epoch_done": bool(epoch_done), "fit_done": bool(fit_done), "signature": signature,
             "train_iter": int(learn.train_iter), "pct_train": float(learn.pct_train), "order": list(order),
             "dl_rng": learn.dls.train.rng.getstate(), "rng": capture_rng(), "learner": capture_learner(learn),
-            "time_used_s": float(time_used_s),
+            "time_used_s": float(time_used_s), "timing": {k: float(v) for k, v in (timing or {}).items()},
         })  # fmt: skip
 
     @classmethod
@@ -73,6 +75,10 @@ class ResumePoint:
     signature = property(lambda self: dict(self.state["signature"]), doc="what identifies the fit (fit_signature)")
     order = property(lambda self: list(self.state["order"]), doc="the epoch's item order, for the replay")
     time_used_s = property(lambda self: float(self.state.get("time_used_s", 0.0)), doc="kernel seconds used")
+    timing = property(
+        lambda self: {k: float(v) for k, v in dict(self.state.get("timing") or {}).items()},
+        doc="the slowest batch, validation and save of the run that wrote it (seconds; may be empty)",
+    )
 
     @classmethod
     def find(cls, kernel: Kernel, saver: CheckpointSaver, stage: int, signature: dict[str, Any]) -> ResumePoint | None:
