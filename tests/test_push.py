@@ -151,6 +151,28 @@ def test_push_with_shards_pushes_one_kernel_per_shard(local_kaggle, tmp_path):
     assert all(f"'KAGGLE_KIT_SHARD': '{i}/3'" in b["text"] for i, b in enumerate(local_kaggle.calls("SaveKernel")))
 
 
+TRAINS = """
+SETTINGS = {{"model": {model}, "epochs": 3}}
+learn.fit_one_cycle(SETTINGS["epochs"], 1e-3, cbs=kk.Deadline())
+"""
+
+
+@pytest.mark.parametrize(("model", "refused"), [("None", True), ('"my-model"', False)])
+def test_sharding_a_kernel_that_trains_is_refused_unless_its_settings_give_a_model(model, refused, local_kaggle,
+                                                                                   tmp_path):  # fmt: skip
+    kernel = _kernel(tmp_path / "kernel", script=TRAINS.format(model=model))
+
+    proc = _cli("push", str(kernel), "--shards", "2", "--out", str(tmp_path / "build"))
+
+    if refused:
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "trains a model: --shards would train one per shard" in proc.stderr
+        assert local_kaggle.requests == []
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert len(local_kaggle.calls("SaveKernel")) == 2
+
+
 def test_sharded_kernels_merge_into_the_unsharded_submission(run_kernel, tmp_path):
     images = make_images(tmp_path / "images", 20)
     script = f"""

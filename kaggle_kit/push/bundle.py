@@ -10,20 +10,23 @@ a script or package file whose bytes hold the user's Kaggle key or token is refu
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import re
 import zipfile
 from pathlib import Path
 
 import kaggle_kit
 from kaggle_kit.atomic import atomic_write_bytes
+from kaggle_kit.errors import UsageError
 from kaggle_kit.push.metadata import load_metadata, validate_metadata, write_metadata
 from kaggle_kit.push.secrets import check_text_travels, looks_like_credential, user_secrets
 
-__all__ = ["build_bundle", "package_zip", "BOOTSTRAP_MARK"]
+__all__ = ["build_bundle", "package_zip", "check_shardable", "BOOTSTRAP_MARK"]
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +136,48 @@ def build_bundle(
     write_metadata(out, {**meta, "code_file": code_name})
     log.info("bundled %s (%d bytes of kaggle_kit) into %s", kernel_dir, len(data), out)
     return out
+
+
+_TRAINS = re.compile(r"\.(fit|fit_one_cycle|fine_tune|fit_flat_cos|fit_sgdr)\(|\bDeadline\(")
+
+
+def check_shardable(kernel_dir: str | os.PathLike, config: str | os.PathLike | None = None) -> None:
+    """Refuse (one line) to shard a kernel that would train: N shards would train N models, spend N times the quota
+    and merge a submission stitched from different models. A kernel trains when its script calls a fastai fit (or
+    a ``Deadline``) and its settings give no model: neither its ``SETTINGS`` dict's "model" nor `config`'s (a
+    rehearsal's settings file) names one. Shards are for prediction: train first, then shard the prediction with
+    the model attached."""
+    kernel_dir = Path(kernel_dir)
+    meta = load_metadata(kernel_dir)
+    script = (kernel_dir / meta["code_file"]).read_text(encoding="utf-8", errors="replace")
+    if not _TRAINS.search(script):
+        return
+    model = _settings_model(script)
+    if config is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # the settings file's own check says more
+            model = json.loads(Path(config).read_text()).get("model", model)
+    if model:
+        return
+    raise UsageError(
+        f"{kernel_dir} trains a model: --shards would train one per shard (N times the quota, a submission stitched "
+        'from N models); train first, then shard the prediction with the model attached ("model" in its settings, '
+        "or an inference kernel)",
+        str(kernel_dir),
+    )
+
+
+def _settings_model(script: str) -> object:
+    """The "model" value of a module-level ``SETTINGS = {...}`` literal in `script`, or None."""
+    import ast
+
+    try:
+        tree = ast.parse(script)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SETTINGS" for t in node.targets)
+                and isinstance(node.value, ast.Dict)):  # fmt: skip
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "model" and isinstance(value, ast.Constant):
+                    return value.value
+    return None

@@ -181,10 +181,12 @@ def _bundle(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     from kaggle_kit.push import api
-    from kaggle_kit.push.bundle import build_bundle
+    from kaggle_kit.push.bundle import build_bundle, check_shardable
 
     if args.shards < 0 or args.shards == 1:
         raise UsageError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
+    if args.shards:
+        check_shardable(args.kernel_dir)
     _refuse_placeholder(args.kernel_dir)
     if not args.shards:
         bundles = [build_bundle(args.kernel_dir, args.out)]

@@ -29,7 +29,7 @@ from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import format_size
 from kaggle_kit.local.report import RunReport
 from kaggle_kit.push import api as kaggle_api
-from kaggle_kit.push.bundle import build_bundle
+from kaggle_kit.push.bundle import build_bundle, check_shardable
 from kaggle_kit.push.chain import ChainOutcome, run_chain
 from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
 from kaggle_kit.push.local import KernelVersion, LocalKaggle
@@ -103,6 +103,8 @@ def rehearse(
     _check_sources(meta, data, kernel_dir, {*publish, *_pushed_datasets(root / "kaggle")})
     if shards < 0 or shards == 1:
         raise UsageError(f"--shards {shards}: use 2 or more, or leave it out", shards)
+    if shards:
+        check_shardable(kernel_dir, config)
     if max_runs < 1:
         raise UsageError(f"--max-runs {max_runs}: at least 1", max_runs)
     if shards and bool(keys_csv) != bool(key_column):
