@@ -81,6 +81,26 @@ def test_weights_of_another_architecture_or_no_file_are_clear_errors(attached, t
         use_offline_weights(tmp_path / "junk.pth", "resnet18")
 
 
+@pytest.mark.parametrize("nesting", ["a training checkpoint", "a dict of dicts"])
+def test_weights_nested_in_a_bigger_file_are_one_line_saying_where_they_are(nesting, attached, tmp_path):
+    weights = torch.load(attached / "resnet18.pth", weights_only=True)
+    nested = {"learner": {"model": weights, "opt": {"step": torch.tensor(3)}}, "epoch": 2}
+    if nesting == "a dict of dicts":
+        nested = {"a": {"b": {"c": 1.0}}}
+    torch.save(nested, tmp_path / "nested.pth")
+
+    with pytest.raises(WeightsError) as error:
+        use_offline_weights(tmp_path / "nested.pth", "resnet18")
+
+    said = str(error.value)
+    assert "not a plain state dict" in said
+    if nesting == "a training checkpoint":
+        assert "its resnet18 weights are under ['learner']['model']" in said
+    else:
+        assert "no resnet18 state dict is inside it" in said
+    assert len(said.splitlines()) == 1
+
+
 @pytest.mark.e2e
 def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, run_kernel, tmp_path):
     data = tmp_path / "shapes"

@@ -104,7 +104,27 @@ def _check(path: Path, arch: str) -> None:
         raise WeightsError(f"{path}: not a PyTorch state dict ({type(exc).__name__})", str(path)) from None
     model = torchvision.models.get_model(arch, weights=None)
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        inner = [where for where, found in _state_dicts(state) if found.keys() == wanted.keys()]
+        if inner:
+            raise WeightsError(f"{path}: not a plain state dict: its {arch} weights are under {inner[0]}; save "
+                               "that part alone with torch.save and attach it", str(path))  # fmt: skip
+        raise WeightsError(f"{path}: not a plain state dict, and no {arch} state dict is inside it; attach the "
+                           f"torchvision checkpoint ({expected_file_name(arch)})", str(path))  # fmt: skip
     given = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
     if given != wanted:
         wrong = sorted(set(wanted) ^ set(given)) or sorted(k for k in wanted if wanted[k] != given[k])
         raise WeightsError(f"{path}: not {arch} weights ({len(wrong)} keys differ, e.g. {wrong[0]!r})", str(path))
+
+
+def _state_dicts(value, where: str = "", depth: int = 0):
+    """(where, dict) for each dict of tensors nested in a loaded file (a training checkpoint, a dict of dicts)."""
+    import torch
+
+    if not isinstance(value, dict) or depth > 4:
+        return
+    if value and all(isinstance(v, torch.Tensor) for v in value.values()):
+        yield where or "the top level", value
+        return
+    for key, inner in value.items():
+        yield from _state_dicts(inner, f"{where}[{key!r}]", depth + 1)

@@ -167,7 +167,10 @@ dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_work
 batch_picture(dls, working / "show_batch.png")  # what the model is shown, once per run
 metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi
            else [accuracy, partial(top_k_accuracy, k=min(settings["top_k"], len(dls.vocab)))])  # fmt: skip
-build, pretrained = architecture(settings["arch"], kernel.input_or_path(settings["weights"]))  # frozen body if weights
+try:  # an unknown arch or a weights file that is not one: one line, not a traceback
+    build, pretrained = architecture(settings["arch"], kernel.input_or_path(settings["weights"]))  # frozen if weights
+except kk.KaggleKitError as exc:
+    sys.exit(f"kernel: {exc}")
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
     print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lr={settings['lr']})")
