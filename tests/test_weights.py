@@ -121,7 +121,7 @@ def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, ru
         assert plot.size[0] > 300
         assert len(set(plot.convert("RGB").getdata())) > 20
     assert (Path(run.report.working_dir) / "submission.csv").exists()
-    assert not list(Path(run.report.working_dir).rglob("*.pth.tmp"))
+    assert not [p for p in Path(run.report.working_dir).rglob("*") if p.name.endswith(".tmp")]  # .<name>.<rand>.tmp
 
 
 def test_the_imaterialist_unet_takes_the_attached_encoder_frozen(attached, tmp_path):
