@@ -15,8 +15,8 @@ from typing import IO, Any
 
 __all__ = [
     "file_sha256",
-    "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_named_by_digest", "fsync_dir",
-    "remove_stale_temps",
+    "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_named_by_digest",
+    "fsync_dir", "remove_stale_temps",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)  # makes the rename itself survive a power cut
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the path of a temp file beside `path`, for writers that need a name (numpy's memmap); on success it
+    is fsynced and replaces `path` durably, with a plain open()'s mode; on error it vanishes."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -255,6 +255,7 @@ def test_array_shards_merge_row_by_row(learners, images, kernel_here):
     merge_shards(["s0.npy", "s1.npy"], "merged.npy")
 
     np.testing.assert_array_equal(np.load("merged.npy"), np.load("whole.npy"))
+    assert os.stat("merged.npy").st_mode & 0o777 == os.stat("whole.npy").st_mode & 0o777  # not mkstemp's 0600
 
 
 def test_bad_images_get_placeholders_and_are_listed(learners, images, kernel_here, tmp_path):

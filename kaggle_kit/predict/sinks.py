@@ -18,7 +18,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from kaggle_kit.atomic import atomic_open, fsync_dir
+from kaggle_kit.atomic import atomic_open, atomic_path, fsync_dir
 from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.predict.identity import callable_identity
 
@@ -275,9 +274,7 @@ def _merge_arrays(paths: list[Path], dest: Path) -> Path:
         raise MergeError(f"shards {', '.join(map(str, paths))} do not fit together (shapes "
                          f"{', '.join(str(a.shape) for a in arrays)})", None)  # fmt: skip
     total = sum(len(a) for a in arrays)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         out = np.lib.format.open_memmap(
             tmp, mode="w+", dtype=arrays[0].dtype, shape=(total, *arrays[0].shape[1:]), version=(2, 0)
         )  # as ArraySink writes it: a merge equals the unsharded file
@@ -285,13 +282,6 @@ def _merge_arrays(paths: list[Path], dest: Path) -> Path:
             out[i :: len(arrays)] = a
         out.flush()
         del out
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(dest.parent)
     return dest
 
 
