@@ -293,8 +293,13 @@ def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel
 
 @pytest.mark.parametrize(
     "record",
-    ['{"runs": [1]}', '{"runs": [{"run": "../../escaped", "state": "complete", "version": 1}]}'],
-    ids=["not a run", "a run number holding a path"],
+    [
+        '{"runs": [1]}',
+        '{"runs": [{"run": "../../escaped", "state": "complete", "version": 1}]}',
+        '{"format": 2, "runs": []}',
+        '{"format": true, "runs": []}',
+    ],
+    ids=["not a run", "a run number holding a path", "a newer format", "a format that is not a number"],
 )
 def test_a_malformed_chain_record_is_a_one_line_error(record, local_kaggle, tmp_path):
     kernel = _kernel(tmp_path / "kernel")

@@ -26,11 +26,12 @@ from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, write_metadata
 from kaggle_kit.status import DONE, NEEDS_RESUME, KernelStatus, StatusError
 
-__all__ = ["run_chain", "ChainOutcome", "CHAIN_NAME", "MIN_PROGRESS"]
+__all__ = ["run_chain", "ChainOutcome", "ChainRecord", "CHAIN_NAME", "MIN_PROGRESS"]
 
 log = logging.getLogger(__name__)
 
 CHAIN_NAME = "chain.json"
+CHAIN_FORMAT = 1  # chain.json's format; a record without one (written before it had one) is format 1
 STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each run's output
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 _RETRIED = ("error", "no-status", "stuck")  # how a run may have ended that a chain started again pushes once more
@@ -45,6 +46,48 @@ class ChainOutcome:
     result: str
     reason: str
     runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ChainRecord:
+    """chain.json: the chain of one kernel, every run pushed (run number, version, url, state, position) and how it
+    ended. Its one owner: `load` validates (a file that is not a chain record is one line naming it) and `commit`
+    writes it atomically with its format version; nobody else reads or writes the file."""
+
+    kernel: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    result: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def load(cls, path: Path, ref: str) -> ChainRecord:
+        """The record in `path`, or a new one for the kernel `ref` when there is none."""
+        if not path.exists():
+            return cls(ref)
+        try:
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            version = raw.get("format", 1)
+            if type(version) is not int or version < 1:
+                raise ValueError(f"format {version!r} is not a chain record format")
+            if version > CHAIN_FORMAT:
+                raise ValueError(f"format {version} is newer than this kaggle_kit reads ({CHAIN_FORMAT})")
+            runs = raw.get("runs")
+            if not isinstance(runs, list) or not all(
+                isinstance(r, dict) and isinstance(r.get("state"), str) and type(r.get("run")) is int and r["run"] > 0
+                for r in runs
+            ):  # fmt: skip (run names a folder: an int, never a path)
+                raise ValueError("not a chain record")
+        except (OSError, ValueError) as exc:
+            raise KaggleKitError(f"{path} cannot be read as a chain record ({exc}); delete it to start a new chain",
+                                 str(path)) from None  # fmt: skip
+        return cls(str(raw.get("kernel") or ref), runs, raw.get("result"), raw.get("reason"))
+
+    def commit(self, path: Path) -> None:
+        """Write the record atomically (a kill leaves the previous one, never a cut file)."""
+        atomic_write_json(path, {"format": CHAIN_FORMAT, "kernel": self.kernel, "runs": self.runs,
+                                 "result": self.result, "reason": self.reason})  # fmt: skip
 
 
 def run_chain(
@@ -71,8 +114,8 @@ def run_chain(
     if not isinstance(meta.get("kernel_sources"), list):
         raise MetadataError(f"{bundle_dir / METADATA_NAME}: kernel_sources must be a list", meta.get("kernel_sources"))
     state_path = bundle_dir / CHAIN_NAME
-    state = _load_state(state_path, ref)
-    runs: list[dict[str, Any]] = state["runs"]
+    state = ChainRecord.load(state_path, ref)
+    runs: list[dict[str, Any]] = state.runs
     retry = bool(runs) and runs[-1]["state"] in _RETRIED
     if runs:
         again = f"; run {runs[-1]['run']} ended {runs[-1]['state']}: pushing it again" if retry else ""
@@ -87,7 +130,7 @@ def run_chain(
             pushed = kaggle_api.push(bundle_dir, api)
             runs.append({"run": len(runs) + 1, "version": pushed.version, "url": pushed.url, "state": "pushed",
                          "pushed_at": time.time()})  # fmt: skip
-            atomic_write_json(state_path, state)
+            state.commit(state_path)
             say(f"run {len(runs)}: pushed version {pushed.version} ({pushed.url})")
         run = runs[-1]
         if run["state"] == "pushed":
@@ -95,7 +138,7 @@ def run_chain(
             run["kernel_status"] = name
             if name != "COMPLETE":
                 run["state"] = "error"
-                atomic_write_json(state_path, state)
+                state.commit(state_path)
                 return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
             dest = bundle_dir / f"run-{run['run']}-output"
             kaggle_api.output(ref, dest, api, file_pattern=STATUS_PATTERN)  # not the whole output: GBs of weights
@@ -105,51 +148,30 @@ def run_chain(
                 status, problem = None, f"a status file that is not one ({exc})"
             if status is None:
                 run["state"] = "no-status"
-                atomic_write_json(state_path, state)
+                state.commit(state_path)
                 return _finish(state, state_path, "no-status", f"run {run['run']} left {problem}")
             run["state"] = status.status
             run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
                        time_used_s=status.time_used_s, predicted=status.extra.get("predicted"),
                        epochs=status.extra.get("epochs"), batches=status.extra.get("batches"))  # fmt: skip
-            atomic_write_json(state_path, state)
+            state.commit(state_path)
             say(f"run {run['run']}: {status.status} ({status.where()})")
             before = [r for r in runs[:-1] if r["state"] == NEEDS_RESUME]
             if status.status == NEEDS_RESUME and before and _position(before[-1]) == _position(run):
                 run["state"] = "stuck"
-                atomic_write_json(state_path, state)
+                state.commit(state_path)
                 return _finish(state, state_path, "stuck", f"run {run['run']} made no progress: it stopped where run "
                                f"{before[-1]['run']} did ({status.where()}); the time left after the Deadline"
                                "'s reserve is too short for one step")  # fmt: skip
             slow = _too_slow(run, before[-1] if before else None) if status.status == NEEDS_RESUME else None
             if slow:
                 run["state"] = "stuck"
-                atomic_write_json(state_path, state)
+                state.commit(state_path)
                 return _finish(state, state_path, "stuck", slow)
         if run["state"] == DONE:
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
             return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
-
-
-def _load_state(path: Path, ref: str) -> dict[str, Any]:
-    """The recorded chain in `path`, or a new one; a file that is not a chain record is a one-line error."""
-    if not path.exists():
-        return {"kernel": ref, "runs": []}
-    try:
-        state = json.loads(path.read_text())
-        if not (
-            isinstance(state, dict)
-            and isinstance(state.get("runs"), list)
-            and all(
-                isinstance(r, dict) and isinstance(r.get("state"), str) and type(r.get("run")) is int and r["run"] > 0
-                for r in state["runs"]
-            )
-        ):  # fmt: skip (run names a folder: an int, never a path)
-            raise ValueError("not a chain record")
-    except (OSError, ValueError) as exc:
-        raise KaggleKitError(f"{path} cannot be read as a chain record ({exc}); delete it to start a new chain",
-                             str(path)) from None  # fmt: skip
-    return state
 
 
 def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, str | None]:
@@ -191,7 +213,7 @@ def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:
         write_metadata(bundle_dir, meta)
 
 
-def _finish(state: dict, state_path: Path, result: str, reason: str) -> ChainOutcome:
-    state["result"], state["reason"] = result, reason
-    atomic_write_json(state_path, state)
-    return ChainOutcome(result=result, reason=reason, runs=state["runs"])
+def _finish(state: ChainRecord, state_path: Path, result: str, reason: str) -> ChainOutcome:
+    state.result, state.reason = result, reason
+    state.commit(state_path)
+    return ChainOutcome(result=result, reason=reason, runs=state.runs)
