@@ -105,7 +105,7 @@ def _saved_pair(tmp_path):
     return saver, older, newer
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied", "not json"])
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied", "not json", "a newer version"])
 def test_a_lost_manifest_still_resumes_from_the_newest_valid_file(damage, tmp_path, caplog):
     saver, _older, newer = _saved_pair(tmp_path)
     manifest = tmp_path / "checkpoints.json"
@@ -115,6 +115,8 @@ def test_a_lost_manifest_still_resumes_from_the_newest_valid_file(damage, tmp_pa
         manifest.write_bytes(manifest.read_bytes()[:30])
     elif damage == "emptied":
         manifest.write_text('{"checkpoints": []}')
+    elif damage == "a newer version":
+        manifest.write_text(manifest.read_text().replace('"version": 2', '"version": 3'))
     else:
         manifest.write_text("[]")
 

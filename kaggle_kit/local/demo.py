@@ -102,8 +102,22 @@ def run_streaming_demo(
     script = kernels_dir() / "streaming-demo" / "kernel.py"
     report = run_local(script, inputs={"colour-squares": data}, limits=limits, root=out_dir / "kernel")
     result_file = out_dir / "kernel" / "demo-result.json"
-    result = json.loads(result_file.read_text()) if report.ok and result_file.exists() else {}
+    result = _demo_result(result_file) if report.ok else {}
     return StreamingDemo(report, result, Path(report.working_dir) / "submission.csv")
+
+
+def _demo_result(path: Path) -> dict:
+    """The streaming demo kernel's demo-result.json (written atomically by it), or {} with a warning when it is
+    missing or not an object of results: the summary then says less, never a traceback."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s): the demo's summary leaves its numbers out", path, exc)
+        return {}
+    if not isinstance(result, dict):
+        log.warning("%s is not an object of results: the demo's summary leaves its numbers out", path)
+        return {}
+    return result
 
 
 def run_imaterialist_demo(

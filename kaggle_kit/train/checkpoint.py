@@ -40,6 +40,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "checkpoints.json"
+INDEX_VERSION = 2  # checkpoints.json's format (an index: the files carry their own digests in their names)
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"ckpt-s(\d+)-e(\d+)-i(\d+)(?:-([0-9a-f]{16}))?\.pth")
 _STEM_REGEX = r"ckpt-s\d+-e\d+-i\d+"
@@ -78,9 +79,15 @@ class CheckpointSaver:
     def entries(self) -> list[dict[str, Any]]:
         """The manifest's entries, oldest first ([] when there is none or it is unreadable)."""
         try:
-            entries = json.loads(self.manifest_path.read_text())["checkpoints"]
+            raw = json.loads(self.manifest_path.read_text())
+            version = raw.get("version")
+            if type(version) is not int or not 1 <= version <= INDEX_VERSION:
+                log.warning("%s is an index of version %r, not one this kaggle_kit reads (up to %d): finding the "
+                            "checkpoints by name", self.manifest_path, version, INDEX_VERSION)  # fmt: skip
+                return []
+            entries = raw["checkpoints"]
             return [e for e in entries if isinstance(e, dict) and _NAME.fullmatch(str(e.get("file")))]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return []
 
     def files(self) -> list[_CheckpointFile]:
@@ -105,7 +112,7 @@ class CheckpointSaver:
         entries = [{"file": f.path.name, "sha256": digest if f.path == path else f.sha256,
                     "stage": f.progress[0], "epoch": f.progress[1], "iteration": f.progress[2]}
                    for f in kept]  # fmt: skip
-        atomic_write_json(self.manifest_path, {"version": 2, "checkpoints": entries})
+        atomic_write_json(self.manifest_path, {"version": INDEX_VERSION, "checkpoints": entries})
         log.info("checkpoint %s saved in %.2fs (%d bytes)", path, time.perf_counter() - started, path.stat().st_size)
         record_event("checkpoint", file=path.name)
         return path

@@ -5,7 +5,6 @@ Runs unchanged on Kaggle (attach the synthetic "colour-squares" dataset) and loc
 Settings live in SETTINGS; a JSON file named by KAGGLE_KIT_CONFIG overrides them.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Resize, accu
 from torchvision.models import resnet18
 
 import kaggle_kit as kk
+from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.config import load_settings
 from kaggle_kit.synthetic import label_of
 
@@ -63,5 +63,5 @@ summary = kk.stream_predict(
 rows = Path("submission.csv").read_text().splitlines()[1:]
 correct = sum(line.split(",")[1] == line.split("_")[1] for line in rows)
 result = {"test_accuracy": correct / max(1, len(rows)), **summary.as_dict()}
-Path("../demo-result.json").write_text(json.dumps(result))  # beside working/, so it is not an output file
+atomic_write_json("../demo-result.json", result)  # beside working/, so it is not an output file
 print(f"kernel: wrote {len(rows)} rows; test accuracy {result['test_accuracy']:.3f}")
