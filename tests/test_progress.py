@@ -124,7 +124,7 @@ def test_a_malformed_manifest_is_a_one_line_error_naming_what_to_delete(content,
     path = tmp_path / "sub.csv.progress.json"
     path.write_text(content)
 
-    with pytest.raises(ProgressError, match=r"sub.csv.progress.json .*delete .* to start over") as info:
+    with pytest.raises(ProgressError, match=r"sub.csv.progress.json .*pass restart=True") as info:
         ProgressManifest.load(path, FINGERPRINT)
     assert "\n" not in str(info.value)
 

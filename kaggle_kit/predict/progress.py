@@ -39,7 +39,7 @@ _BLOCK = 1 << 22
 
 
 class ProgressError(KaggleKitError):
-    """A progress manifest cannot be read or was written by another version: it must be deleted to start over."""
+    """A progress manifest cannot be read or was written by another version: ``restart=True`` starts over."""
 
 
 class SinkBusyError(LockBusyError):
@@ -173,7 +173,7 @@ class ProgressManifest:
         """The manifest at `path` if it belongs to the run `fingerprint` names; None if there is none.
 
         Raises `ProgressError` for a file that is not a manifest of this version and `ResumeMismatchError` for one of
-        another run, each naming what to delete.
+        another run, each saying what to pass instead (never to delete a file: it may be under read-only input/).
         """
         if not path.exists():
             return None
@@ -191,7 +191,7 @@ class ProgressManifest:
     def read(cls, path: Path) -> ProgressManifest:
         """The manifest at `path`, whatever run it records: its format checked field by field; `ProgressError`
         naming the file when it is missing or not a manifest of this version (what `merge` reads shards with)."""
-        delete = f"delete {path} and the predictions beside it to start over"
+        delete = "pass restart=True to start its predictions over"
         try:
             raw = json.loads(path.read_text())
             if raw.get("version") != VERSION:

@@ -175,7 +175,7 @@ def stream_predict(
             for path in sink.paths():
                 if path.exists():
                     os.truncate(path, 0)  # in place: the lock on the first file stays held
-        manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel)
+        manifest = _verified_progress(first, manifest_path, fingerprint, len(positions), kernel, restart)
         if manifest.done:  # the same names may hold other pixels now: those items are predicted again
             manifest = manifest.content_checked(lambda lo, hi: content_digest(take(items, positions[lo:hi])),
                                                 manifest_path)  # fmt: skip
@@ -240,12 +240,14 @@ def _unfinished_training(kernel: Kernel) -> str | None:
     return f"training stopped at {status.where()} to be resumed ({STATUS_NAME} says {NEEDS_RESUME})"
 
 
-def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerprint, total: int, kernel: Kernel):
-    """This run's progress, checked against its files: from working/, else from an attached input, else fresh."""
+def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerprint, total: int, kernel: Kernel,
+                       restart: bool = False):  # fmt: skip
+    """This run's progress, checked against its files: from working/, else (unless `restart`) from an attached
+    input, else fresh."""
     manifest = ProgressManifest.load(manifest_path, fingerprint)
     if manifest is not None:
         manifest = manifest.resume(first, manifest_path)
-    if manifest is None or not manifest.done:
+    if not restart and (manifest is None or not manifest.done):
         try:  # the same place in a previous kernel's output, attached as an input
             relative = first.parent.relative_to(os.path.abspath(kernel.working_dir))
         except ValueError:

@@ -26,7 +26,7 @@ from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.events import record_event
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
-from kaggle_kit.status import NEEDS_RESUME, TRAINED, write_status
+from kaggle_kit.status import DONE, NEEDS_RESUME, TRAINED, KernelStatus, StatusError, write_status
 from kaggle_kit.train.checkpoint import CHECKPOINT_DIR, CheckpointSaver
 from kaggle_kit.train.resume import Replay, ResumePoint
 from kaggle_kit.train.state import fit_signature
@@ -122,7 +122,8 @@ class Deadline(Callback):
                 # from an attached input: this kernel's output must carry it too, or a kernel that attaches this
                 # output (the next run of a chain) would find no checkpoint and train the stage again from scratch
                 self.saver.save(point.state)
-            self._write_status(TRAINED, point.epoch, point.iteration)
+            if not self._job_done():  # a finished job rerun stays done until something says otherwise
+                self._write_status(TRAINED, point.epoch, point.iteration)
             raise CancelFitException()
         self._write_status(NEEDS_RESUME, point.epoch, point.iteration)
         log.info("resuming stage %d at epoch %d, batch %d from %s", self.stage, epoch, batch, point.path)
@@ -210,6 +211,13 @@ class Deadline(Callback):
         write_status(self.kernel.working_dir, status, stage=self.stage, epoch=int(epoch), iteration=int(iteration),
                      time_used_s=self.kernel.elapsed_s(), epochs=int(self.learn.n_epoch),
                      batches=len(self.learn.dls.train), **info)  # fmt: skip
+
+    def _job_done(self) -> bool:
+        try:
+            status = KernelStatus.load(self.kernel.working_dir)
+        except StatusError:
+            return False
+        return status is not None and status.status == DONE
 
     def _kernel_key(self) -> tuple[str, float]:
         return str(self.kernel.root), float(self.kernel.started_at)

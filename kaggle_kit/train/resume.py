@@ -61,7 +61,7 @@ class ResumePoint:
         if missing or fields.get("format", 1) > FORMAT:
             raise CheckpointError(
                 f"checkpoint {path} is not one this kaggle_kit can resume (format {fields.get('format', 1)}, missing "
-                f"{', '.join(missing) or 'nothing'}); pass Deadline(resume=False) or delete it to start over",
+                f"{', '.join(missing) or 'nothing'}); pass Deadline(resume=False) to start over",
                 str(path),
             )
         return cls(state, path)
