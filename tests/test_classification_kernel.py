@@ -30,7 +30,7 @@ def test_single_label_from_a_folder_tree_with_bad_images(run_kernel, tmp_path):
     (data / "train/red/00999_red_big.png").write_bytes(b"")  # would kill training: left out
     (data / "test/00999_blue_big.png").write_bytes(b"")  # unreadable test image: still gets a row
 
-    run = run_kernel(SCRIPT, inputs={"images": data}, memory="6GiB", env=_write_config(tmp_path, top_k=2))
+    run = run_kernel(SCRIPT, inputs={"your-images": data}, memory="6GiB", env=_write_config(tmp_path, top_k=2))
 
     assert run.report.ok, run.explain()
     working = Path(run.report.working_dir)
@@ -59,7 +59,7 @@ def _a_kernel_whose_prediction_settings_changed_refuses_the_attached_model(run_k
     naming what changed and the ways out, before anything is trained or written."""
     changed = tmp_path / "changed"
     changed.mkdir()
-    run = run_kernel(SCRIPT, inputs={"images": data, "notebooks/tester/run-1": output}, memory="6GiB",
+    run = run_kernel(SCRIPT, inputs={"your-images": data, "notebooks/tester/run-1": output}, memory="6GiB",
                      env=_write_config(changed, top_k=1, arch="resnet34", size=48))  # fmt: skip
 
     assert run.report.exit_code == 1, run.explain()
@@ -107,7 +107,7 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
 
     run = run_kernel(
         SCRIPT,
-        inputs={"images": data},
+        inputs={"your-images": data},
         memory="6GiB",
         env=_write_config(
             tmp_path, layout="csv", multi_label=True, image_suffix=".png", id_column="image_name", epochs=6
@@ -147,7 +147,7 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     test_only = tmp_path / "test-only"
     test_only.mkdir()
     (test_only / "test").symlink_to(data / "test")
-    again = run_kernel(SCRIPT, inputs={"images": test_only, "run-1": working}, memory="6GiB",
+    again = run_kernel(SCRIPT, inputs={"your-images": test_only, "run-1": working}, memory="6GiB",
                        env=_write_config(tmp_path, layout="csv", multi_label=True, image_suffix=".png",
                                          id_column="image_name", epochs=6))  # fmt: skip
     assert again.report.ok, again.explain()
@@ -157,7 +157,7 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
     # and the inference-only kernel, given the model folder and the test images alone
     model = working / "classifier-model"
     predict_only = run_kernel(kernels_dir() / "classification-predict/kernel.py", memory="4GiB",
-                              inputs={"images": test_only, "classifier-model": model})  # fmt: skip
+                              inputs={"your-images": test_only, "classifier-model": model})  # fmt: skip
     assert predict_only.report.ok, predict_only.explain()
     assert (Path(predict_only.report.working_dir) / "submission.csv").read_bytes() == (
         working / "submission.csv").read_bytes()  # fmt: skip

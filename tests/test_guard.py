@@ -51,7 +51,7 @@ def test_the_classification_kernel_stops_in_one_line_and_is_not_marked_done(run_
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"size": 32, "bs": 32, "epochs": 2, "num_workers": 0}))
 
-    run = run_kernel(kernels_dir() / "image-classification" / "kernel.py", inputs={"images": data}, memory="6GiB",
+    run = run_kernel(kernels_dir() / "image-classification" / "kernel.py", inputs={"your-images": data}, memory="6GiB",
                      env={"KAGGLE_KIT_CONFIG": str(config)})  # fmt: skip
 
     assert run.report.exit_code == 1, run.explain()

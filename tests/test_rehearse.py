@@ -351,3 +351,16 @@ def test_one_rehearsal_per_root_sigterm_ends_its_kernels_and_daemons_and_the_sto
     assert "kaggle-kit rehearse: done: done after 1 run(s)" in again.stdout
     (run,) = _runs(root, "tester/quick-kernel")
     assert run["state"] == "COMPLETE"
+
+
+def test_data_for_a_source_the_metadata_does_not_attach_is_one_line_before_anything_runs(tmp_path):
+    kernel, _config = _quick(tmp_path)
+    (tmp_path / "shapes").mkdir()
+
+    done = _rehearse(kernel, "--data", f"images={tmp_path / 'shapes'}", "--root", tmp_path / "rehearsal")
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--data images=...: " in done.stderr
+    assert "attaches no source 'images' (it attaches: none); attach it in the metadata" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "rehearsal").exists()  # nothing ran, nothing was made

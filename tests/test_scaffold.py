@@ -37,6 +37,9 @@ def test_init_then_bundle_round_trip_with_the_users_name(kind, tmp_path):
         assert meta["competition_sources"] == ["imaterialist-fashion-2019-FGVC6"]
     if kind == "classification-predict":
         assert meta["dataset_sources"] == ["tester/your-images", "tester/classifier-model"]
+    if kind.startswith("classification"):  # the script reads the input the metadata attaches, by the same name
+        assert meta["dataset_sources"][0] == "tester/your-images"
+        assert '"input": "your-images"' in (tmp_path / "My Fashion Kernel/kernel.py").read_text()
 
 
 def test_the_user_name_comes_from_kaggle_json(tmp_path):

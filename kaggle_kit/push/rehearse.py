@@ -176,6 +176,12 @@ def _check_sources(meta: dict, data: Mapping[str, Path], kernel_dir: Path, datas
     dataset) to be published by this rehearsal or an earlier one with the same root."""
     named = [*meta.get("competition_sources", []), *meta.get("dataset_sources", []),
              *(s for s in meta.get("kernel_sources", []) if s != meta["id"])]  # fmt: skip
+    unattached = [name for name in data if name not in named]
+    if unattached:  # it would be mounted nowhere: the kernel would not find it, and a run would be spent on that
+        raise UsageError(f"--data {unattached[0]}=...: {kernel_dir}/kernel-metadata.json attaches no source "
+                         f"{unattached[0]!r} (it attaches: {', '.join(named) or 'none'}); attach it in the metadata "
+                         "(dataset_sources, competition_sources or kernel_sources), or name one it attaches",
+                         unattached)  # fmt: skip
     missing = [s for s in named if s not in data and s not in datasets]
     if missing:
         spec = " ".join(f"--data {s}=PATH" for s in missing)

@@ -87,12 +87,10 @@ def init_kernel(dest: str | os.PathLike, kind: str, kernels_dir: Path, environ: 
     else:
         meta = load_metadata(kernels_dir / source)
         script = (kernels_dir / source / meta["code_file"]).read_text()
-        if kind.endswith("-predict"):  # the model the user publishes: under their own name
-            meta["dataset_sources"] = [s.replace(f"{PLACEHOLDER_OWNER}/", f"{owner}/", 1)
-                                       for s in meta.get("dataset_sources", [])]  # fmt: skip
-        else:  # example datasets of the shipped kernels: the user attaches their own
-            meta["dataset_sources"] = [s for s in meta.get("dataset_sources", [])
-                                       if not s.startswith(PLACEHOLDER_OWNER)]  # fmt: skip
+        # the datasets the script reads (its "input", the model it predicts from): under the user's own name, so
+        # the metadata attaches what the script looks for; rename both together for another dataset
+        meta["dataset_sources"] = [s.replace(f"{PLACEHOLDER_OWNER}/", f"{owner}/", 1)
+                                   for s in meta.get("dataset_sources", [])]  # fmt: skip
     meta["id"] = f"{owner}/{slug}"
     meta["title"] = slug.replace("-", " ")  # Kaggle derives the slug from the title: they must agree
     dest.mkdir(parents=True, exist_ok=True)

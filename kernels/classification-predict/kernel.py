@@ -12,7 +12,7 @@ import sys
 import kaggle_kit as kk
 
 SETTINGS = {
-    "input": "images",  # the dataset slug holding the test images
+    "input": "your-images",  # the dataset slug holding the test images
     "test_dir": "test",
     "model": "classifier-model",  # the model: an attached input's slug (a dataset, a kernel's output) or a path
 }

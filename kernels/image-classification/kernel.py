@@ -18,7 +18,7 @@ from pathlib import Path
 import kaggle_kit as kk
 
 SETTINGS = {
-    "input": "images",  # the dataset slug
+    "input": "your-images",  # the dataset slug
     "model": None,  # a trained model folder (classifier-model/ of a finished run: an attached input's slug or a path):
     # predict the submission from it, no training; None: train, unless an input holds a finished model
     "retrain": False,  # True: train even when an attached input (or working/) holds this kernel's finished model
