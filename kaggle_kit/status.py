@@ -68,6 +68,9 @@ class KernelStatus:
         ("predictions 96 of 800 into submission.csv")."""
         training = f"stage/epoch/batch {self.stage}/{self.epoch}/{self.iteration}"
         if "predicting" not in self.extra:
+            if self.epoch is None:  # nothing trained here: a run that only predicted, or a script without a Deadline
+                source = self.extra.get("predicted_from")
+                return f"predicted from {source}" if source else "no training position"
             return training
         predictions = (f"predictions {self.extra.get('predicted')} of {self.extra.get('items')} into "
                        f"{self.extra['predicting']}")  # fmt: skip

@@ -39,3 +39,17 @@ def test_mark_done_keeps_needs_resume_unless_told(tmp_path, caplog):
     assert "training stopped at stage/epoch/batch 0/2/5 to be resumed; the status stays needs-resume" in caplog.text
     mark_done(tmp_path, allow_unfinished=True)
     assert read_status(tmp_path)["status"] == "done"
+
+
+def test_a_run_that_only_predicted_says_from_which_model_not_none_positions(tmp_path):
+    from kaggle_kit.status import KernelStatus
+
+    (tmp_path / "other").mkdir()
+    mark_done(tmp_path, predicted_from="the attached model")
+    mark_done(tmp_path / "other")
+
+    predicted = KernelStatus.load(tmp_path).where()
+    bare = KernelStatus.load(tmp_path / "other").where()
+
+    assert predicted == "predicted from the attached model"
+    assert bare == "no training position"

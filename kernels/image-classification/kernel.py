@@ -124,7 +124,7 @@ def submit(model_dir: Path, whose: str = "own"):
     summary = classifier.predict(test_files, "submission.csv")
     if summary.complete:
         kk.mark_done(submission="submission.csv", model=str(model_dir),
-                     predicted_from=f"the {whose} model")  # fmt: skip
+                     predicted_from={"own": "this kernel's own model"}.get(whose, f"the {whose} model"))  # fmt: skip
         print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
     return summary
 
