@@ -31,7 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = argv.index("--", argv.index("run-local"))
         argv, script_args = argv[:split], argv[split + 1 :]
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own usage, not the top level's: `bundle --outt` shows bundle's options
+        command = next((word for word in argv if word in parser.commands), None)
+        parser.commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     args.script_args = script_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not getattr(args, "handler", None):
@@ -86,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kaggle-kit {__version__}")
     _add_common(parser, False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    parser.commands = sub.choices  # {name: its parser}, for errors in the command's own words
 
     run = sub.add_parser(
         "run-local",
@@ -316,6 +320,8 @@ def _clean(args: argparse.Namespace) -> int:
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"{args.dir} is not a folder of images", args.dir)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError(f"--max-pixels {args.max_pixels}: give a positive number of pixels, e.g. 89478485", None)
     report = clean_images(
         args.dir,
         quarantine=args.quarantine,
@@ -338,11 +344,17 @@ def _convert(args: argparse.Namespace) -> int:
     from kaggle_kit.convert import imat2018_to_frame
 
     columns = tuple(c.strip() for c in args.columns.split(","))
+    if len(columns) != 3 or len(set(columns)) != 3 or not all(columns):
+        raise UsageError(f"--columns {args.columns}: give three different names, e.g. image,url,labels", args.columns)
     frame = imat2018_to_frame(args.json, all_urls=args.all_urls, columns=columns)
     with atomic_open(Path(args.csv), "w") as f:
         frame.to_csv(f, index=False)
     labelled = (frame[columns[2]] != "").sum()
+    no_url = frame[frame[columns[1]] == ""][columns[0]].tolist()
     print(f"kaggle-kit convert-imat2018: {len(frame)} images ({labelled} labelled) in {args.csv}")
+    if no_url:  # kept (the image id is still useful), but never silently
+        print(f"kaggle-kit convert-imat2018: {len(no_url)} image(s) have no URL (written with an empty one): "
+              f"{', '.join(no_url[:5])}{' ...' if len(no_url) > 5 else ''}", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -161,11 +161,17 @@ BAD_INPUTS = [
     (["bundle", "{kernel}", "--out", "{file}/x"], 1, "Not a directory"),
     (["push", "{tmp}"], 2, "kernel-metadata.json not found"),
     (["push", "{kernel}", "--shards", "1"], 2, "--shards 1: use 2 or more"),
+    (["push", "{kernel}", "--shards", "0"], 2, "--shards 0: use 2 or more, or leave it out"),
+    (["chain", "{kernel}", "--max-runs", "0"], 2, "--max-runs 0: at least 1"),
+    (["clean", "{tmp}", "--max-pixels", "-1"], 2, "--max-pixels -1: give a positive number of pixels"),
+    (["convert-imat2018", "{tmp}/x.json", "{tmp}/o.csv", "--columns", "a,b"], 2, "--columns a,b: give three"),
+    (["status", "../evil"], 2, "'../evil' is not a kernel id: give owner/kernel-slug"),
+    (["output", "someone/some-kernel/3"], 2, "is not a kernel id"),
     (["status", "someone/some-kernel"], 2, "no Kaggle credentials"),
     (["output", "someone/some-kernel"], 2, "no Kaggle credentials"),
     (["chain", "{kernel}"], 2, "no Kaggle credentials"),
     (["merge", "{tmp}/all.csv", "{tmp}/missing.csv"], 1, "shard file(s) missing"),
-    (["merge", "{tmp}/all.csv", "{shard0}", "--allow-partial"], 1, "needs keys"),
+    (["merge", "{tmp}/all.csv", "{shard0}", "--allow-partial"], 1, "needs keys: give --keys-csv"),
     (["merge", "{tmp}/all.csv", "{shard0}", "--keys-csv", "{keys}", "--key-column", "x"], 2, "'x' is not a column"),
 ]  # fmt: skip
 
@@ -197,6 +203,22 @@ def test_bad_input_is_one_line_with_the_right_exit_code(args, code, words, place
     assert words in line
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert set(before) <= set(after)  # nothing the user had was deleted
+
+
+def test_an_unknown_option_shows_the_commands_own_usage(tmp_path):
+    done = _run("bundle", tmp_path, "--outt", "x")
+
+    assert done.returncode == 2
+    assert "usage: kaggle-kit bundle" in done.stderr
+    assert "unrecognized arguments: --outt" in done.stderr
+
+
+def test_dataset_push_help_is_its_own(tmp_path):
+    done = _run("dataset", "push", "--help")
+
+    assert done.returncode == 0
+    assert "usage: kaggle-kit dataset push" in done.stdout
+    assert "--any" in done.stdout
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -313,6 +335,15 @@ def test_a_kernel_with_a_typo_in_its_settings_fails_in_one_line_before_its_impor
     assert np.isfinite(json.loads((tmp_path / "run/run-report.json").read_text())["elapsed_s"])
 
 
+def test_convert_imat2018_says_which_images_have_no_url(tmp_path):
+    (tmp_path / "train.json").write_text(json.dumps({"images": [{"imageId": "1", "url": "u"}, {"imageId": "2"}]}))
+
+    done = _run("convert-imat2018", tmp_path / "train.json", tmp_path / "train.csv")
+
+    assert done.returncode == 0, done.stderr
+    assert "1 image(s) have no URL (written with an empty one): 2" in done.stderr
+
+
 def test_convert_imat2018_writes_the_csv(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps({"images": [{"imageId": "1", "url": "u"}],
                                                      "annotations": [{"imageId": "1", "labelId": ["3"]}]}))  # fmt: skip
@@ -357,8 +388,11 @@ def test_every_argument_of_every_command_has_help():
 
     parser = _build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    missing = [f"{name} {action.dest}" for name, command in commands.items() for action in command._actions
-               if not action.help and not isinstance(action, argparse._HelpAction)]  # fmt: skip
+    nested = {f"{name} {inner}": sub for name, command in commands.items() for action in command._actions
+              if isinstance(action, argparse._SubParsersAction) for inner, sub in action.choices.items()}  # fmt: skip
+    missing = [f"{name} {action.dest}" for name, command in {**commands, **nested}.items() for action in
+               command._actions if not action.help and not isinstance(action, argparse._HelpAction)]  # fmt: skip
+    assert "dataset push" in nested
     assert len(commands) >= 11
     assert missing == []
 

@@ -229,7 +229,11 @@ def merge_shards(
     if paths[0].suffix == ".npy":
         return _merge_arrays(paths, dest)
     if keys is None or key_column is None:
-        raise MergeError("merging CSV shards needs keys (every item's key, in order) and key_column", None)
+        raise MergeError(
+            "merging CSV shards needs keys: give --keys-csv (a CSV listing every item's key, in order) "
+            "and --key-column (the column naming the item)",
+            None,
+        )
     header = _header(paths[0])
     for path in paths[1:]:
         other = _header(path)

@@ -47,7 +47,7 @@ def add_push_commands(sub) -> None:
         "predicting shard i of N (stream_predict reads KAGGLE_KIT_SHARD).",
     )
     push.add_argument("kernel_dir", help="kernel folder: kernel-metadata.json and its code_file")
-    push.add_argument("--shards", type=int, default=0, help="push N kernels, one per shard of the test set")
+    push.add_argument("--shards", type=int, default=None, help="push N kernels, one per shard of the test set")
     push.add_argument("--out", default="build", help="where bundles go (default ./build)")
     push.set_defaults(handler=_push)
 
@@ -102,7 +102,7 @@ def add_push_commands(sub) -> None:
     rehearse.add_argument("--max-runs", type=int, default=5, help="stop after this many runs (default 5)")
     rehearse.add_argument("--max-running", type=int, default=2,
                           help="versions running at once, Kaggle's session cap (default 2)")  # fmt: skip
-    rehearse.add_argument("--shards", type=int, default=0, help="rehearse N sharded kernels and merge them")
+    rehearse.add_argument("--shards", type=int, default=None, help="rehearse N sharded kernels and merge them")
     rehearse.add_argument("--key-column", help="with --shards: the CSV column naming the item (e.g. ImageId)")
     rehearse.add_argument("--keys-csv", help="with --shards: a CSV listing every item's key in order")
     rehearse.add_argument("--publish", action="append", default=[], metavar="FOLDER=OWNER/SLUG",
@@ -117,17 +117,23 @@ def add_push_commands(sub) -> None:
     dataset = sub.add_parser(
         "dataset",
         help="publish a folder (a trained model) as a Kaggle dataset: dataset push FOLDER --id owner/slug",
-        description="dataset push FOLDER: create the Kaggle dataset owner/slug from FOLDER, or add a version "
-        "when it exists, with the official client. Subfolders are kept (uploaded zipped, unpacked by "
-        "Kaggle). dataset-metadata.json is validated, and written from --id when missing. A folder "
-        "without a valid model manifest is refused unless --any.",
+        description="Kaggle datasets: `dataset push FOLDER --id owner/slug` publishes a folder.",
     )
-    dataset.add_argument("action", choices=["push"], help="push: create the dataset or a new version")
-    dataset.add_argument("folder", help="the folder to publish, e.g. the imaterialist-model/ a kernel wrote")
-    dataset.add_argument("--id", dest="dataset_id", help="owner/dataset-slug (written to dataset-metadata.json)")
-    dataset.add_argument("-m", "--message", default="", help="the new version's notes")
-    dataset.add_argument("--any", action="store_true", help="publish a folder that is not a trained model")
-    dataset.set_defaults(handler=_dataset)
+    dataset_sub = dataset.add_subparsers(title="actions", metavar="ACTION", help="push: publish a folder")
+    dataset_push = dataset_sub.add_parser(
+        "push",
+        help="create the dataset from FOLDER, or add a version when it exists",
+        description="Create the Kaggle dataset owner/slug from FOLDER, or add a version when it exists, with the "
+        "official client. Subfolders are kept (uploaded zipped, unpacked by Kaggle). dataset-metadata.json is "
+        "validated, and written from --id when missing. A folder without a valid model manifest is refused unless "
+        "--any. Refused before any request: symbolic links, credential names, files holding your key or token, "
+        "more than 1000 files or 100 GB, sparse files (docs/push.md).",
+    )
+    dataset_push.add_argument("folder", help="the folder to publish, e.g. the imaterialist-model/ a kernel wrote")
+    dataset_push.add_argument("--id", dest="dataset_id", help="owner/dataset-slug (written to dataset-metadata.json)")
+    dataset_push.add_argument("-m", "--message", default="", help="the new version's notes")
+    dataset_push.add_argument("--any", action="store_true", help="publish a folder that is not a trained model")
+    dataset_push.set_defaults(handler=_dataset)
 
     merge = sub.add_parser(
         "merge",
@@ -183,7 +189,7 @@ def _push(args: argparse.Namespace) -> int:
     from kaggle_kit.push import api
     from kaggle_kit.push.bundle import build_bundle, check_shardable
 
-    if args.shards < 0 or args.shards == 1:
+    if args.shards is not None and args.shards < 2:
         raise UsageError(f"--shards {args.shards}: use 2 or more, or leave it out", args.shards)
     if args.shards:
         check_shardable(args.kernel_dir)
@@ -206,7 +212,9 @@ def _push(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from kaggle_kit.push import api
+    from kaggle_kit.push.metadata import check_kernel_ref
 
+    check_kernel_ref(args.kernel)
     name, failure = api.status(args.kernel)
     print(f"{args.kernel}: {name}" + (f" ({failure})" if failure else ""))
     return 0
@@ -214,7 +222,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _output(args: argparse.Namespace) -> int:
     from kaggle_kit.push import api
+    from kaggle_kit.push.metadata import check_kernel_ref
 
+    check_kernel_ref(args.kernel)
     dest = args.dest or f"{args.kernel.split('/')[-1]}-output"
     files = api.output(args.kernel, dest)
     print(f"kaggle-kit output: {len(files)} file(s) in {dest}")
@@ -226,6 +236,8 @@ def _chain(args: argparse.Namespace) -> int:
     from kaggle_kit.push.bundle import build_bundle
     from kaggle_kit.push.chain import run_chain
 
+    if args.max_runs < 1:
+        raise UsageError(f"--max-runs {args.max_runs}: at least 1", args.max_runs)
     _refuse_placeholder(args.kernel_dir)
     bundle = build_bundle(args.kernel_dir, args.out)  # the script as it is now; a chain's record there stays
     outcome = run_chain(
@@ -270,7 +282,7 @@ def _rehearse(args: argparse.Namespace) -> int:
         time_limit=parse_duration(args.time, "--time"),
         max_runs=args.max_runs,
         max_running=args.max_running,
-        shards=args.shards,
+        shards=_shards(args.shards),
         keys_csv=args.keys_csv,
         key_column=args.key_column,
         publish=publish,
@@ -279,6 +291,13 @@ def _rehearse(args: argparse.Namespace) -> int:
     print(f"kaggle-kit rehearse: {outcome.result}: {outcome.reason}")
     print(f"  report {outcome.report_path}" + (f", picture {outcome.picture}" if outcome.picture else ""))
     return 0 if outcome.done else 1
+
+
+def _shards(value: int | None) -> int:
+    """--shards as given: 2 or more, or 0 when left out (an explicit 0 or 1 is a one-line error)."""
+    if value is not None and value < 2:
+        raise UsageError(f"--shards {value}: use 2 or more, or leave it out", value)
+    return value or 0
 
 
 def _dataset(args: argparse.Namespace) -> int:

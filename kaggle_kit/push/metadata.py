@@ -12,7 +12,10 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.errors import UsageError
 
-__all__ = ["MetadataError", "load_metadata", "write_metadata", "validate_metadata", "METADATA_NAME", "ACCELERATORS"]
+__all__ = [
+    "MetadataError", "load_metadata", "write_metadata", "validate_metadata", "check_kernel_ref", "METADATA_NAME",
+    "ACCELERATORS",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,16 @@ def validate_metadata(meta: dict[str, Any], kernel_dir: str | os.PathLike) -> No
     elif shape is not None and shape not in ACCELERATORS:
         log.warning("%s: machine_shape %r is not one kaggle-kit knows (%s); Kaggle may refuse or replace it",
                     Path(kernel_dir) / METADATA_NAME, shape, ", ".join(ACCELERATORS))  # fmt: skip
+
+
+def check_kernel_ref(ref: str) -> str:
+    """`ref` if it is a kernel's 'owner/kernel-slug' (no version, no path), else a one-line `UsageError` before any
+    request is made."""
+    owner, _, slug = str(ref).partition("/")
+    if not _OWNER.match(owner) or not _SLUG.match(slug):
+        raise UsageError(f"{ref!r} is not a kernel id: give owner/kernel-slug (lowercase letters, digits, hyphens), "
+                         "e.g. your-name/my-fashion-kernel", ref)  # fmt: skip
+    return ref
 
 
 def slug_of(title: str) -> str:
