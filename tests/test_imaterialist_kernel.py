@@ -121,6 +121,8 @@ def test_the_inference_only_kernel_with_the_model_and_the_test_photos_alone(demo
     (lambda m: _flip_last_byte(m / "stage1.pth"), "stage1.pth differs from the one the model was saved with"),
     (lambda m: _rules_of_another_model(m), "rules.json: rules tuned for another model than stage1.pth"),
     (lambda m: _manifest(m, format=99), "format 99 is newer than this kaggle_kit reads"),
+    (lambda m: _setting(m, False, category_ids=[]), "model-manifest.json was edited after it was written"),
+    (lambda m: _setting(m, True, sizes="abc"), "setting sizes='abc' is not a list of pixel sizes"),
 ])  # fmt: skip
 def test_loading_a_model_whose_parts_do_not_belong_together_is_one_line_naming_the_file(demo, damage, message,
                                                                                         tmp_path):  # fmt: skip
@@ -145,9 +147,19 @@ def _flip_last_byte(path):
     path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
 
 
-def _manifest(model, **changes):
+def _manifest(model, resign=False, **changes):
+    """Edit the manifest by hand; `resign`: recompute its own digest too, so the checks behind it are reached."""
+    from kaggle_kit.modelfolder import _manifest_digest
+
+    manifest = {**json.loads((model / "model-manifest.json").read_text()), **changes}
+    if resign:
+        manifest["digest"] = _manifest_digest(manifest)
+    (model / "model-manifest.json").write_text(json.dumps(manifest))
+
+
+def _setting(model, resign, **settings):
     manifest = json.loads((model / "model-manifest.json").read_text())
-    (model / "model-manifest.json").write_text(json.dumps({**manifest, **changes}))
+    _manifest(model, resign, settings={**manifest["settings"], **settings})
 
 
 def _rules_of_another_model(model):
@@ -159,8 +171,7 @@ def _rules_of_another_model(model):
     data = json.dumps(rules).encode()
     (model / "rules.json").write_bytes(data)
     manifest = json.loads((model / "model-manifest.json").read_text())
-    manifest["files"]["rules.json"] = hashlib.sha256(data).hexdigest()
-    (model / "model-manifest.json").write_text(json.dumps(manifest))
+    _manifest(model, resign=True, files={**manifest["files"], "rules.json": hashlib.sha256(data).hexdigest()})
 
 
 def test_the_submission_is_valid(demo):
