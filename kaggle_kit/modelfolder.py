@@ -79,6 +79,7 @@ class ModelFolder:
             atomic_write_bytes(path / name, data)
             digests[name] = hashlib.sha256(data).hexdigest()
         manifest = {"format": FORMAT_VERSION, "kind": kind, "files": digests, "settings": dict(settings)}
+        manifest = json.loads(json.dumps(manifest))  # as `load` will read it back: int keys as strings, tuples lists
         manifest["digest"] = _manifest_digest(manifest)
         atomic_write_json(path / MANIFEST_NAME, manifest)
         return cls(path, kind, json.loads(json.dumps(dict(settings))), digests)

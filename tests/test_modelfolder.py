@@ -7,7 +7,7 @@ from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError,
 
 def _folder(tmp_path):
     return ModelFolder.write(tmp_path / "model", "demo", {"weights.pth": b"w" * 100, "rules.json": b"{}"},
-                             {"size": 64})  # fmt: skip
+                             {"size": 64, "names": {1: "shirt"}, "sizes": (48, 64)})  # fmt: skip (as JSON reads back)
 
 
 def test_a_written_folder_loads_with_its_settings_and_digests(tmp_path):
@@ -15,7 +15,7 @@ def test_a_written_folder_loads_with_its_settings_and_digests(tmp_path):
 
     loaded = ModelFolder.load(tmp_path / "model", "demo")
 
-    assert loaded.settings == {"size": 64}
+    assert loaded.settings == {"size": 64, "names": {"1": "shirt"}, "sizes": [48, 64]}
     assert loaded.files == written.files
     assert loaded.file("weights.pth").read_bytes() == b"w" * 100
     assert find_model_folder([tmp_path / "elsewhere", tmp_path], "model") == tmp_path / "model"
