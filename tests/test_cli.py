@@ -270,7 +270,7 @@ def test_merge_refuses_shards_out_of_order_and_leaves_no_partial_file(tmp_path):
     assert not (tmp_path / "all.csv").exists()
 
 
-def _shard(path, rows: str, shard: int, n: int, done: int, total: int) -> None:
+def _shard(path, rows: str, shard: int, n: int, done: int, total: int, **fingerprint) -> None:
     """A shard's CSV and the progress manifest its run would have left: `done` of `total` items committed."""
     import hashlib
 
@@ -280,8 +280,8 @@ def _shard(path, rows: str, shard: int, n: int, done: int, total: int) -> None:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     commit = Commit(done, 0, {"bytes": len(data), "sha256": digest}, len(data), digest)
-    fingerprint = RunFingerprint(items="x", n_items=total, shard=(shard, n))
-    ProgressManifest(fingerprint, total, [commit] if done else []).commit(manifest_path_for(path))
+    run = RunFingerprint(**{"items": "x", "n_items": 3, **fingerprint, "shard": (shard, n)})
+    ProgressManifest(run, total, [commit] if done else []).commit(manifest_path_for(path))
 
 
 def test_merge_with_a_shard_missing_is_refused_unless_allowed(tmp_path):
@@ -304,6 +304,9 @@ def test_merge_with_a_shard_missing_is_refused_unless_allowed(tmp_path):
     (lambda p: p.unlink(), "s1.csv.progress.json is missing"),
     (lambda p: _shard(p.parent / "s1.csv", "id,v\nb,2\n", 1, 2, 1, 2), "s1.csv is unfinished (1 of 2 items verified)"),
     (lambda p: (p.parent / "s1.csv").write_text("id,v\nb,9\n"), "s1.csv is unfinished (0 of 1 items verified)"),
+    (lambda p: _shard(p.parent / "s1.csv", "id,v\nb,2\n", 1, 2, 1, 1, items="y", n_items=6),
+     "s1.csv is a shard of another run than"),
+    (lambda p: _shard(p.parent / "s1.csv", "id,v\nb,2\n", 1, 2, 1, 1, model="another"), "model weights"),
 ])  # fmt: skip
 def test_merge_refuses_a_shard_whose_progress_cannot_be_verified_unless_allowed(damage, words, tmp_path):
     _shard(tmp_path / "s0.csv", "id,v\na,1\nc,3\n", 0, 2, 2, 2)

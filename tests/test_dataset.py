@@ -4,10 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from kaggle_kit.modelfolder import ModelFolder
+from kaggle_kit.push.secrets import looks_like_credential
 
 SECRET = "s3cr3t-key-0123456789"
 
@@ -106,9 +108,26 @@ def test_a_symlink_in_the_folder_is_refused_whatever_it_is_called(kind, local_ka
     _refused_before_any_request(proc, local_kaggle, f"holds {shown}, a symbolic link (to {home_kaggle}")
 
 
-@pytest.mark.parametrize(
-    "name", ["kaggle.json.bak", "KAGGLE.JSON", "sub/Access_Token", ".env.local", "kaggle (1).json"]
-)
+NAMES = [
+    "kaggle.json.bak",
+    "KAGGLE.JSON",
+    "sub/Access_Token",
+    ".env.local",
+    "kaggle (1).json",
+    "my_kaggle.json",
+    "Copy of kaggle.json",
+    "kaggle2.json",
+    "kag\u200bgle.json",
+    "prod.env",
+    "_netrc",
+    "AccessToken",
+    "application_default_credentials.json",
+    ".kaggle.bak/notes.txt",
+    ".config/kaggle/notes.txt",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_credentials_name_in_any_case_or_variant_is_refused(name, local_kaggle, tmp_path):
     folder = _model(tmp_path)
     (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +135,9 @@ def test_a_credentials_name_in_any_case_or_variant_is_refused(name, local_kaggle
 
     proc = _cli("dataset", "push", folder, "--id", "tester/fashion-model")
 
-    _refused_before_any_request(proc, local_kaggle, f"holds {name}: a credential never travels")
+    first = next(part for part in Path(name).parts if looks_like_credential(part))
+    shown = name[: name.index(first) + len(first)]  # the first part of the path that is refused
+    _refused_before_any_request(proc, local_kaggle, f"holds {shown}: a credential never travels")
 
 
 @pytest.mark.parametrize("where", ["KAGGLE_KEY", "access_token"])
@@ -135,6 +156,19 @@ def test_a_file_whose_bytes_hold_the_users_key_or_token_is_refused(where, local_
 
     _refused_before_any_request(proc, local_kaggle, "extras/plots/notes.txt, whose bytes contain your Kaggle key")
     assert secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_name_holding_the_users_key_is_refused(kind, local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    named = folder / f"{SECRET}.txt" if kind == "file" else folder / SECRET / "a.txt"
+    named.parent.mkdir(exist_ok=True)
+    named.write_text("x")
+
+    proc = _cli("dataset", "push", folder, "--id", "tester/fashion-model")
+
+    _refused_before_any_request(proc, local_kaggle, "whose name contains your Kaggle key or token")
+    assert SECRET not in proc.stderr
 
 
 def test_a_path_like_id_is_refused_and_the_local_kaggle_writes_nothing_outside_its_root(local_kaggle, tmp_path):
@@ -165,6 +199,18 @@ def test_a_sparse_file_and_too_many_files_are_refused_before_any_request(local_k
 
     _refused_before_any_request(sparse, local_kaggle, "weights.bin is a sparse file (18.63 GiB long")
     _refused_before_any_request(too_many, local_kaggle, "holds 1001 files: a Kaggle dataset version takes at most 1000")
+
+
+@pytest.mark.parametrize("path", ["nothere.bin", "../../etc/passwd"])
+def test_resources_naming_a_file_not_in_the_folder_are_one_line(path, local_kaggle, tmp_path):
+    folder = _model(tmp_path)
+    (folder / "dataset-metadata.json").write_text(json.dumps({
+        "title": "Fashion model", "id": "tester/fashion-model", "licenses": [{"name": "CC0-1.0"}],
+        "resources": [{"path": path}]}))  # fmt: skip
+
+    proc = _cli("dataset", "push", folder)
+
+    _refused_before_any_request(proc, local_kaggle, f"resources names {path!r}, which is not in")
 
 
 def test_resources_that_are_not_a_list_of_files_are_one_line(local_kaggle, tmp_path):

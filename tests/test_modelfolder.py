@@ -6,8 +6,12 @@ from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError,
 
 
 def _folder(tmp_path):
-    return ModelFolder.write(tmp_path / "model", "demo", {"weights.pth": b"w" * 100, "rules.json": b"{}"},
-                             {"size": 64, "names": {1: "shirt"}, "sizes": (48, 64)})  # fmt: skip (as JSON reads back)
+    return ModelFolder.write(
+        tmp_path / "model",
+        "demo",
+        {"weights.pth": b"w" * 100, "rules.json": b"{}"},
+        {"size": 64, "names": {1: "shirt"}, "sizes": (48, 64)},
+    )  # fmt: skip (as JSON reads back)
 
 
 def test_a_written_folder_loads_with_its_settings_and_digests(tmp_path):

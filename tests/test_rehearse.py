@@ -240,7 +240,7 @@ print("kernel done with", kk.__file__)
 # Loaded by every Python process of a rehearsal (PYTHONPATH): records each byte sent on a socket, and each file
 # opened under the user's (throwaway) home, into files the test reads.
 SPY = """
-import builtins, os, socket
+import builtins, io, os, socket, sys
 _log = os.environ["SPY_DIR"]
 _home = os.environ["SPY_HOME"]
 
@@ -265,13 +265,22 @@ for _name in ("send", "sendall", "sendto"):
 _open = builtins.open
 
 
+def _opener():
+    frame = sys._getframe(2)
+    while frame is not None:  # the kit's own check reads the key to refuse uploads holding it: say so
+        if frame.f_code.co_filename.endswith(os.path.join("kaggle_kit", "push", "secrets.py")):
+            return b"the kit's upload check"
+        frame = frame.f_back
+    return b"other"
+
+
 def _spying_open(file, *args, **kwargs):
     if isinstance(file, (str, os.PathLike)) and os.fspath(file).startswith(_home):
-        _record("opened", os.fsencode(file))
+        _record("opened", os.fsencode(file) + b" by " + _opener())
     return _open(file, *args, **kwargs)
 
 
-builtins.open = _spying_open
+builtins.open = io.open = _spying_open
 """
 
 
@@ -310,7 +319,9 @@ def test_no_byte_of_the_users_credentials_is_read_or_sent_by_any_process_of_a_re
     for secret in (key, token):
         assert secret.encode() not in sent
         assert not [b for b in basic if secret.encode() in b]
-    assert not list(spy.glob("opened-*")), [p.read_text() for p in spy.glob("opened-*")]
+    opened = b"".join(p.read_bytes() for p in spy.glob("opened-*")).splitlines()
+    assert opened  # the kit read the key once, to refuse an upload holding it (the test below)
+    assert all(line.endswith(b" by the kit's upload check") for line in opened), opened  # the client never did
 
 
 def test_one_rehearsal_per_root_sigterm_ends_its_kernels_and_daemons_and_the_stop_is_no_run(tmp_path):
@@ -364,3 +375,28 @@ def test_data_for_a_source_the_metadata_does_not_attach_is_one_line_before_anyth
     assert "attaches no source 'images' (it attaches: none); attach it in the metadata" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "rehearsal").exists()  # nothing ran, nothing was made
+
+
+@pytest.mark.parametrize("where", ["the kernel script", "a published folder"])
+def test_a_rehearsal_refuses_an_upload_holding_the_users_key_even_to_the_local_kaggle(where, tmp_path):
+    from kaggle_kit.modelfolder import ModelFolder
+
+    kernel, config = _quick(tmp_path)
+    home = tmp_path / "user-home"
+    (home / ".kaggle").mkdir(parents=True)
+    key = "canary-key-77aa88bb99"
+    (home / ".kaggle/kaggle.json").write_text(json.dumps({"username": "someone", "key": key}))
+    args = [kernel, "--config", config, "--root", tmp_path / "rehearsal", "--max-runs", "1"]
+    if where == "the kernel script":
+        (kernel / "kernel.py").write_text(f"API_KEY = {key!r}\n" + (kernel / "kernel.py").read_text())
+    else:
+        ModelFolder.write(tmp_path / "model", "demo", {"notes.txt": f"my key is {key}".encode()}, {})
+        args += ["--publish", f"{tmp_path / 'model'}=tester/demo-model"]
+
+    done = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "rehearse", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env={**_env(), "HOME": str(home)})  # fmt: skip
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "holds your Kaggle key or token" in done.stderr or "whose bytes contain your Kaggle key" in done.stderr
+    stored = [p for p in (tmp_path / "rehearsal").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert stored == []  # not in a bundle, not in the local Kaggle's datasets or kernels

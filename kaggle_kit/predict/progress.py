@@ -12,6 +12,7 @@ line saying which; it never counts as done.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -188,16 +189,17 @@ class ProgressManifest:
         return manifest
 
     @classmethod
-    def read(cls, path: Path) -> ProgressManifest:
+    def read(cls, path: Path, advice: str = "pass restart=True to start its predictions over") -> ProgressManifest:
         """The manifest at `path`, whatever run it records: its format checked field by field; `ProgressError`
-        naming the file when it is missing or not a manifest of this version (what `merge` reads shards with)."""
-        delete = "pass restart=True to start its predictions over"
+        naming the file when it is missing or not a manifest of this version, with `advice` (what `merge` reads
+        shards with, advice of its own)."""
+        delete = advice
         try:
             raw = json.loads(path.read_text())
             if raw.get("version") != VERSION:
                 raise ProgressError(
                     f"{path} is a progress manifest of version {raw.get('version')!r}, this kaggle_kit writes "
-                    f"{VERSION}; {delete}",
+                    f"{VERSION}" + (f"; {delete}" if delete else ""),
                     str(path),
                 )
             manifest = cls(RunFingerprint.from_dict(_typed(raw, "fingerprint", dict)), _typed(raw, "total", int),
@@ -207,7 +209,8 @@ class ProgressManifest:
         except FileNotFoundError:
             raise ProgressError(f"{path} is missing", str(path)) from None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise ProgressError(f"{path} is not a readable progress manifest ({exc}); {delete}", str(path)) from None
+            said = f"{path} is not a readable progress manifest ({exc})"
+            raise ProgressError(said + (f"; {delete}" if delete else ""), str(path)) from None
         return manifest
 
     def verified(self, file: Path) -> ProgressManifest:
@@ -350,14 +353,21 @@ def shard_problems(paths: list[Path]) -> list[str]:
     each read by `ProgressManifest.read` and checked against its file: a shard whose progress cannot be verified (no
     manifest, a damaged one, a file that does not hold what it recorded) is a problem, as is an unfinished one."""
     problems = []
+    first: tuple[Path, RunFingerprint] | None = None
     for i, path in enumerate(paths):
         if not path.exists():
             continue  # a missing shard file is merge's own one-line error
         try:
-            manifest = ProgressManifest.read(manifest_path_for(path))
+            manifest = ProgressManifest.read(manifest_path_for(path), advice="")
         except ProgressError as exc:
             problems.append(f"the progress of {path} cannot be verified ({exc})")
             continue
+        alike = dataclasses.replace(manifest.fingerprint, shard=(0, 1))
+        if first is None:
+            first = (path, alike)
+        elif alike != first[1]:  # other items, another model or other settings: rows that do not belong together
+            problems.append(f"{path} is a shard of another run than {first[0]}: "
+                            f"{alike.describe_differences(first[1])}")  # fmt: skip
         shard, n = manifest.fingerprint.shard
         if n != len(paths):
             problems.append(f"{path} is shard {shard} of {n}, but {len(paths)} shard(s) were given")

@@ -96,11 +96,13 @@ def build_bundle(
     out_root: str | os.PathLike = "build",
     settings: dict[str, str] | None = None,
     slug_suffix: str = "",
+    secrets: list[bytes] | None = None,
 ) -> Path:
     """Validate `kernel_dir` and write ``<out_root>/<slug><slug_suffix>/`` with the bundled script and its metadata.
 
     `settings`: environment variables the bootstrap sets in the kernel (e.g. KAGGLE_KIT_SHARD="2/4"), since a
     kernel takes no arguments. `slug_suffix` makes a distinct kernel (e.g. "-shard-2-of-4"; the title follows).
+    `secrets`: the user's key and tokens to refuse (default: `user_secrets()` now).
     Returns the bundle folder, ready for ``kaggle kernels push -p``.
     """
     kernel_dir = Path(kernel_dir)
@@ -115,8 +117,9 @@ def build_bundle(
         raise kaggle_kit.KaggleKitError(
             f"{kernel_dir / meta['code_file']} is already a bundle; bundle the original kernel folder", str(kernel_dir)
         )
-    secrets = user_secrets()
+    secrets = user_secrets() if secrets is None else secrets
     check_text_travels(script.encode("utf-8"), str(kernel_dir / meta["code_file"]), secrets)
+    check_text_travels(json.dumps(meta).encode(), str(kernel_dir / "kernel-metadata.json"), secrets)
     root = Path(kaggle_kit.__file__).resolve().parent
     for path in sorted(root.rglob("*.py")):
         check_text_travels(path.read_bytes(), str(path), secrets)

@@ -91,19 +91,20 @@ def dataset_metadata(folder: str | os.PathLike, dataset_id: str | None) -> dict[
 
 
 def push_dataset(folder: str | os.PathLike, dataset_id: str | None = None, message: str = "",
-                 any_folder: bool = False, api=None, quiet: bool = False,
-                 max_bytes: int = DATASET_MAX_BYTES) -> DatasetPushResult:  # fmt: skip
+                 any_folder: bool = False, api=None, quiet: bool = False, max_bytes: int = DATASET_MAX_BYTES,
+                 secrets: list[bytes] | None = None) -> DatasetPushResult:  # fmt: skip
     """Create the dataset from `folder`, or add a version (`message`: its notes) when it exists; subfolders kept.
 
     Everything in the module docstring is checked before the first request; `max_bytes` may lower the size limit
-    (a rehearsal's local Kaggle keeps a real copy on this machine's disk)."""
+    (a rehearsal's local Kaggle keeps a real copy on this machine's disk); `secrets`: the user's key and tokens to
+    look for (default: `user_secrets()` now; a rehearsal reads them before it swaps in throwaway credentials)."""
     folder = Path(folder)
     if dataset_id is not None:
         check_dataset_ref(dataset_id)
     if folder.is_symlink() or not folder.is_dir():
         raise UsageError(f"{folder} is not a folder" + (" (it is a symbolic link: give the folder itself)"
                                                          if folder.is_symlink() else ""), str(folder))  # fmt: skip
-    _check_size(folder, travelling_files(folder), max_bytes)
+    _check_size(folder, travelling_files(folder, secrets), max_bytes)
     if not any_folder:
         _check_model(folder)
     meta = dataset_metadata(folder, dataset_id)
@@ -171,10 +172,15 @@ def _check(meta: dict[str, Any], path: Path) -> None:
             and licenses[0].get("name")):  # fmt: skip
         raise UsageError(f'{path}: licenses must be exactly one, e.g. [{{"name": "CC0-1.0"}}]', licenses)
     resources = meta.get("resources", [])
+    folder = path.parent
     if not (isinstance(resources, list) and all(isinstance(r, dict) and isinstance(r.get("path"), str)
                                                 for r in resources)):  # fmt: skip
         raise UsageError(f'{path}: resources must be a list of objects with a "path", e.g. [{{"path": "weights.pth", '
                          f'"description": "..."}}], not {resources!r:.60}', resources)  # fmt: skip
+    for resource in resources:
+        named = (folder / resource["path"]).resolve()
+        if not named.is_relative_to(folder.resolve()) or not named.exists():
+            raise UsageError(f"{path}: resources names {resource['path']!r}, which is not in {folder}", resource)
     for key in ("subtitle", "description"):
         if key in meta and not isinstance(meta[key], str):
             raise UsageError(f"{path}: {key} must be a string, not {meta[key]!r:.60}", meta[key])

@@ -34,6 +34,7 @@ from kaggle_kit.push.chain import ChainOutcome, run_chain
 from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
 from kaggle_kit.push.local import KernelVersion, LocalKaggle
 from kaggle_kit.push.metadata import load_metadata, validate_metadata
+from kaggle_kit.push.secrets import user_secrets
 
 __all__ = ["rehearse", "Rehearsal", "REHEARSAL_NAME", "DEFAULT_TIME"]
 
@@ -121,19 +122,22 @@ def rehearse(
     service = LocalKaggle(root / "kaggle", data, memory_limit=memory_limit, time_limit=time_limit,
                           max_running=max_running, env=env, on_finished=finished)  # fmt: skip
     refs = [ref] if not shards else [f"{ref}-shard-{i}-of-{shards}" for i in range(shards)]
+    # read here, before the throwaway credentials: the kit compares every upload against them (nothing of the user's
+    # goes even to the local Kaggle); the official client never sees them
+    secrets = user_secrets()
     with service, _client_env(service.client_env(owner, root / "client-home")):
         client = kaggle_api.client()
         for dataset_ref, folder in publish.items():
             room = shutil.disk_usage(service.root).free // 2  # the local copy is real bytes: blob, then unpacked
             pushed = push_dataset(folder, dataset_ref, "rehearsal", api=client, quiet=True,
-                                  max_bytes=min(DATASET_MAX_BYTES, room))  # fmt: skip
+                                  max_bytes=min(DATASET_MAX_BYTES, room), secrets=secrets)  # fmt: skip
             say(f"kaggle-kit rehearse: published {folder} as the dataset {pushed.ref} "
                 f"({'created' if pushed.created else 'new version'})")  # fmt: skip
         if shards:
             bundles = [build_bundle(kernel_dir, root / "build", {"KAGGLE_KIT_SHARD": f"{i}/{shards}"},
-                                    f"-shard-{i}-of-{shards}") for i in range(shards)]  # fmt: skip
+                                    f"-shard-{i}-of-{shards}", secrets) for i in range(shards)]  # fmt: skip
         else:
-            bundles = [build_bundle(kernel_dir, root / "build")]
+            bundles = [build_bundle(kernel_dir, root / "build", secrets=secrets)]
         say(f"kaggle-kit rehearse: {', '.join(refs)} on a local Kaggle ({_limits_text(service, meta)})")
         chains = _run_chains(refs, bundles, client, max_runs, poll_s, say)
         result, reason = _verdict(chains)

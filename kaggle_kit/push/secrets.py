@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,17 +27,29 @@ __all__ = ["user_secrets", "looks_like_credential", "holds_secret", "travelling_
 
 _MIN_SECRET = 8
 _BLOCK = 1 << 20
-# lower-cased names, "-" and " " read as "_": kaggle.json and its copies, tokens, OAuth credentials, env files
-_CREDENTIAL_NAME = re.compile(
-    r"^(kaggle(_?\(\d+\))?\.json|access_token|credentials\.json|\.env|\.envrc|\.netrc|\.git_credentials)([._~].*)?$"
-)
-_CREDENTIAL_DIRS = {".kaggle"}
+# names folded (NFKC, lower case, invisible characters dropped) and read without separators ("-", "_", " ", "."):
+# env files, netrc files and home config folders by their start; kaggle.json copies, tokens and credentials anywhere
+_STARTS = (".env", "env.", ".envrc", ".netrc", "_netrc", ".git-credentials", ".kaggle", ".config", ".ssh", ".aws",
+           ".gnupg")  # fmt: skip
+_INSIDE = ("accesstoken", "credential", "apitoken", "apikey", "secret")
+_KIT_FILES = ("kaggle-kit", "kaggle_kit", "local-kaggle")  # the kit's own files: a status, a rehearsal's state
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 def looks_like_credential(name: str) -> bool:
-    """True for a file or folder name that is a credential's or a copy of one, in any case (see the module doc)."""
-    lower = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return bool(_CREDENTIAL_NAME.match(lower)) or lower in _CREDENTIAL_DIRS or "access_token" in lower
+    """True for a file or folder name that is a credential's or a copy of one, in any case or spelling: kaggle.json
+    and its copies ("my_kaggle.json", "Copy of kaggle.json", "kaggle2.json"), access tokens, credentials files,
+    .env files ("prod.env", ".env.local"), netrc files, and home config folders (.kaggle*, .config, .ssh, .aws)."""
+    folded = unicodedata.normalize("NFKC", name).translate(_INVISIBLE).strip().lower()
+    bare = re.sub(r"[-_ .]", "", folded)
+    if folded.startswith(_KIT_FILES):
+        return False
+    return (
+        folded.startswith(_STARTS)
+        or folded.endswith(".env")
+        or ("kaggle" in folded and ".json" in folded)
+        or any(word in bare for word in _INSIDE)
+    )
 
 
 def user_secrets(environ: Mapping[str, str] | None = None) -> list[bytes]:
@@ -106,6 +119,9 @@ def travelling_files(folder: str | os.PathLike, secrets: list[bytes] | None = No
             if looks_like_credential(name):
                 raise UsageError(f"{folder} holds {shown}: a credential never travels (its name is a credential "
                                  "file's); move it out", str(shown))  # fmt: skip
+            if any(secret in os.fsencode(name) for secret in secrets):  # file and folder names travel too
+                raise UsageError(f"{folder} holds a file or folder whose name contains your Kaggle key or token: a "
+                                 "credential never travels; rename or move it", "name")  # fmt: skip
             if stat.S_ISDIR(mode):
                 continue
             if not stat.S_ISREG(mode):
