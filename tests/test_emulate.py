@@ -361,10 +361,16 @@ def test_a_run_local_kernel_gets_none_of_the_users_kaggle_credentials(tmp_path):
     import subprocess
 
     script = tmp_path / "env.py"
-    script.write_text("import json, os\nopen('env.json', 'w').write(json.dumps(dict(os.environ)))\n")
+    script.write_text("import json, os\nfrom pathlib import Path\n"
+                      "found = sorted(str(p) for p in Path.home().rglob('*') if 'kaggle' in str(p).lower())\n"
+                      "open('env.json', 'w').write(json.dumps({**os.environ, 'FOUND': found}))\n")  # fmt: skip
     canary = "canary-key-5f1e0c2a9b"
+    home = tmp_path / "user-home"
+    for folder in (home / ".kaggle", home / ".config/kaggle"):
+        folder.mkdir(parents=True)
+        (folder / "kaggle.json").write_text(json.dumps({"username": "someone", "key": canary}))
     env = {**os.environ, "KAGGLE_KEY": canary, "KAGGLE_API_TOKEN": canary + "-token", "KAGGLE_USERNAME": "someone",
-           "KAGGLE_CONFIG_DIR": str(tmp_path / "user-kaggle")}  # fmt: skip
+           "KAGGLE_CONFIG_DIR": str(tmp_path / "user-kaggle"), "HOME": str(home)}  # fmt: skip
 
     proc = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "run-local", str(script), "--root",
                            str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
@@ -375,3 +381,4 @@ def test_a_run_local_kernel_gets_none_of_the_users_kaggle_credentials(tmp_path):
     assert "KAGGLE_USERNAME" not in seen
     assert "user-kaggle" not in seen
     assert "KAGGLE_KIT_ROOT" in seen  # the file is the kernel's environment
+    assert json.loads(seen)["FOUND"] == []  # its home is its own: no ~/.kaggle, no ~/.config/kaggle to read

@@ -400,3 +400,31 @@ def test_a_rehearsal_refuses_an_upload_holding_the_users_key_even_to_the_local_k
     assert "holds your Kaggle key or token" in done.stderr or "whose bytes contain your Kaggle key" in done.stderr
     stored = [p for p in (tmp_path / "rehearsal").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert stored == []  # not in a bundle, not in the local Kaggle's datasets or kernels
+
+
+def test_a_daemon_left_by_a_killed_rehearsal_is_ended_when_it_is_started_again(tmp_path):
+    import signal
+    import time
+
+    kernel, config = _quick(tmp_path, hang=True, pids=str(tmp_path / "pids"))
+    args = [kernel, "--config", config, "--root", tmp_path / "rehearsal", "--max-runs", "1", "--time", "10min"]
+    killed = subprocess.Popen([sys.executable, "-m", "kaggle_kit.cli", "rehearse", *map(str, args)], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(3000):
+            if (tmp_path / "pids").exists() and len((tmp_path / "pids").read_text().split()) == 2:
+                break
+            time.sleep(0.05)
+        daemon = int((tmp_path / "pids").read_text().split()[1])
+    finally:
+        killed.send_signal(signal.SIGKILL)  # nothing of it can clean up: only its next start can
+        killed.wait()
+    left = psutil.pid_exists(daemon)
+    config.write_text(json.dumps({"hang": False}))
+
+    again = _rehearse(*args)
+
+    assert left  # the daemon outlived its killed rehearsal
+    assert again.returncode == 0, again.stdout + again.stderr
+    gone = not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+    assert gone

@@ -86,6 +86,7 @@ def run_local(
     plot: bool = False,
     bundle_only: bool = False,
     cancel: threading.Event | None = None,
+    run_token: str | None = None,
 ) -> RunReport:
     """Run `script` with Python in a Kaggle-shaped sandbox under `limits` and return its report.
 
@@ -101,6 +102,8 @@ def run_local(
     Kaggle, where kaggle_kit is not installed) and a script that is not a bundle fails to import it.
     `cancel`: when this event is set, the kernel is ended as at a stop (SIGTERM, `grace_s`, SIGKILL; verdict
     "stopped"), e.g. by a local Kaggle shutting down.
+    `run_token`: the token every process of the kernel carries (default: a new one), which a supervisor started
+    after this one was killed can look for (``supervise.end_leftovers``).
     """
     script = Path(script).resolve()
     if not script.is_file():
@@ -135,7 +138,8 @@ def run_local(
     child_env.pop("KAGGLE_KERNEL_RUN_TYPE", None)  # the script must see the sandbox, not a real /kaggle
     for key in CREDENTIAL_ENV:
         child_env.pop(key, None)
-    child_env[RUN_TOKEN_ENV] = uuid.uuid4().hex  # inherited by whatever the kernel starts: how run-local finds it
+    child_env.update(_kernel_home(root, child_env))
+    child_env[RUN_TOKEN_ENV] = run_token or uuid.uuid4().hex  # inherited by whatever the kernel starts
     launch = bundle_only_launcher() if bundle_only else []
     with subreaper():
         proc = subprocess.Popen(
@@ -198,6 +202,23 @@ def run_local(
     if stopped_by == signal.SIGINT:
         raise KeyboardInterrupt  # the kernel is stopped and reported; Ctrl-C still ends whoever called us
     return report
+
+
+def _kernel_home(root: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """A home of the kernel's own (``root/home``), as on Kaggle, where it holds no credentials: the kernel cannot read
+    ``~/.kaggle`` or ``~/.config/kaggle``. The user's caches (torch weights, matplotlib's font cache) and their
+    ``pip --user`` packages stay where they are, so nothing is downloaded or rebuilt."""
+    real = Path(env.get("HOME") or Path.home())
+    home = root / "home"
+    (home / ".config").mkdir(parents=True, exist_ok=True)
+    config = Path(env.get("XDG_CONFIG_HOME") or real / ".config")
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": env.get("XDG_CACHE_HOME") or str(real / ".cache"),
+        "MPLCONFIGDIR": env.get("MPLCONFIGDIR") or str(config / "matplotlib"),
+        "PYTHONUSERBASE": env.get("PYTHONUSERBASE") or str(real / ".local"),  # site.getuserbase()'s rule
+    }
 
 
 def _supervise(proc: subprocess.Popen, watch: Watchdog, started_at: float, grace_s: float,

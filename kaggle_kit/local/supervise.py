@@ -28,7 +28,10 @@ from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.report import OUT_OF_MEMORY, OUT_OF_TIME
 from kaggle_kit.memory import PSS_EVERY_S, processes_memory
 
-__all__ = ["KernelProcesses", "Watchdog", "subreaper", "end_with_supervisor", "RUN_TOKEN_ENV", "SLOW_SAMPLE_S"]
+__all__ = [
+    "KernelProcesses", "Watchdog", "subreaper", "end_with_supervisor", "end_leftovers", "RUN_TOKEN_ENV",
+    "SLOW_SAMPLE_S",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,23 @@ def end_with_supervisor() -> None:
     A run-local that is itself SIGKILLed can stop nothing; without this its kernel would run on with no limits.
     """
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def end_leftovers(token: str) -> list[int]:
+    """SIGKILL every process that carries the run token `token`: what a kernel left running when its supervisor was
+    itself killed (SIGKILL reaches nobody's cleanup), found and ended by the next supervisor of the same run (a
+    local Kaggle started again on its root). Returns their pids. Only processes of that kernel carry the token."""
+    ended = []
+    if not token:
+        return ended
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(RUN_TOKEN_ENV) == token:
+                proc.kill()
+                ended.append(proc.pid)
+        except psutil.Error:
+            continue  # gone, or not ours to read
+    return ended
 
 
 class KernelProcesses:

@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,21 +47,22 @@ from urllib.parse import quote, unquote
 
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
-from kaggle_kit.limits import KernelLimits, format_size
+from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.emulate import run_local
 from kaggle_kit.local.report import (
-    ERROR,
     OK,
-    OUT_OF_MEMORY,
-    OUT_OF_TIME,
-    REPORT_NAME,
     STOPPED,
-    TOO_MANY_FILES,
-    TOO_MUCH_OUTPUT,
-    RunReport,
 )
+from kaggle_kit.local.supervise import end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.push.local_datasets import DATASET_METHODS, LocalDatasets
+from kaggle_kit.push.local_versions import (
+    KAGGLE_MESSAGES,
+    KernelVersion,
+    failure_message,
+    notebook_code,
+    output_names,
+)
 from kaggle_kit.push.loopback import loopback_handler
 
 __all__ = ["LocalKaggle", "LocalKaggleBusyError", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
@@ -71,14 +72,6 @@ log = logging.getLogger(__name__)
 STATE_NAME = "local-kaggle.json"
 LOCK_NAME = ".local-kaggle.lock"  # held by the one process serving a root
 QUEUED, RUNNING, COMPLETE, FAILED = "QUEUED", "RUNNING", "COMPLETE", "ERROR"
-KAGGLE_MESSAGES = {  # run-local's verdict -> the failure message Kaggle shows for it
-    OUT_OF_MEMORY: "Your notebook tried to allocate more memory than is available. It has restarted.",
-    OUT_OF_TIME: "Your notebook was stopped because it exceeded the max allowed execution duration.",
-    TOO_MANY_FILES: "Your notebook generated too many output files (the limit is {max_files}).",
-    TOO_MUCH_OUTPUT: "Your notebook's output exceeded the maximum allowed size ({working}).",
-    ERROR: "Your notebook hit an unhandled error while executing (exit code {code}): {last_line}",
-    STOPPED: "The notebook was stopped (the local Kaggle shut down while it ran).",
-}
 _KERNEL_OWNER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,49}")
 _KERNEL_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
 _SOURCE_KINDS = (("competitionDataSources", "competitions"), ("datasetDataSources", "datasets"),
@@ -87,43 +80,6 @@ _SOURCE_KINDS = (("competitionDataSources", "competitions"), ("datasetDataSource
 
 class LocalKaggleBusyError(LockBusyError):
     """Another process serves this local Kaggle's root: two at once would run (and remove) each other's kernels."""
-
-
-@dataclass
-class KernelVersion:
-    """One pushed version of a kernel here: its number, state (QUEUED, RUNNING, COMPLETE, ERROR), Kaggle-like
-    failure message, folder (script, log, sandbox with ``working/``) and the inputs mounted for it
-    ({path under input/: local folder})."""
-
-    ref: str
-    number: int
-    state: str
-    folder: str
-    code_file: str
-    profile: str
-    mounts: dict[str, str]
-    failure: str | None = None
-    pushed_at: float = 0.0
-
-    @property
-    def sandbox(self) -> Path:
-        """The run-local root of this version: input/, working/ and its run report."""
-        return Path(self.folder) / "sandbox"
-
-    @property
-    def output_dir(self) -> Path:
-        """What Kaggle would keep as this version's output: its working dir."""
-        return self.sandbox / "working"
-
-    @property
-    def log_path(self) -> Path:
-        """The run's stdout and stderr."""
-        return Path(self.folder) / "log.txt"
-
-    def report(self) -> RunReport | None:
-        """run-local's report of this version's run, once it ran."""
-        path = self.sandbox / REPORT_NAME
-        return RunReport.read(path) if path.exists() else None
 
 
 class LocalKaggle:
@@ -186,6 +142,10 @@ class LocalKaggle:
         self._thread.start()
         with self._lock:
             for version in (v for vs in self._versions.values() for v in vs if v.state in (QUEUED, RUNNING)):
+                ended = end_leftovers(version.token)  # a service killed outright could stop none of them
+                if ended:
+                    log.warning("local Kaggle: ended %d process(es) %s version %d left running", len(ended),
+                                version.ref, version.number)  # fmt: skip
                 log.info("local Kaggle: %s version %d was not finished; running it again", version.ref, version.number)
                 version.state = QUEUED
                 self._launch(version)
@@ -312,7 +272,7 @@ class LocalKaggle:
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             is_notebook = str(body.get("kernelType", "")).lower() == "notebook"
-            code = _notebook_code(body.get("text") or "") if is_notebook else body.get("text") or ""
+            code = notebook_code(body.get("text") or "") if is_notebook else body.get("text") or ""
             (folder / "kernel.py").write_text(code, encoding="utf-8")
             gpu = bool(body.get("enableGpu")) or str(body.get("machineShape") or "").lower() not in ("", "none")
             version = KernelVersion(ref=ref, number=number, state=QUEUED, folder=str(folder), code_file="kernel.py",
@@ -347,7 +307,7 @@ class LocalKaggle:
         return mounts
 
     def _listing(self, version: KernelVersion, body: dict) -> dict:
-        names = _output_names(version.output_dir)
+        names = output_names(version.output_dir)
         start = int(body.get("pageToken") or 0)
         size = int(body.get("pageSize") or 20)
         prefix = f"http://localhost/files/{quote(version.ref)}/{version.number}/"
@@ -371,7 +331,8 @@ class LocalKaggle:
         with self._slots:
             if self._cancel.is_set():
                 return
-            self._set(version, RUNNING)
+            version.token = uuid.uuid4().hex
+            self._set(version, RUNNING)  # the token is saved before the kernel starts
             limits = KernelLimits.profile_named(version.profile).with_overrides(self.memory_limit, self.time_limit)
             if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
                 shutil.rmtree(version.sandbox)
@@ -380,7 +341,8 @@ class LocalKaggle:
                 with open(version.log_path, "w", encoding="utf-8") as out:
                     report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
                                        root=version.sandbox, env=self.env, grace_s=self.grace_s, stdout=out,
-                                       stderr=out, bundle_only=True, cancel=self._cancel)  # fmt: skip
+                                       stderr=out, bundle_only=True, cancel=self._cancel,
+                                       run_token=version.token)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
                 self._set(version, FAILED, f"the local Kaggle could not run it: {exc}")
             else:
@@ -389,7 +351,8 @@ class LocalKaggle:
                              "service starts again", version.ref, version.number)  # fmt: skip
                     self._set(version, QUEUED)
                     return
-                self._set(version, COMPLETE if report.verdict == OK else FAILED, _failure(report, version.log_path))
+                outcome = COMPLETE if report.verdict == OK else FAILED
+                self._set(version, outcome, failure_message(report, version.log_path))
         if self.on_finished is not None:
             self.on_finished(version)
 
@@ -415,41 +378,3 @@ class LocalKaggle:
     def _save_state(self) -> None:
         kernels = {ref: [asdict(v) for v in versions] for ref, versions in self._versions.items()}
         atomic_write_json(self.root / STATE_NAME, {"kernels": kernels})
-
-
-def _failure(report: RunReport, log_path: Path) -> str | None:
-    """Kaggle's failure message for a run-local verdict (None for a run that went well)."""
-    if report.verdict == OK:
-        return None
-    lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.exists() else []
-    return KAGGLE_MESSAGES.get(report.verdict, report.verdict).format(
-        max_files=report.limits.max_files, working=format_size(report.limits.working_bytes), code=report.exit_code,
-        last_line=lines[-1][:300] if lines else "no output")  # fmt: skip
-
-
-def _output_names(base: Path) -> list[str]:
-    """The files Kaggle would list as a version's output: regular files only. A symbolic link is not saved by
-    Kaggle; it is left out of the listing with a logged line, and the rest is listed."""
-    if not base.is_dir():
-        return []
-    names = []
-    for dirpath, dirnames, filenames in os.walk(base):  # never into a linked folder
-        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                log.warning("local Kaggle: %s is a symbolic link; Kaggle keeps no link in an output, so it is not "
-                            "listed", path)  # fmt: skip
-            elif path.is_file():
-                names.append(path.relative_to(base).as_posix())
-    return sorted(names)
-
-
-def _notebook_code(text: str) -> str:
-    """The code cells of a pushed notebook, as the one script a run executes."""
-    try:
-        cells = json.loads(text)["cells"]
-    except (ValueError, KeyError, TypeError):
-        return text
-    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-               for c in cells if c.get("cell_type") == "code"]  # fmt: skip
-    return "\n\n".join(sources) + "\n"
