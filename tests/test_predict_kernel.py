@@ -171,10 +171,11 @@ kk.mark_done()
 """
 
 
-def test_the_two_lines_unguarded_write_nothing_after_a_stop_then_finish_on_the_rerun(tmp_path):
-    """A Deadline that stops (the first kernel's reserve is longer than its time) leaves no submission and the status
-    needs-resume; run-local's verdict line says so; the kit's INFO lines show without logging set-up; the rerun
-    resumes, predicts every image once and is done."""
+def test_the_two_lines_with_an_impossible_reserve_are_refused_then_finish_on_the_rerun(tmp_path):
+    """A Deadline whose reserve is longer than the kernel refuses before training, writing nothing (it could not
+    make progress: a chain would spend its quota one batch a kernel); run-local's verdict says error; the kit's INFO
+    lines show without logging set-up; the rerun with a sane reserve trains, predicts every image once and is done.
+    (A stop that a rerun resumes is tested through the emulator's time limit in test_deadline and test_rehearse.)"""
     import subprocess
     import sys
 
@@ -189,19 +190,19 @@ def test_the_two_lines_unguarded_write_nothing_after_a_stop_then_finish_on_the_r
         env = {**os.environ, "RESERVE_MIN": str(reserve_min)}
         return subprocess.run([*cli, "--root", str(tmp_path / f"run-{n}")], env=env, capture_output=True, text=True)
 
-    first = run(10**6, 1)  # a reserve longer than the kernel: the Deadline stops after its first batch
+    first = run(10**6, 1)  # a reserve longer than the kernel
 
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 1, first.stderr
+    assert "DeadlineError" in first.stderr
+    assert "needed for one checkpointed batch (reserve 60000000 + safety 60" in first.stderr
     assert not (working / "submission.csv").exists(), first.stderr
-    assert "kernel status needs-resume at stage/epoch/batch 0/0/1" in first.stderr
-    assert "training stopped at stage/epoch/batch 0/0/1 to be resumed" in first.stderr  # stream_predict says why
-    assert "the status stays needs-resume" in first.stderr  # and mark_done keeps it
-    assert json.loads((working / "kaggle-kit-status.json").read_text())["status"] == "needs-resume"
+    assert not (working / "checkpoints").exists()
+    assert not (working / "kaggle-kit-status.json").exists()  # nothing claimed
 
     second = run(0, 2)
 
     assert second.returncode == 0, second.stderr
-    assert "INFO kaggle_kit.train.deadline: resuming stage 0 at epoch 0, batch 1" in second.stderr  # no basicConfig
+    assert "INFO kaggle_kit.train.checkpoint: checkpoint" in second.stderr  # no basicConfig in the script
     assert "kernel status done" in second.stderr
     rows = (working / "submission.csv").read_text().splitlines()
     assert len(rows) == 1 + len(images)
