@@ -280,13 +280,19 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
         f"{args.first_time} ...",
         flush=True,
     )
-    out = run_imaterialist_demo(args.out, memory=memory, first_time=args.first_time)
-    for i, (report, status) in enumerate(zip(out.runs, out.statuses, strict=True), start=1):
+
+    def show(i: int, log_path: Path, report, status) -> None:  # each run as it starts and ends: minutes each
+        if report is None:
+            print(f"run {i}:         running; its log: {log_path}", flush=True)
+            return
         said = "status none" if status is None else f"status {status.status} ({status.where()})"
         print(
             f"run {i}:         {report.verdict}, {report.elapsed_s:.1f}s, peak memory "
-            f"{format_size(report.peak_memory_bytes)}, {said}"
+            f"{format_size(report.peak_memory_bytes)}, {said}",
+            flush=True,
         )
+
+    out = run_imaterialist_demo(args.out, memory=memory, first_time=args.first_time, on_run=show)
     if not out.scores:
         print(f"kaggle-kit demo: the kernel did not finish; see {', '.join(map(str, out.logs))}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,14 @@ def run_imaterialist_demo(
     memory: str = "6GiB",
     first_time: str = "75s",
     seed: int = 0,
+    on_run: Callable[[int, Path, RunReport | None, KernelStatus | None], None] | None = None,
 ) -> FashionDemo:
     """The iMaterialist kernel on a synthetic dataset, twice in one working dir: the first run gets a time limit too
     short to finish (its Deadline checkpoints and stops), the second resumes and writes the submission.
 
     Returns both run reports, the kernel status after each, and the submission's scores on the synthetic test
-    solution (both metric modes) next to the trivial baseline's.
+    solution (both metric modes) next to the trivial baseline's. `on_run(number, log, report, status)` is called
+    when a run starts (report None) and when it ends, so a caller can show the runs as they go.
     """
     import pandas as pd
 
@@ -152,6 +155,8 @@ def run_imaterialist_demo(
     runs, statuses = [], []
     for i, time_limit in enumerate((first_time, "20min")):
         limits = KernelLimits().with_overrides(memory=memory, time=time_limit)
+        if on_run is not None:
+            on_run(i + 1, out_dir / f"run-{i + 1}.log", None, None)
         with open(out_dir / f"run-{i + 1}.log", "w") as log_file:
             runs.append(
                 run_local(
@@ -170,6 +175,8 @@ def run_imaterialist_demo(
         except StatusError as exc:
             log.warning("%s", exc)
             statuses.append(None)
+        if on_run is not None:
+            on_run(i + 1, out_dir / f"run-{i + 1}.log", runs[-1], statuses[-1])
         if (statuses[-1] is not None and statuses[-1].done) or not runs[-1].ok:
             break
     logs = [out_dir / f"run-{i + 1}.log" for i in range(len(runs))]
