@@ -40,6 +40,7 @@ __all__ = [
     "find_model_folder",
     "trained_model",
     "carry_model",
+    "carry_reports",
 ]
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,22 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
     if found is None:
         return None, ""
     _check_expected(found, expected, "the attached model")
-    return carry_model(found, own), "attached"
+    carried = carry_model(found, own)
+    carry_reports(found.parent, kernel.working_dir)
+    return carried, "attached"
+
+
+def carry_reports(source: Path, dest: Path) -> list[Path]:
+    """Copy the pictures and reports of the run that trained (``*.png``, ``*report*.json`` directly in its output
+    `source`) into this kernel's output `dest`, where they are not already: a chain's last run only predicts, and
+    its output should still show how the model did. Each copy is atomic; returns the copies."""
+    copied = []
+    for path in sorted(source.iterdir()) if source.is_dir() else []:
+        wanted = path.suffix == ".png" or (path.suffix == ".json" and "report" in path.name)
+        if wanted and path.is_file() and not path.is_symlink() and not (dest / path.name).exists():
+            atomic_write_bytes(dest / path.name, path.read_bytes())
+            copied.append(dest / path.name)
+    return copied
 
 
 def _check_expected(path: Path, expected: Mapping[str, Any] | None, whose: str) -> None:

@@ -82,6 +82,9 @@ def test_an_attached_model_is_found_and_carried_into_this_kernels_output(tmp_pat
 
     previous = tmp_path / "previous-output"
     ModelFolder.write(previous / "model", "demo", {"weights.pth": b"w" * 100}, {"size": 64})
+    (previous / "confusion_matrix.png").write_bytes(b"png")  # the training run's pictures and report
+    (previous / "classification-report.json").write_text("{}")
+    (previous / "submission.csv").write_text("id,label\n")  # not a report: never carried
     root = tmp_path / "kernel"
     (root / "working").mkdir(parents=True)
     (root / "input/notebooks/tester").mkdir(parents=True)
@@ -95,6 +98,9 @@ def test_an_attached_model_is_found_and_carried_into_this_kernels_output(tmp_pat
     assert ModelFolder.load(found, "demo").files == ModelFolder.load(previous / "model", "demo").files
     assert trained_model(kernel, "model") == (root / "working/model", "own")  # the next call finds its own copy
     assert retrained == (None, "")
+    assert (root / "working/confusion_matrix.png").read_bytes() == b"png"
+    assert (root / "working/classification-report.json").exists()
+    assert not (root / "working/submission.csv").exists()
 
 
 def test_a_found_model_whose_prediction_settings_differ_from_the_kernels_is_refused_naming_them(tmp_path):
