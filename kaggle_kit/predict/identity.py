@@ -30,6 +30,7 @@ __all__ = [
     "IdentityError",
     "array_digest",
     "callable_identity",
+    "changed_paths",
     "content_digest",
     "items_digest",
     "model_digest",
@@ -165,6 +166,23 @@ def array_digest(values: Any) -> str:
     """SHA-256 of an array's dtype, shape and bytes: a short stable stand-in for thresholds or weights."""
     array = np.ascontiguousarray(values)
     return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def changed_paths(old: Any, new: Any, where: str) -> list[str]:
+    """Where two JSON values differ, as readable paths ("sink settings to_rows reads VOCAB ["dog"] (now ["cat"])")."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                found += changed_paths(old.get(key), new.get(key), f"{where} {_STEPS.get(key, key)}")
+        return found
+    shown_old, shown_new = json.dumps(old), json.dumps(new)
+    if len(shown_old) + len(shown_new) <= 80:
+        return [f"{where} {shown_old} (now {shown_new})"]
+    return [f"{where} changed"]
+
+
+_STEPS = {"globals": "reads", "closure": "holds"}  # how a function's identity reads in a refusal
 
 
 def _function_identity(fn: Any, what: str, depth: int = 0, seen: frozenset = frozenset()) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from kaggle_kit.atomic import atomic_write_json, fsync_dir
 from kaggle_kit.errors import KaggleKitError, ResumeMismatchError
 from kaggle_kit.events import record_event
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
+from kaggle_kit.predict.identity import changed_paths
 
 __all__ = [
     "ProgressManifest", "RunFingerprint", "SkippedItem", "Commit", "ProgressError", "SinkBusyError", "SinkLock",
@@ -94,29 +95,12 @@ class RunFingerprint:
         mine, theirs = self.as_dict(), recorded.as_dict()
         said = []
         for key in self.differences(recorded):
-            paths = _changed_paths(theirs[key], mine[key], _PARTS.get(key, key))
+            paths = changed_paths(theirs[key], mine[key], _PARTS.get(key, key))
             said += paths[:limit] or [_PARTS.get(key, key)]
         return "; ".join(said[: limit + 2])
 
 
 _PARTS = {"items": "items (their names or content)", "model": "model weights", "n_items": "number of items"}
-
-
-def _changed_paths(old: Any, new: Any, where: str) -> list[str]:
-    """Where two JSON values differ, as readable paths ("sink settings to_rows reads VOCAB ["dog"] (now ["cat"])")."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        found = []
-        for key in sorted(set(old) | set(new), key=str):
-            if old.get(key) != new.get(key):
-                found += _changed_paths(old.get(key), new.get(key), f"{where} {_STEPS.get(key, key)}")
-        return found
-    shown_old, shown_new = json.dumps(old), json.dumps(new)
-    if len(shown_old) + len(shown_new) <= 80:
-        return [f"{where} {shown_old} (now {shown_new})"]
-    return [f"{where} changed"]
-
-
-_STEPS = {"globals": "reads", "closure": "holds"}  # how a function's identity reads in a refusal
 
 
 @dataclass(frozen=True)
