@@ -140,6 +140,11 @@ class KernelLimits:
             changes["max_files"] = int(raw)
         return replace(self, **changes) if changes else self
 
+    def margin_s(self, most_s: float, share: float) -> float:
+        """A time margin scaled to this kernel: `share` of its time limit, at most `most_s` seconds. A minute kept
+        free in a 9-hour kernel is a rounding error; in a 40-second rehearsal run it is the whole run."""
+        return min(most_s, share * self.time_s)
+
     def to_env(self) -> dict[str, str]:
         """The KAGGLE_KIT_* variables that recreate these limits in a child process."""
         return {

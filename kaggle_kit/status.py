@@ -64,9 +64,12 @@ class KernelStatus:
         return self.status == DONE
 
     def where(self) -> str:
-        """The position in words, e.g. "stage/epoch/batch 1/3/120", with the predictions' when they stopped early
+        """The position in words, e.g. "stage/epoch/batch 1/3/120" ("segmenter stage/epoch/batch ..." when the
+        Deadline has a name), with the predictions' when they stopped early
         ("predictions 96 of 800 into submission.csv")."""
         training = f"stage/epoch/batch {self.stage}/{self.epoch}/{self.iteration}"
+        if self.extra.get("training"):  # a script training several models names each
+            training = f"{self.extra['training']} {training}"
         if "predicting" not in self.extra:
             if self.epoch is None:  # nothing trained here: a run that only predicted, or a script without a Deadline
                 source = self.extra.get("predicted_from")

@@ -12,7 +12,7 @@ from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.status import read_status
 from kaggle_kit.train.checkpoint import CheckpointError
-from kaggle_kit.train.deadline import Deadline
+from kaggle_kit.train.deadline import Deadline, DeadlineError
 
 
 class Clockwork(Callback):
@@ -82,12 +82,26 @@ def test_stopped_then_resumed_run_ends_bitwise_identical(method, stop, images, t
     assert first_deadline.stopped
     assert not first_deadline.finished
     assert status_after_stop["status"] == "needs-resume"
-    assert (status_after_stop["epoch"], status_after_stop["iteration"]) == ((1, 2) if stop == "mid-epoch" else (0, 5))
+    assert (status_after_stop["epoch"], status_after_stop["iteration"]) == ((1, 2) if stop == "mid-epoch" else (1, 0))
     assert resumed_deadline.finished
     assert _same_weights(reference, resumed)
     assert resumed.recorder.values == reference.recorder.values
     assert torch.equal(torch.stack(resumed.recorder.losses), torch.stack(reference.recorder.losses))
     assert read_status(tmp_path / "run/working")["status"] == "trained"
+
+
+def test_a_run_that_only_validates_the_epoch_its_predecessor_trained_moves_the_status_on(images, tmp_path,
+                                                                                         fake_clock):  # fmt: skip
+    # stopped after the epoch's last batch, before its validation: the next run validates it and stops at once
+    _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_batch=5))
+    before = read_status(tmp_path / "working")
+    fake_clock.now += 10**8
+    _learn, deadline = _train(images, tmp_path, fake_clock, clockwork=Clockwork(fake_clock, jump_after_epoch=0))
+    after = read_status(tmp_path / "working")
+
+    assert deadline.stopped
+    assert (before["epoch"], before["iteration"]) == (0, 5)
+    assert (after["epoch"], after["iteration"]) == (1, 0)  # progress a chain must see: the validation is not redone
 
 
 def test_a_finished_fit_is_skipped_with_its_weights_loaded(images, tmp_path, fake_clock):
@@ -201,6 +215,21 @@ def test_a_kernel_with_less_time_left_than_its_reserve_refuses_to_train_in_one_l
     assert "cannot make progress" in ours
     assert counter.batches == 0
     assert read_status(tmp_path / "working") is None  # nothing claimed: the status is left as it was
+
+
+def test_the_default_safety_margin_scales_with_the_kernels_time_limit(images, tmp_path, fake_clock):
+    rehearsal = _kernel(tmp_path / "short", fake_clock, hours=40 / 3600)  # a 40-second rehearsal run
+    fake_clock.advance(20)
+    _learn, deadline = _train(images, tmp_path / "short", fake_clock, n_epoch=1,
+                              deadline=Deadline(every=10**6, reserve="6s", kernel=rehearsal))  # fmt: skip
+    nine_hours = _kernel(tmp_path / "long", fake_clock, hours=9)
+    fake_clock.advance(9 * 3600 - 50)  # 50 s left: under the minute a 9-hour kernel keeps
+
+    with pytest.raises(DeadlineError) as error:
+        _train(images, tmp_path / "long", fake_clock, deadline=Deadline(every=10**6, reserve=0, kernel=nine_hours))
+
+    assert deadline.finished  # 20 s left of 40: 6 s reserve and 0.8 s safety leave time to train
+    assert "(reserve 0 + safety 60" in str(error.value)
 
 
 def test_resume_false_starts_over(images, tmp_path, fake_clock):

@@ -212,12 +212,12 @@ def test_a_run_out_of_time_commits_and_the_next_call_finishes_it(learners, image
     monkeypatch.chdir(tmp_path / "working")
     kernel = Kernel(tmp_path, KernelLimits(time_s=100.0), started_at=fake_clock.now, clock=fake_clock)
     sink = CsvSink("sub.csv", _label_rows, ["id", "label", "score"])
-    fake_clock.advance(95)  # 5 s left, under the 60 s reserve: one chunk, then stop
+    fake_clock.advance(98)  # 2 s left, under the reserve (5% of 100 s): one chunk, then stop
 
     first = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
     mark_done(kernel.working_dir)  # an unguarded script: the job is not done, the status must say so
     after_first = KernelStatus.load(kernel.working_dir)
-    fake_clock.now -= 95
+    fake_clock.now -= 98
     second = stream_predict(learners("single"), images, sink, chunk_size=4, kernel=kernel, progress=False)
     mark_done(kernel.working_dir)
 
@@ -230,6 +230,22 @@ def test_a_run_out_of_time_commits_and_the_next_call_finishes_it(learners, image
     assert pd.read_csv("sub.csv", dtype=str, keep_default_na=False).values.tolist() == [
         [a, str(b), c] for a, b, c in expected
     ]
+
+
+def test_the_default_reserve_scales_with_the_kernels_time_limit(learners, images, tmp_path, fake_clock, monkeypatch):
+    (tmp_path / "working").mkdir()
+    monkeypatch.chdir(tmp_path / "working")
+    short = Kernel(tmp_path, KernelLimits(time_s=40.0), started_at=fake_clock.now - 20, clock=fake_clock)
+    long = Kernel(tmp_path, KernelLimits(time_s=9 * 3600.0), started_at=fake_clock.now - (9 * 3600 - 50),
+                  clock=fake_clock)  # fmt: skip
+
+    rehearsal = stream_predict(learners("single"), images, CsvSink("short.csv", _label_rows, ["id", "label", "score"]),
+                               chunk_size=4, kernel=short, progress=False)  # fmt: skip
+    nine_hours = stream_predict(learners("single"), images, CsvSink("long.csv", _label_rows, ["id", "label", "score"]),
+                                chunk_size=4, kernel=long, progress=False)  # fmt: skip
+
+    assert rehearsal.complete  # 20 s left of 40: 2 s kept free, not a minute
+    assert (nine_hours.complete, nine_hours.done) == (False, 4)  # 50 s left of 9 h: under the minute kept free
 
 
 def test_shards_merged_equal_the_unsharded_run(learners, images, kernel_here):
@@ -324,7 +340,7 @@ def uninterrupted(tiny, images, tmp_path_factory):
 
 def _partial_run(learn, items, kind, tmp_path, fake_clock, calls=2):
     """`calls` calls that each commit one chunk of 4 and stop for lack of time, as a kernel near its cutoff does."""
-    kernel = Kernel(tmp_path, KernelLimits(time_s=100.0), started_at=fake_clock.now - 95, clock=fake_clock)
+    kernel = Kernel(tmp_path, KernelLimits(time_s=100.0), started_at=fake_clock.now - 98, clock=fake_clock)
     for _ in range(calls):
         summary = stream_predict(learn, items, _sink(kind), chunk_size=4, kernel=kernel, progress=False)
     assert summary.done == 4 * calls

@@ -53,3 +53,14 @@ def test_a_run_that_only_predicted_says_from_which_model_not_none_positions(tmp_
 
     assert predicted == "predicted from the attached model"
     assert bare == "no training position"
+
+
+def test_a_named_training_says_which_model_its_position_belongs_to(tmp_path):
+    from kaggle_kit.status import KernelStatus, write_status
+
+    write_status(tmp_path, "needs-resume", stage=1, epoch=2, iteration=1, training="segmenter")
+    (tmp_path / "plain").mkdir()
+    write_status(tmp_path / "plain", "needs-resume", stage=0, epoch=1, iteration=3)
+
+    assert KernelStatus.load(tmp_path).where() == "segmenter stage/epoch/batch 1/2/1"
+    assert KernelStatus.load(tmp_path / "plain").where() == "stage/epoch/batch 0/1/3"

@@ -110,7 +110,7 @@ def test_the_classification_kernel_fine_tunes_from_attached_weights(attached, ru
                                   "lr_find": True, "reserve": 0.1, "safety": 0.05}))  # fmt: skip
 
     run = run_kernel(kernels_dir() / "image-classification" / "kernel.py", memory="6GiB",
-                     inputs={"images": data, "resnet18-weights": attached},
+                     inputs={"your-images": data, "resnet18-weights": attached},
                      env={"KAGGLE_KIT_CONFIG": str(config)})  # fmt: skip
 
     assert run.report.ok, run.explain()

@@ -106,7 +106,7 @@ def stream_predict(
     commit_every_s: float = 120.0,
     kernel: Kernel | None = None,
     monitor: MemoryMonitor | None = None,
-    reserve_s: float = 60.0,
+    reserve_s: float | None = None,
     progress: bool = True,
     restart: bool = False,
     allow_unfinished: bool = False,
@@ -122,7 +122,8 @@ def stream_predict(
     activated outputs on the flipped images (flipped back for masks) are averaged with the plain one, batch by batch.
     `shard=(i, n)`: predict only items i, i+n, i+2n, ... (see ``sinks.merge_shards``); by default it comes from
     KAGGLE_KIT_SHARD="i/n", which a bundle pushed with ``kaggle-kit push --shards n`` sets.
-    Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left; the
+    Stops early, committed and resumable, when the kernel has less than `reserve_s` plus one chunk's time left
+    (default: 5% of the kernel's time limit, at most 60 s: a minute of a 9-hour kernel, 2 s of a 40-second one); the
     kernel's status then says needs-resume (``status.mark_predicting``), so ``mark_done`` keeps it and ``chain``
     pushes another run, which resumes the predictions from the attached output.
     `restart=True` throws away the sink's files and their manifest first (whatever run they belong to) and predicts
@@ -188,11 +189,13 @@ def stream_predict(
                                                  complete=True, chunks=0, chunk_sizes=[], peak_memory_bytes=0,
                                                  seconds=0.0, files=files, skipped=manifest.skipped,
                                                  resumed_at=resumed_at))  # fmt: skip
-        chunk_sizes, writer = _predict_chunks(_ChunkRun(
+        if reserve_s is None:
+            reserve_s = kernel.limits.margin_s(60.0, 0.05)
+        chunk_sizes, writer = _predict_chunks(_ChunkRun(reserve_s=reserve_s,
             learn=learn, items=items, positions=positions, sink=sink, manifest=manifest, manifest_path=manifest_path,
             bs=bs, chunk_size=chunk_size, decode=decode, act=act, flips=flips, num_workers=num_workers,
             memory_fraction=memory_fraction, max_chunk_bytes=max_chunk_bytes, commit_every_s=commit_every_s,
-            kernel=kernel, monitor=monitor, reserve_s=reserve_s, progress=progress, ranks=ranks))  # fmt: skip
+            kernel=kernel, monitor=monitor, progress=progress, ranks=ranks))  # fmt: skip
     if not manifest.complete:  # stopped before the cutoff: the job needs another run, which resumes from here
         mark_predicting(kernel.working_dir, first.name, manifest.done, len(positions))
     else:

@@ -153,7 +153,8 @@ def run_chain(
             run["state"] = status.status
             run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
                        time_used_s=status.time_used_s, predicted=status.extra.get("predicted"),
-                       epochs=status.extra.get("epochs"), batches=status.extra.get("batches"))  # fmt: skip
+                       epochs=status.extra.get("epochs"), batches=status.extra.get("batches"),
+                       training=status.extra.get("training"))  # fmt: skip
             state.commit(state_path)
             say(f"run {run['run']}: {status.status} ({status.where()})")
             before = [r for r in runs[:-1] if r["state"] == NEEDS_RESUME]
@@ -192,7 +193,7 @@ def _too_slow(run: dict[str, Any], before: dict[str, Any] | None) -> str | None:
         return None  # a script whose status does not say how long its fit is: only "no progress" is known
     if before is None:
         before = {"stage": 0, "epoch": 0, "iteration": 0, "predicted": None}
-    if before.get("stage") != run.get("stage") or before.get("predicted") != run.get("predicted"):
+    if any(before.get(k) != run.get(k) for k in ("training", "stage", "predicted")):
         return None
     trained = (run["epoch"] * batches + run["iteration"]) - (before["epoch"] * batches + before["iteration"])
     total = epochs * batches
@@ -204,7 +205,7 @@ def _too_slow(run: dict[str, Any], before: dict[str, Any] | None) -> str | None:
 
 
 def _position(run: dict[str, Any]) -> tuple:
-    return run.get("stage"), run.get("epoch"), run.get("iteration"), run.get("predicted")
+    return run.get("training"), run.get("stage"), run.get("epoch"), run.get("iteration"), run.get("predicted")
 
 
 def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:

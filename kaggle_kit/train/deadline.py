@@ -49,10 +49,13 @@ class Deadline(Callback):
     `reserve`: time that must stay free after training (prediction, writing the submission): minutes, a duration
     string ("25min", "90s"), or a callable returning minutes (called once per fit, e.g. from the test-set size).
     A safety margin is added, learned while training: the slowest batch, validation and checkpoint write seen, plus
-    `safety` minutes. Time counts from the kernel's start (`Kernel`), not this process's.
+    `safety` minutes (default: 2% of the kernel's time limit, at most one minute, so a 40-second rehearsal run keeps
+    under a second and a 9-hour kernel a minute). Time counts from the kernel's start (`Kernel`), not this process's.
     `stage`: which fit of a multi-stage script this is (progressive resizing); default: counted per learner.
     `resume`: False ignores existing checkpoints. Checkpoints go to `checkpoints` (a folder; default
     working/checkpoints; 2 kept), or through `saver`; the kernel's status goes to working/kaggle-kit-status.json.
+    `name`: what this training is called in the status and the chain's lines ("segmenter stage/epoch/batch 1/2/1"),
+    for a script that trains more than one model.
     After the fit, `finished` says whether it ran to its last epoch (now or in an earlier kernel).
     """
 
@@ -63,23 +66,25 @@ class Deadline(Callback):
         every: float = 30.0,
         reserve: float | str | Callable[[], float] = 20.0,
         *,
-        safety: float = 1.0,
+        safety: float | None = None,
         stage: int | None = None,
         resume: bool = True,
         kernel: Kernel | None = None,
         saver: CheckpointSaver | None = None,
         checkpoints: str | os.PathLike | None = None,
+        name: str | None = None,
     ):
-        for name, value in (("every", every), ("safety", safety)):
+        for name, value in (("every", every), ("safety", 0.0 if safety is None else safety)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise KaggleKitError(f"Deadline({name}={value!r}): give a finite number of minutes >= 0", value)
         if saver is not None and checkpoints is not None:
             raise UsageError("Deadline: give `checkpoints` (a folder) or `saver`, not both")
         self.kernel = kernel or Kernel.current()
         self.saver = saver or CheckpointSaver(checkpoints or self.kernel.working_dir / CHECKPOINT_DIR)
-        self.every_s, self.safety_s = every * 60.0, safety * 60.0
+        self.every_s = every * 60.0
+        self.safety_s = self.kernel.limits.margin_s(60.0, 0.02) if safety is None else safety * 60.0
         self.reserve = reserve
-        self.stage_arg, self.resume = stage, resume
+        self.stage_arg, self.resume, self.training_name = stage, resume, name
         self.finished = self.stopped = False
         self.saves = 0
         self._replay = Replay(None, None)
@@ -125,7 +130,7 @@ class Deadline(Callback):
             if not self._job_done():  # a finished job rerun stays done until something says otherwise
                 self._write_status(TRAINED, point.epoch, point.iteration)
             raise CancelFitException()
-        self._write_status(NEEDS_RESUME, point.epoch, point.iteration)
+        self._write_status(NEEDS_RESUME, epoch, batch)
         log.info("resuming stage %d at epoch %d, batch %d from %s", self.stage, epoch, batch, point.path)
 
     def after_fit(self) -> None:
@@ -203,14 +208,18 @@ class Deadline(Callback):
         self._save_s = max(self._save_s, time.perf_counter() - started)
         self._last_save_s = self.kernel.elapsed_s()
         self.saves += 1
-        if not fit_done:
-            self._write_status(NEEDS_RESUME, self.learn.epoch, iteration, checkpoint=path.name)
+        if not fit_done:  # the status names where the next run goes on: after a validated epoch, the next one
+            epoch, batch = point.continue_at()
+            self._write_status(NEEDS_RESUME, epoch, batch, checkpoint=path.name)
         return path
 
     def _write_status(self, status: str, epoch: int, iteration: int, **info: Any) -> None:
         write_status(self.kernel.working_dir, status, stage=self.stage, epoch=int(epoch), iteration=int(iteration),
                      time_used_s=self.kernel.elapsed_s(), epochs=int(self.learn.n_epoch),
-                     batches=len(self.learn.dls.train), **info)  # fmt: skip
+                     batches=len(self.learn.dls.train), **self._named(), **info)  # fmt: skip
+
+    def _named(self) -> dict[str, str]:
+        return {"training": self.training_name} if self.training_name else {}
 
     def _job_done(self) -> bool:
         try:

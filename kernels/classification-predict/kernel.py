@@ -3,7 +3,7 @@
 Attach the test images (a dataset with a test/ folder) and the model folder a finished classification run wrote,
 classifier-model/: published as a dataset, or that run's output attached as a notebook source. Internet off.
 The submission is byte for byte the one the training run wrote on the same test images.
-    kaggle-kit run-local kernels/classification-predict --input images=data/ \\
+    kaggle-kit run-local kernels/classification-predict --input your-images=data/ \\
         --input classifier-model=path/to/classifier-model
 """
 

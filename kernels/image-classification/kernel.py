@@ -5,7 +5,7 @@ Clean-up finds the images that would break training (they are left out: inputs a
 under kk.Deadline (resumable; pretrained bodies fine-tuned frozen then unfrozen), test predictions stream out with flip
 TTA through the right submission writer, and fastai's interpretation plots are saved. Settings live in SETTINGS; a
 JSON file named by KAGGLE_KIT_CONFIG overrides them. Locally:
-    kaggle-kit run-local kernels/image-classification --input images=PATH --config settings.json
+    kaggle-kit run-local kernels/image-classification --input your-images=PATH --config settings.json
 """
 
 import json
@@ -51,7 +51,8 @@ SETTINGS = {
     "answer_column": None,  # default "predicted" (single-label) or "tags" (multi-label)
     "checkpoint_every": 30.0,  # minutes
     "reserve": 15.0,  # minutes kept for prediction after training
-    "safety": 1.0,
+    "safety": None,  # minutes of margin beyond the measured work; None: 2% of the time limit, at most 1
+    "predict_reserve": None,  # seconds kept free after prediction; None: 5% of the time limit, at most 60
     "keep_checkpoints": False,  # when done: False deletes the checkpoints (classifier-model/ keeps the final weights)
     "draft_decode": True,  # decode JPEGs at the DCT scale nearest `size` (3-4x faster; README); False: full decoding
 }
@@ -121,7 +122,7 @@ def submit(model_dir: Path, whose: str = "own"):
         classifier = ClassifierModel.load(model_dir, test_files)
     except kk.KaggleKitError as exc:
         sys.exit(f"kernel: {exc}")
-    summary = classifier.predict(test_files, "submission.csv")
+    summary = classifier.predict(test_files, "submission.csv", reserve_s=settings["predict_reserve"])
     if summary.complete:
         kk.mark_done(submission="submission.csv", model=str(model_dir),
                      predicted_from={"own": "this kernel's own model"}.get(whose, f"the {whose} model"))  # fmt: skip

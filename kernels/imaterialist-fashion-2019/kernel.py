@@ -59,7 +59,8 @@ SETTINGS = {
     "positive_weights": False,  # True: weight positive pixels by sqrt(negative / positive) share per category
     "checkpoint_every": 30.0,  # minutes
     "reserve": 45.0,  # minutes kept for prediction and the submission after training
-    "safety": 1.0,  # minutes of margin on top of the reserve and the measured work
+    "safety": None,  # minutes of margin beyond the measured work; None: 2% of the time limit, at most 1
+    "predict_reserve": None,  # seconds kept free after prediction; None: 5% of the time limit, at most 60
     "seed": 42,
     "keep_checkpoints": False,  # when done: False deletes the training checkpoints (imaterialist-model/ keeps the
     # final weights of both stages)
@@ -125,7 +126,7 @@ def submit(model_dir: Path, whose: str = "own"):
         fashion = FashionModel.load(model_dir, test_files)
     except kk.KaggleKitError as exc:
         sys.exit(f"kernel: {exc}")
-    summary = fashion.predict(test_files, "submission.csv")
+    summary = fashion.predict(test_files, "submission.csv", reserve_s=settings["predict_reserve"])
     if summary.complete:
         kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")), model=str(model_dir),
                      predicted_from={"own": "this kernel's own model"}.get(whose, f"the {whose} model"))  # fmt: skip
@@ -149,9 +150,9 @@ category_ids = labels.category_ids
 print(f"kernel: {len(image_ids)} training images, {len(train)} objects, {len(test_files)} test images")
 
 
-def deadline(name: str) -> kk.Deadline:
+def deadline(folder: str, name: str) -> kk.Deadline:  # each model its own checkpoints and name in the status
     return kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
-                       checkpoints=working / "checkpoints" / name)  # fmt: skip
+                       checkpoints=working / "checkpoints" / folder, name=name)  # fmt: skip
 
 
 # --- stage 1: segmentation, progressive resizing ---------------------------------------------------------------------
@@ -170,7 +171,7 @@ learn = stage1_learner(dls_at(settings["sizes"][0]), len(category_ids), settings
 batch_picture(learn.dls, working / "show_batch.png")  # what stage 1 is shown, once per run
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
     print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lrs {settings['lrs']})")
-stage1 = deadline("stage1")
+stage1 = deadline("stage1", "segmenter")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 try:  # with weights fastai froze the encoder: the decoder trains first
     trained = fit_progressive(learn, dls_at, settings["sizes"], settings["epochs"], settings["lrs"], stage1,
@@ -192,7 +193,7 @@ learn2 = stage2_learner(crops, labels.attribute_ids, settings["crop_size"], sett
                         settings["stage2_encoder"], kernel.input_or_path(settings["stage2_weights"]),
                         seed=settings["seed"],
                         valid_images=[Path(p).name for p in learn.dls.valid.items])  # fmt: skip
-stage2 = deadline("stage2")
+stage2 = deadline("stage2", "attributes")
 try:
     if settings["stage2_weights"] is None:
         learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=[kk.TrainingGuard(), stage2])
