@@ -148,6 +148,71 @@ def test_a_kept_working_dir_survives_into_the_next_run(run_kernel, tmp_path):
     assert (working / "count.txt").read_text() == "2"
 
 
+_READS_INPUT_BY_PATH = """
+import json, os
+from pathlib import Path
+found = sorted(p.name for p in Path("../input/shapes").glob("*"))
+Path("seen.json").write_text(json.dumps({"found": found, "cwd": os.getcwd()}))
+"""
+
+
+def _run_local_cli(*args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "run-local", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_with_a_working_dir_of_your_own_dot_dot_input_is_the_sandboxs_inputs_and_nothing_stays(tmp_path):
+    data = tmp_path / "shapes"
+    data.mkdir()
+    (data / "a.png").write_bytes(b"x")
+    script = tmp_path / "kernel.py"
+    script.write_text(_READS_INPUT_BY_PATH)
+    mine = tmp_path / "project" / "my-working"
+
+    done = _run_local_cli(script, "--input", f"shapes={data}", "--working", mine, "--root", tmp_path / "box")
+
+    assert done.returncode == 0, done.stderr
+    seen = json.loads((mine / "seen.json").read_text())
+    assert seen["found"] == ["a.png"]
+    assert seen["cwd"] == str(mine.resolve())
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["my-working"]  # the link went with the run
+
+
+def test_a_real_input_folder_beside_your_working_dir_is_left_alone_with_one_line(tmp_path):
+    data = tmp_path / "shapes"
+    data.mkdir()
+    script = tmp_path / "kernel.py"
+    script.write_text("print('ran')\n")
+    (tmp_path / "project" / "input").mkdir(parents=True)
+    (tmp_path / "project" / "input" / "keep.txt").write_text("mine")
+
+    done = _run_local_cli(script, "--input", f"shapes={data}", "--working", tmp_path / "project" / "w",
+                          "--root", tmp_path / "box")  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "project" / "input" / "keep.txt").read_text() == "mine"
+    assert "(yours, left as it is), not the sandbox's inputs" in done.stderr
+
+
+def test_an_input_read_by_path_where_kaggle_did_not_put_it_gets_a_hint(tmp_path):
+    data = tmp_path / "shapes"
+    data.mkdir()
+    script = tmp_path / "kernel.py"
+    script.write_text(_READS_INPUT_BY_PATH)
+
+    new_layout = _run_local_cli(script, "--input", f"datasets/tester/shapes={data}", "--root", tmp_path / "box")
+    old_layout = _run_local_cli(script, "--input", f"shapes={data}", "--root", tmp_path / "box2")
+
+    hints = [line for line in new_layout.stderr.splitlines() if "hint:" in line]
+    assert len(hints) == 1, new_layout.stderr
+    said = "the script reads ../input/shapes, which is not there (it is attached at ../input/datasets/tester/shapes)"
+    assert said in hints[0]
+    assert 'kk.Kernel.current().find_input("shapes")' in hints[0]
+    assert "hint:" not in old_layout.stderr
+
+
 def test_run_local_cli_exits_with_the_scripts_code_and_accepts_weird_paths(weird_path):
     import subprocess
 

@@ -56,8 +56,8 @@ LAYERS = [
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
     {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classifier"},
-    {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise"}, {"local.emulate"},
-    {"local.demo"},
+    {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise", "local.sandbox"},
+    {"local.emulate"}, {"local.demo"},
     {"push"}, {"cli"},
 ]  # fmt: skip
 WHOLE = ("imaterialist", "push")  # packages that count as one layer

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.e2e
 
 TESTS = str(Path(__file__).parent)
 # A tiny classifier under kk.Deadline. Sleeping after each batch puts a floor under the training time whatever the
-# machine (sleeping draws no random numbers), so a 20 s kernel needs 3 or more runs. A slow machine only needs more
-# runs (each trains at least one batch), hence the generous --max-runs. `ballast_gb` is allocated
-# when the run resumes: run 2 can be made to die for memory.
+# machine (sleeping draws no random numbers), so a 30 s kernel needs 3 or more runs (of which a loaded machine spends
+# up to 15 s importing fastai). A slow machine only needs more runs (each trains at least one batch), hence the
+# generous --max-runs. `ballast_gb` is allocated when the run resumes: run 2 can be made to die for memory.
 DEADLINE_KERNEL = """
 import sys, time
 sys.path.insert(0, {tests!r})
@@ -105,7 +105,7 @@ def test_a_chain_killed_for_memory_continues_after_the_fix_and_ends_as_one_unint
     kernel = _kernel(tmp_path / "kernel", DEADLINE_KERNEL, "deadline-kernel")
     config, root, out = tmp_path / "settings.json", tmp_path / "rehearsal", tmp_path / "final"
     config.write_text(json.dumps({"ballast_gb": 4}))
-    common = [kernel, "--data", f"tester/squares={data}", "--config", config, "--time", "20s", "--memory", "3GB",
+    common = [kernel, "--data", f"tester/squares={data}", "--config", config, "--time", "30s", "--memory", "3GB",
               "--max-runs", "30", "--root", root, "-p", out]  # fmt: skip
 
     killed = _rehearse(*common)

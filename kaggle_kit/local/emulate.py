@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from kaggle_kit.local.report import (
     TOO_MUCH_OUTPUT,
     RunReport,
 )
+from kaggle_kit.local.sandbox import input_beside, input_hints, make_sandbox
 from kaggle_kit.local.supervise import RUN_TOKEN_ENV, KernelProcesses, Watchdog, end_with_supervisor, subreaper
 from kaggle_kit.outputs import OutputBudget
 from kaggle_kit.status import KernelStatus, StatusError
@@ -49,7 +49,6 @@ __all__ = ["run_local", "parse_input_spec"]
 
 log = logging.getLogger(__name__)
 
-SANDBOX_MARKER = ".kaggle-kit-sandbox"
 # A kernel on Kaggle has no Kaggle credentials; the emulated one gets none of the user's either
 CREDENTIAL_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_CONFIG_DIR", "KAGGLE_API_V1_TOKEN_PATH")
 
@@ -115,7 +114,9 @@ def run_local(
         runs.mkdir(exist_ok=True)
         root = tempfile.mkdtemp(prefix=f"{script.stem}-{datetime.now():%Y%m%d-%H%M%S}-", dir=runs)
     root = Path(root).resolve()
-    working_dir = _make_sandbox(root, [(str(s), Path(p)) for s, p in pairs], working)
+    working_dir = make_sandbox(root, [(str(s), Path(p)) for s, p in pairs], working)
+    for hint in input_hints(script, root / "input"):
+        log.warning("%s", hint)
     report_path = Path(report_path) if report_path else root / REPORT_NAME
     if report_path.resolve().is_relative_to(working_dir.resolve()):
         raise KernelLayoutError(
@@ -141,7 +142,7 @@ def run_local(
     child_env.update(_kernel_home(root, child_env))
     child_env[RUN_TOKEN_ENV] = run_token or uuid.uuid4().hex  # inherited by whatever the kernel starts
     launch = bundle_only_launcher() if bundle_only else []
-    with subreaper():
+    with subreaper(), input_beside(working_dir, root / "input"):  # ../input from any working dir, as on Kaggle
         proc = subprocess.Popen(
             [sys.executable, *python_args, *launch, str(script), *args],
             cwd=working_dir,
@@ -283,62 +284,3 @@ def _signals_raise_stop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _remove_links(folder: Path) -> None:
-    """Remove a tree of symlinks and empty folders; a real file in it is an error, never deleted."""
-    for dirpath, dirnames, filenames in os.walk(folder, topdown=False):
-        for name in [*filenames, *dirnames]:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                path.unlink()
-            elif path.is_dir():
-                path.rmdir()  # empty by now: OSError (kept) if something real was left in it
-            else:
-                raise KernelLayoutError(f"{path} is a real file in the sandbox's input/; move it out first", str(path))
-    folder.rmdir()
-
-
-def _make_sandbox(root: Path, inputs: list[tuple[str, Path]], working: str | os.PathLike | None) -> Path:
-    """Make (or remake) the sandbox `root`; refuse a folder that holds anything run-local did not make."""
-    marker = root / SANDBOX_MARKER
-    if root.exists() and not marker.exists() and any(root.iterdir()):
-        found = ", ".join(sorted(p.name for p in root.iterdir())[:5])
-        raise KernelLayoutError(
-            f"--root {root} already holds files run-local did not make ({found}); pass a new or empty folder", str(root)
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    marker.write_text("made by kaggle-kit run-local: input/ and working/ here are remade by the next run\n")
-    input_dir = root / "input"
-    if input_dir.exists():
-        _remove_links(input_dir)  # links only: the data they point at is untouched
-    input_dir.mkdir(parents=True)
-    slugs = [Path(s) for s, _ in inputs]
-    for one in slugs:
-        inside = [other for other in slugs if other != one and other.is_relative_to(one)]
-        if inside:  # its link would be made inside the first input's own folder: never write into a user's data
-            raise KernelLayoutError(f"the input slug {inside[0]} lies inside the input {one}; give inputs that do not "
-                                    "nest (e.g. 'a' and 'b', not 'a' and 'a/b')", str(inside[0]))  # fmt: skip
-    for slug, path in inputs:
-        link = input_dir / slug
-        if link.exists() or link.is_symlink():
-            raise KernelLayoutError(f"two inputs share the slug {slug!r}; name them with SLUG=PATH", slug)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(Path(path).resolve(), target_is_directory=Path(path).is_dir())
-    link = root / "working"
-    if working is not None:
-        target = Path(working).resolve()
-        target.mkdir(parents=True, exist_ok=True)
-        if target != link.resolve():
-            if link.is_symlink() or link.is_file():
-                link.unlink()
-            elif link.exists():
-                shutil.rmtree(link)
-            link.symlink_to(target, target_is_directory=True)
-        return target
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        shutil.rmtree(link)
-    link.mkdir()
-    return link
