@@ -137,9 +137,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser(
         "synth",
-        help="write a synthetic iMaterialist-2019 dataset in the competition's format",
+        help="write a synthetic iMaterialist-2019 dataset in the competition's format (or --classes)",
         description="Write label_descriptions.json, train.csv, train/, test/ and "
-        "sample_submission.csv (plus synthetic_test_solution.csv) into DEST.",
+        "sample_submission.csv (plus synthetic_test_solution.csv) into DEST. With --classes: a classification "
+        "folder tree instead, train/<label>/*.png and test/*.png.",
     )
     synth.add_argument("dest", help="folder to write")
     synth.add_argument("--train", type=int, default=120, help="training images")
@@ -154,6 +155,9 @@ def _build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--min-size", type=int, help="smallest image side, pixels (default 100 realistic, 96 easy)")
     synth.add_argument("--max-size", type=int, help="largest image side, pixels (default 3000 realistic, 160 easy)")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same files (default 0)")
+    synth.add_argument("--classes", action="store_true",
+                       help="a dataset for the classification kernels: 32 px coloured squares labelled red or blue by "
+                       "their folder (train/<label>/*.png, test/*.png)")  # fmt: skip
     synth.set_defaults(handler=_synth)
 
     add_push_commands(sub)
@@ -312,6 +316,15 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.train < 1 or args.test < 1:
         raise UsageError(f"--train {args.train} / --test {args.test}: need at least 1 image each", None)
+    if args.classes:
+        if Path(args.dest).exists() and any(Path(args.dest).iterdir()):
+            raise UsageError(f"{args.dest} is not empty; give a new folder", args.dest)
+        from kaggle_kit.synthetic import make_class_folders
+
+        make_class_folders(args.dest, args.train, args.test, seed=args.seed)
+        print(f"kaggle-kit synth: {args.train} training images in {args.dest}/train/<red|blue>/ and {args.test} "
+              f"test images in {args.dest}/test/")  # fmt: skip
+        return 0
     low, high = PROFILES[args.profile]
     min_size, max_size = args.min_size or min(low, args.max_size or low), args.max_size or max(high, args.min_size or 0)
     if min_size < 16 or max_size < min_size:

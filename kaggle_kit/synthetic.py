@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_colour_squares", "COLOURS", "label_of"]
+__all__ = ["make_colour_squares", "make_class_folders", "COLOURS", "label_of"]
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 
@@ -51,3 +51,15 @@ def make_colour_squares(
             Image.fromarray(mask).save(folder / "masks" / path.name)
         paths.append(path)
     return paths
+
+
+def make_class_folders(dest: str | os.PathLike, n_train: int, n_test: int, seed: int = 0) -> list[Path]:
+    """A classification dataset as Kagglers get it, for the classification kernels: ``dest/train/<colour>/*.png``
+    (`n_train` images, labelled by their folder) and ``dest/test/*.png`` (`n_test`, unlabelled); returns the test
+    images. The same `seed` gives byte-identical files."""
+    dest = Path(dest)
+    for path in make_colour_squares(dest / "train", n_train, seed=seed + 1, masks=False):
+        target = dest / "train" / label_of(path) / path.name
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+    return make_colour_squares(dest / "test", n_test, seed=seed + 2, masks=False)

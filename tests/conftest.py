@@ -108,15 +108,9 @@ def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Pat
 def make_class_folders(data: Path, n_train: int, n_test: int) -> list[Path]:
     """A classification dataset as Kagglers get it: data/train/<label>/*.png (`n_train`) and data/test/*.png; returns
     the test images."""
-    import shutil
+    from kaggle_kit.synthetic import make_class_folders as make
 
-    from kaggle_kit.synthetic import make_colour_squares
-
-    for path in make_colour_squares(data.parent / f"{data.name}-flat", n_train, seed=1, masks=False):
-        target = data / "train" / path.name.split("_")[1] / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), target)
-    return make_colour_squares(data / "test", n_test, seed=2, masks=False)
+    return make(data, n_train, n_test)
 
 
 def make_learner(

@@ -138,12 +138,26 @@ def test_the_category_report_lists_missed_categories_and_draws_a_png(tmp_path):
     baseline = {1: {"score": 0.1, "images": 3}, 23: {"score": 0.0, "images": 2}}
 
     rows = category_table(model, baseline, labels)
-    category_chart(rows, tmp_path / "chart.png")
+    said = category_chart(rows, tmp_path / "chart.png")
 
     assert [(r["id"], r["score"], r["baseline"]) for r in rows] == [(1, 0.5, 0.1), (23, 0.0, 0.0)]
     assert rows[1]["name"] == "shoe"
+    assert said == ["Per category (images it is in)", "0.00", "0.50", "0.00", "0.10"]
     with Image.open(tmp_path / "chart.png") as chart:
         assert chart.format == "PNG"
+        assert chart.width > 300
+
+
+def test_a_category_chart_where_every_score_is_0_says_so_on_every_bar(tmp_path):
+    data = make_dataset(tmp_path / "d", n_train=2, n_test=1, seed=0)
+    labels = read_labels(data / "label_descriptions.json")
+    nothing = {1: {"score": 0.0, "images": 3}, 23: {"score": 0.0, "images": 2}}
+
+    said = category_chart(category_table(nothing, nothing, labels), tmp_path / "zero.png")
+
+    assert said[0].endswith("every score is 0, no category found yet")
+    assert said[1:] == ["0.00"] * 4  # model and baseline, each category: a value where the bar has no length
+    with Image.open(tmp_path / "zero.png") as chart:
         assert chart.width > 300
 
 

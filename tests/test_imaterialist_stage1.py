@@ -70,6 +70,27 @@ def test_training_crops_leave_validation_whole(dataset, tmp_path):
     assert tuple(test_x.shape) == (2, 3, 64, 64)
 
 
+def test_show_batch_draws_the_garments_over_the_images(dataset, tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from kaggle_kit.charts import batch_picture
+
+    labels = read_labels(dataset / "label_descriptions.json")
+    train = read_train_csv(dataset / "train.csv", labels)
+    dls = stage1_dataloaders(dataset / "train", train, labels.category_ids, 64, 4, tmp_path / "cache")
+
+    drawn = batch_picture(dls, tmp_path / "show_batch.png", max_n=4)
+    dls.show_batch(max_n=4)
+    layers = [len(ax.images) for ax in plt.gcf().axes]
+    plt.close("all")
+
+    assert drawn is not None  # was: AttributeError 'MultiLabelMask' object has no attribute 'show'
+    with Image.open(drawn) as picture:
+        assert picture.size[0] > 300
+    assert layers == [2, 2, 2, 2]  # each photo with its garments' mask drawn over it
+
+
 def _logits_and_target(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     target = (torch.rand(2, 3, 16, 16, generator=gen) < 0.1).float()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import make_class_folders, make_images
+from conftest import make_images
 from PIL import Image
 
 from kaggle_kit.limits import KernelLimits
@@ -21,6 +21,7 @@ from kaggle_kit.local.emulate import run_local
 pytestmark = pytest.mark.e2e
 
 TESTS = str(Path(__file__).parent)
+DOCS = Path(__file__).parents[1] / "docs/rehearse.md"
 # A tiny classifier under kk.Deadline. Sleeping after each batch puts a floor under the training time whatever the
 # machine (sleeping draws no random numbers), so a 30 s kernel needs 3 or more runs (of which a loaded machine spends
 # up to 15 s importing fastai). A slow machine only needs more runs (each trains at least one batch), hence the
@@ -157,9 +158,19 @@ def test_shards_under_a_session_cap_of_one_run_one_after_the_other_and_merge_int
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
-def _doc_commands(page: Path) -> list[str]:
-    block = re.search(r"```bash\n(.*?)```", page.read_text(), flags=re.S).group(1)
-    return [line for line in block.splitlines() if line.strip()]
+def _run_as_written(page: Path, block: int, cwd: Path) -> None:
+    """Run the `block`-th bash block of a docs page in `cwd`, command by command, as a user would."""
+    text = re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)[block]
+    for command in (line for line in text.splitlines() if line.strip()):
+        if command.startswith("echo "):
+            payload, target = re.fullmatch(r"echo '(.*)' > (\S+)", command).groups()
+            (cwd / target).write_text(payload)
+            continue
+        words = shlex.split(command)
+        assert words[0] == "kaggle-kit", command
+        done = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", *words[1:]], capture_output=True, text=True,
+                              cwd=cwd, env=_env(), timeout=900)  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
 
 
 def test_the_imaterialist_kernel_rehearses_training_then_an_inference_kernel_as_the_docs_say(tmp_path):
@@ -167,20 +178,11 @@ def test_the_imaterialist_kernel_rehearses_training_then_an_inference_kernel_as_
     from kaggle_kit.imaterialist.synth import SOLUTION_NAME
 
     (tmp_path / "kernels").symlink_to(kernels_dir())
-    for command in _doc_commands(Path(__file__).parents[1] / "docs/rehearse.md"):  # run as written, in order
-        if command.startswith("echo "):
-            payload, target = re.fullmatch(r"echo '(.*)' > (\S+)", command).groups()
-            (tmp_path / target).write_text(payload)
-            continue
-        words = shlex.split(command)
-        assert words[0] == "kaggle-kit", command
-        done = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", *words[1:]], capture_output=True, text=True,
-                              cwd=tmp_path, env=_env(), timeout=900)  # fmt: skip
-        assert done.returncode == 0, (command, done.stdout + done.stderr)
+    _run_as_written(DOCS, 0, tmp_path)
 
     root, data = tmp_path / "kaggle-kit-rehearsals/imaterialist-fashion-2019-kaggle-kit", tmp_path / "fashion-data"
     runs = _runs(root, "your-kaggle-username/imaterialist-fashion-2019-kaggle-kit")
-    assert len(runs) >= 2, done.stdout  # the 60 s limit stopped it at least once
+    assert len(runs) >= 2, runs  # the 60 s limit stopped it at least once
     assert runs[0]["kernel_status"] == "needs-resume"
     assert runs[-1]["kernel_status"] == "done"
     predicted = json.loads((tmp_path / "kaggle-kit-rehearsals/my-predict-kernel/rehearsal.json").read_text())
@@ -194,25 +196,22 @@ def test_the_imaterialist_kernel_rehearses_training_then_an_inference_kernel_as_
     assert all(parse_class_id(c)[0] in labels.categories for c in submission["ClassId"] if c)
 
 
-def test_the_classification_kernel_rehearses_across_runs_to_a_complete_submission(tmp_path):
-    data = tmp_path / "shapes"
-    test = make_class_folders(data, 160, 40)
-    config = tmp_path / "small.json"
-    settings = {"input": "your-images", "size": 32, "bs": 16, "epochs": 12, "lr": 1e-2, "num_workers": 0,
-                "reserve": 0.1, "safety": 0.05, "checkpoint_every": 0.1}  # fmt: skip
-    config.write_text(json.dumps(settings))
-    root, out = tmp_path / "rehearsal", tmp_path / "final"
+def test_every_kind_init_writes_rehearses_to_done_as_the_docs_say(tmp_path):
+    """The classification kernel, its inference-only kernel from the published model, and the blank kernel."""
+    _run_as_written(DOCS, 1, tmp_path)
 
-    done = _rehearse(kernels_dir() / "image-classification", "--data", f"your-kaggle-username/your-images={data}",
-                     "--config", config, "--time", "35s", "--memory", "6GB", "--max-runs", "30", "--root", root,
-                     "-p", out)  # fmt: skip
-
-    assert done.returncode == 0, done.stdout + done.stderr
-    runs = _runs(root, "your-kaggle-username/kaggle-kit-image-classification")
-    assert len(runs) >= 2, done.stdout
-    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
-    assert sorted(submission["id"]) == sorted(p.stem for p in test)
-    assert (out / "classifier-model/model-manifest.json").is_file()
+    owner = "your-kaggle-username"
+    trained = _runs(tmp_path / "kaggle-kit-rehearsals/my-classifier", f"{owner}/my-classifier")
+    assert len(trained) >= 2, trained  # 35 s a run: stopped and resumed at least once
+    assert trained[-1]["kernel_status"] == "done"
+    submission = pd.read_csv(tmp_path / "trained/submission.csv", dtype=str, keep_default_na=False)
+    assert sorted(submission["id"]) == sorted(p.stem for p in (tmp_path / "shapes/test").glob("*.png"))
+    assert (tmp_path / "trained/classifier-model/model-manifest.json").is_file()
+    (inference,) = _runs(tmp_path / "kaggle-kit-rehearsals/my-classifier-predict", f"{owner}/my-classifier-predict")
+    assert "nothing is trained" in (Path(inference["folder"]) / "log.txt").read_text()
+    assert (tmp_path / "predicted/submission.csv").read_bytes() == (tmp_path / "trained/submission.csv").read_bytes()
+    (blank,) = _runs(tmp_path / "kaggle-kit-rehearsals/my-first-kernel", f"{owner}/my-first-kernel")
+    assert blank["kernel_status"] == "done"
 
 
 # A quick kernel (no fastai) that does what its settings say: hang (with a double-forked daemon that writes its pid

@@ -25,6 +25,18 @@ __all__ = ["MultiLabelMask", "MaskCache", "dataset_cache_dir", "resize_nearest",
 class MultiLabelMask(TensorBase):
     """A (categories, height, width) float mask: 1 where the category covers the pixel."""
 
+    def show(self, ctx=None, **kwargs):
+        """Draw over the image as fastai draws a segmentation mask (``show_batch``): each pixel coloured by the
+        first category covering it, uncovered pixels clear."""
+        from fastai.vision.core import show_image
+
+        mask = torch.as_tensor(self).detach().cpu().float()
+        labels = mask.argmax(0) + 1
+        labels[mask.sum(0) == 0] = 0
+        shown = labels.float().masked_fill(labels == 0, float("nan"))  # NaN: not drawn, the image shows through
+        return show_image(shown, ctx=ctx, **{"cmap": "tab20", "alpha": 0.5, "vmin": 1, "vmax": mask.shape[0],
+                                             **kwargs})  # fmt: skip
+
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of a 2-D array by index sampling (pixel centres), any scale."""

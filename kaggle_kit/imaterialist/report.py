@@ -43,9 +43,10 @@ DISTINCT = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#
             "#E25822", "#2B3D26"]  # fmt: skip
 
 
-def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> None:
+def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> list[str]:
     """A horizontal bar chart of the `top` most frequent categories' scores (model and baseline), written
-    atomically to `path` (PNG, ~40 KB); names are never cut."""
+    atomically to `path` (PNG, ~40 KB); names are never cut. Every bar carries its value, so a score of 0 is
+    seen, not a blank row. Returns the title and the value labels drawn (what the picture says)."""
     import matplotlib
 
     from kaggle_kit.charts import save_figure
@@ -57,15 +58,25 @@ def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> 
     names = [f"{r['name']} ({r['images']})" for r in rows][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(rows) + 1.2), dpi=100)
     y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], [r["score"] for r in rows][::-1], height=0.4, label="model", color="tab:blue")
-    ax.barh([i - 0.2 for i in y], [r["baseline"] for r in rows][::-1], height=0.4, label="trivial baseline",
-            color="tab:gray")  # fmt: skip
+    said = []
+    for offset, key, label, colour in ((0.2, "score", "model", "tab:blue"), (-0.2, "baseline", "trivial baseline",
+                                                                           "tab:gray")):  # fmt: skip
+        values = [r[key] for r in rows][::-1]
+        ax.barh([i + offset for i in y], values, height=0.4, label=label, color=colour)
+        ax.plot([0] * len(values), [i + offset for i in y], "|", color=colour, markersize=6)  # a 0 still shows
+        for i, value in zip(y, values, strict=True):
+            said.append(f"{value:.2f}")
+            ax.text(value + 0.01, i + offset, said[-1], va="center", fontsize=6, color=colour)
     ax.set_yticks(list(y), names, fontsize=8)
     ax.set_xlabel("metric (category mode), held-out validation")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.08)
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, fontsize=8, frameon=False)
-    ax.set_title("Per category (images it is in)", fontsize=9, pad=20)
+    nothing = rows and not any(r["score"] or r["baseline"] for r in rows)
+    title = ("Per category (images it is in): every score is 0, no category found yet" if nothing
+             else "Per category (images it is in)")  # fmt: skip
+    ax.set_title(title, fontsize=9, pad=20)
     save_figure(fig, path, dpi=100)
+    return [title, *said]
 
 
 def mask_overlays(
