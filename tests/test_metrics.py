@@ -58,7 +58,24 @@ def test_multi_label_validation_scores_on_items_it_did_not_tune_on():
 
     assert (scores["tuned_on"], scores["scored_on"]) == (20, 20)
     assert scores["f_beta"] == fbeta_score(probs[1::2], targets[1::2], 2, thresholds)
+    assert scores["thresholds_used"] == "tuned"
     assert thresholds.shape == (3,)
+
+
+def test_thresholds_tuned_worse_than_the_start_on_held_out_items_are_not_used():
+    from kaggle_kit.metrics import multi_label_validation
+
+    targets = np.array([[1.0, 0.0], [0.0, 1.0]] * 20)  # items 0, 2, ... tune; 1, 3, ... are held out
+    tune_probs = np.where(targets > 0.5, 0.5, 0.3)  # tuned threshold: about 0.4
+    held_probs = np.where(targets > 0.5, 0.35, 0.1)  # 0.4 misses every positive here; 0.2 separates them
+    probs = np.where((np.arange(40) % 2 == 0)[:, None], tune_probs, held_probs)
+
+    thresholds, scores = multi_label_validation(probs, targets, beta=2, start=0.2)
+
+    assert scores["thresholds_used"] == "start"
+    assert thresholds.tolist() == [0.2, 0.2]
+    assert scores["f_beta"] == scores["f_beta_at_start_threshold"] == 1.0
+    assert scores["f_beta_tuned"] < 0.5
 
 
 def test_a_flat_best_stretch_gives_its_middle_not_its_lowest_value():

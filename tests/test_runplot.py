@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from kaggle_kit.local.report import RunReport
+from kaggle_kit.local.report import OUT_OF_MEMORY, RunReport
 from kaggle_kit.local.runplot import run_events
 
 KAGGLE_KIT = str(Path(sys.executable).parent / "kaggle-kit")
@@ -70,3 +70,59 @@ def test_no_plot_leaves_only_the_json(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run/run-report.json").read_text())["verdict"] == "ok"
     assert not (tmp_path / "run/run-report.png").exists()
+
+
+def _report(tmp_path, verdict="ok", started_at=1000.0, timeline=((0, 1 << 28), (5, 1 << 29), (9, 1 << 29)),
+            **fields) -> RunReport:  # fmt: skip
+    from kaggle_kit.limits import KernelLimits
+
+    return RunReport(script="kernel.py", exit_code=137 if verdict == OUT_OF_MEMORY else 0, verdict=verdict,
+                     peak_memory_bytes=int(0.49 * 2**30), elapsed_s=10.0, output_files=1, output_bytes=10,
+                     root=str(tmp_path), working_dir=str(tmp_path / "working"), started_at=started_at,
+                     limits=KernelLimits(memory_bytes=2**29, time_s=20.0), memory_timeline=[list(p) for p in timeline],
+                     peak_at_s=9.0, exact_samples=3, **fields)  # fmt: skip
+
+
+def _legend(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_a_run_killed_for_memory_is_marked_and_the_peak_says_it_is_pss(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from kaggle_kit.local.runplot import run_figure
+
+    fig = run_figure(_report(tmp_path, OUT_OF_MEMORY, timeline=((0, 1 << 28), (9, 1 << 29), (10, 0))))
+    memory = fig.axes[0]
+    said = _legend(memory)
+    line = memory.get_lines()[0]
+    fig.canvas.draw()
+    legend_left = memory.get_legend().get_window_extent().x0
+    axes_right = memory.get_window_extent().x1
+    plt.close(fig)
+
+    assert "killed at the RAM limit at 10 s" in said
+    assert "peak PSS 0.49 GiB at 9 s" in said
+    assert "memory (RSS of the process tree, sampled)" in said
+    assert line.get_ydata()[-1] > 0  # the tree gone at the end is no drop to 0 bytes
+    assert legend_left >= axes_right  # beside the lane: it covers neither the curve nor the limit line
+
+
+def test_a_chains_lanes_sit_on_the_chains_time_axis_and_stay_a_picture_one_can_read(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from kaggle_kit.local.runplot import chain_figure
+
+    label = "my-kernel run 2: ok; kernel status needs-resume at predictions 96 of 800 into submission.csv " * 2
+    two = chain_figure([("run 1: ok", _report(tmp_path)), (label, _report(tmp_path, started_at=1100.0))])
+    second_starts = two.axes[1].get_lines()[0].get_xdata()[0]
+    titles = [ax.get_title(loc="left") for ax in two.axes]
+    plt.close(two)
+    many = chain_figure([(f"run {i}", _report(tmp_path, started_at=1000.0 + 40 * i)) for i in range(14)])
+    height_px = many.get_size_inches()[1] * many.dpi
+    plt.close(many)
+
+    assert second_starts == 100  # started 100 s after the first: drawn there, not at 0
+    assert titles[1].replace("\n", " ") == label.strip()  # wrapped, never cut
+    assert "\n" in titles[1]
+    assert height_px < 1400  # 14 lanes (was 2,430 px)

@@ -327,7 +327,8 @@ def _write_report(root: Path, service: LocalKaggle, refs: list[str], chains: dic
             })  # fmt: skip
             if report is not None:
                 where = f" at {report.kernel_position}" if report.kernel_position else ""
-                label = f"{ref.split('/')[-1]} run {version.number}: {report.verdict}; {report.kernel_status}{where}"
+                status = f"; kernel status {report.kernel_status}{where}" if report.kernel_status else ""
+                label = f"{ref.split('/')[-1]} run {version.number}: {report.verdict}{status}"
                 lanes.append((label, report))
         kernels[ref] = {"result": chains[ref].result if ref in chains else None, "runs": runs}
     summary = {"result": result, "reason": reason, "output": str(dest), "kernels": kernels}

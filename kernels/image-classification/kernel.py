@@ -174,7 +174,8 @@ except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
-    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lr={settings['lr']})")
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e}; the fit uses "
+          f"lr={settings['lr']} (the setting \"lr\"; set it to the suggestion to train with that)")  # fmt: skip
 
 deadline = kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
                        checkpoints=working / "checkpoints")  # fmt: skip
@@ -201,6 +202,8 @@ targets = np.stack([np.asarray(t) for t in learn.dls.valid_ds.tls[1]])  # the en
 vocab = list(learn.dls.vocab)
 if multi:  # thresholds tuned on one half of validation, scored on the other
     thresholds, scores = multi_label_validation(probs, targets, settings["beta"], settings["threshold"])
+    print(f"kernel: thresholds used: {scores['thresholds_used']} (held-out F-beta {scores['f_beta_tuned']:.3f} tuned "
+          f"per tag, {scores['f_beta_at_start_threshold']:.3f} at {settings['threshold']} for every tag)")  # fmt: skip
     held = np.arange(len(probs)) % 2 == 1
     title = f"per tag on {int(held.sum())} held-out validation items (thresholds tuned on the others)"
     tag_chart(probs[held], targets[held], thresholds, vocab, working / "tag_precision_recall.png", title=title)
@@ -211,7 +214,8 @@ else:
     interp = ClassificationInterpretation.from_learner(learn)  # fastai's own: the images it got most wrong
     interp.plot_top_losses(min(9, len(labels)), figsize=(8, 8))
     save_figure(plt.gcf(), working / "top_losses.png", dpi=80)
-print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps({k: round(v, 4) for k, v in scores.items()})}")
+rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
+print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps(rounded)}")
 
 # --- the model as one verified folder, then the submission streamed from it (with TTA) --------------------------------
 ClassifierModel.save(working / MODEL_DIR, learn, settings, pretrained=pretrained, thresholds=thresholds)

@@ -170,7 +170,8 @@ learn = stage1_learner(dls_at(settings["sizes"][0]), len(category_ids), settings
                        last_cross=settings["last_cross"], decoder=settings["decoder"])  # fmt: skip
 batch_picture(learn.dls, working / "show_batch.png")  # what stage 1 is shown, once per run
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
-    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e} (lrs {settings['lrs']})")
+    print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e}; the fit uses "
+          f"lrs={settings['lrs']} (the setting \"lrs\", one per size; set them from the suggestion)")  # fmt: skip
 stage1 = deadline("stage1", "segmenter")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
 try:  # with weights fastai froze the encoder: the decoder trains first
