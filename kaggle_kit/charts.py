@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from kaggle_kit.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["tag_chart", "tag_table", "confusion_chart", "batch_picture", "save_figure"]
+__all__ = [
+    "top_losses_picture",
+    "fit_titles",
+    "tag_chart",
+    "tag_table",
+    "confusion_chart",
+    "batch_picture",
+    "save_figure",
+]
 
 
 def _pyplot():
@@ -122,4 +131,24 @@ def batch_picture(dls, path: str | os.PathLike, max_n: int = 9) -> Path | None:
         plt.close("all")
         log.warning("could not draw %s: %s: %s", path, type(exc).__name__, exc)
         return None
-    return save_figure(plt.gcf(), path)
+    return save_figure(fit_titles(plt.gcf()), path)
+
+
+def top_losses_picture(interp, path: str | os.PathLike, k: int = 9) -> Path:
+    """fastai's ``plot_top_losses`` (the `k` validation images with the highest loss, titled prediction / actual /
+    loss / probability) written to `path`, its titles wrapped so long labels (a multi-label row's tags) never
+    overlap the next image."""
+    plt = _pyplot()
+    interp.plot_top_losses(k, figsize=(9, 9.5))
+    return save_figure(fit_titles(plt.gcf()), path, dpi=80)
+
+
+def fit_titles(fig, width: int = 28, fontsize: int = 8):
+    """Wrap every axes title of `fig` at `width` characters and lay the figure out again, so titles neither overlap
+    their neighbours nor leave a blank band between rows of images; returns `fig`."""
+    for ax in fig.axes:
+        title = ax.get_title()
+        if title:
+            ax.set_title("\n".join(textwrap.wrap(title, width, break_on_hyphens=False)), fontsize=fontsize)
+    fig.tight_layout()
+    return fig

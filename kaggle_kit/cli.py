@@ -292,7 +292,7 @@ def _imaterialist_demo(args: argparse.Namespace) -> int:
         said = "status none" if status is None else f"status {status.status} ({status.where()})"
         print(
             f"run {i}:         {report.verdict}, {report.elapsed_s:.1f}s, peak memory "
-            f"{format_size(report.peak_memory_bytes)}, {said}",
+            f"{format_size(report.peak_memory_bytes)}, {said}; picture: {Path(report.root) / 'run-report.png'}",
             flush=True,
         )
 

@@ -36,3 +36,25 @@ def test_pictures_are_written(tmp_path):
             assert picture.format == "PNG"
             assert picture.size[0] > 300
             assert len(set(picture.convert("RGB").getdata())) > 20
+
+
+def test_long_titles_are_wrapped_not_left_to_overlap_the_next_image():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kaggle_kit.charts import fit_titles
+
+    fig, axes = plt.subplots(3, 3, figsize=(9, 9.5))
+    for ax in axes.flat:
+        ax.imshow(np.zeros((8, 8)))
+        ax.set_title("agriculture clear cultivation habitation primary road water/agriculture clear primary / 2.41")
+    fit_titles(fig)
+    fig.canvas.draw()
+    boxes = [ax.title.get_window_extent() for ax in axes.flat]
+    plt.close(fig)
+
+    assert all("\n" in ax.get_title() for ax in axes.flat)
+    for left, right in zip(boxes[:2], boxes[1:3], strict=True):  # neighbours in the first row
+        assert left.x1 <= right.x0

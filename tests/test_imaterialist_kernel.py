@@ -43,6 +43,9 @@ def test_the_kernel_stops_resumes_and_beats_the_trivial_baseline(demo):
     assert model_cat > base_cat + 0.03, out.scores
     assert model_full > base_full + 0.01, out.scores
     assert last.output_files <= 12
+    for run in out.runs:  # each run drawn against its limits, as run-local draws it
+        assert (Path(run.root) / "run-report.png").stat().st_size > 10_000
+    assert out.statuses[0].where().startswith(("segmenter stage/epoch/batch", "attributes stage/epoch/batch"))
 
 
 def test_the_report_says_where_the_model_fails_and_what_tuning_bought(demo):

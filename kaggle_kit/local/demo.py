@@ -168,6 +168,7 @@ def run_imaterialist_demo(
                     env={"KAGGLE_KIT_CONFIG": str(config)},
                     stdout=log_file,
                     stderr=log_file,
+                    plot=True,  # run-N/run-report.png, as run-local draws it
                 )
             )
         try:

@@ -62,10 +62,6 @@ except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
@@ -87,7 +83,7 @@ from fastai.vision.all import (  # noqa: E402
 )
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.charts import batch_picture, confusion_chart, save_figure, tag_chart  # noqa: E402
+from kaggle_kit.charts import batch_picture, confusion_chart, tag_chart, top_losses_picture  # noqa: E402
 from kaggle_kit.classifier import MODEL_DIR, ClassifierModel, prediction_settings  # noqa: E402
 from kaggle_kit.images import draft_image_block  # noqa: E402
 from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
@@ -212,8 +208,7 @@ else:
     scores = single_label_validation(probs, labels, min(settings["top_k"], len(vocab)))
     confusion_chart(probs.argmax(axis=1), labels, vocab, working / "confusion_matrix.png")
     interp = ClassificationInterpretation.from_learner(learn)  # fastai's own: the images it got most wrong
-    interp.plot_top_losses(min(9, len(labels)), figsize=(8, 8))
-    save_figure(plt.gcf(), working / "top_losses.png", dpi=80)
+    top_losses_picture(interp, working / "top_losses.png", min(9, len(labels)))
 rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
 print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps(rounded)}")
 
