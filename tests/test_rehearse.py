@@ -134,7 +134,7 @@ def test_a_chain_killed_for_memory_continues_after_the_fix_and_ends_as_one_unint
     whole = _uninterrupted(kernel / "kernel.py", data, tmp_path / "whole", {"KAGGLE_KIT_CONFIG": str(config)})
     assert (out / "predictions.npy").read_bytes() == (whole / "predictions.npy").read_bytes()
     with Image.open(root / "rehearsal.png") as picture:
-        assert picture.height > 150 * len(runs)  # one lane per run
+        assert picture.height > 85 * len(runs)  # one lane per run, of both rehearsals in this root
 
 
 def test_shards_under_a_session_cap_of_one_run_one_after_the_other_and_merge_into_the_whole(tmp_path):
