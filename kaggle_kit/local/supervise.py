@@ -201,8 +201,8 @@ class Watchdog:
         rss = processes_memory(pids, "rss")
         usage = rss
         self.samples += 1
-        if not self.timeline or elapsed_s - self.timeline[-1][0] >= max(1.0, elapsed_s / 1000):
-            self.timeline.append([round(elapsed_s, 2), rss])  # for the report's plot: ~1000 points however long
+        if rss and (not self.timeline or elapsed_s - self.timeline[-1][0] >= max(1.0, elapsed_s / 1000)):
+            self.timeline.append([round(elapsed_s, 2), rss])  # for the plot: ~1000 points; none once the tree is gone
         if self.memory_kind == "pss" and (rss >= 0.85 * limit or rss > 1.02 * self._rss_at_exact
                                           or elapsed_s - self._exact_at >= PSS_EVERY_S):  # fmt: skip
             usage = processes_memory(pids, "pss")
