@@ -25,10 +25,10 @@ from torchvision.models import resnet34
 
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import format_size
-from kaggle_kit.synthetic import make_colour_squares
 from kaggle_kit.train.checkpoint import CheckpointSaver
 from kaggle_kit.train.deadline import Deadline
 from kaggle_kit.train.state import capture_learner, capture_rng, restore_learner
+from kaggle_kit.vision.synthetic import make_colour_squares
 
 DEFAULT_EVERY_S = 30 * 60.0
 

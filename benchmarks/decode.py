@@ -1,4 +1,4 @@
-"""Benchmark: decoding a photo for a 512-px model, JPEG draft mode (kaggle_kit.images) against a full decode.
+"""Benchmark: decoding a photo for a 512-px model, JPEG draft mode (kaggle_kit.vision.images) against a full decode.
 
 Both paths end in the same 512x512 resize; the table gives their times in one run and how far the pixels differ
 (mean absolute difference, 0-255). PNG and small JPEGs are decoded in full either way.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kaggle_kit.images import open_for_size
+from kaggle_kit.vision.images import open_for_size
 
 TARGET = 512
 

@@ -24,7 +24,7 @@ import torch
 
 from kaggle_kit.limits import KernelLimits, format_size
 from kaggle_kit.local.emulate import run_local
-from kaggle_kit.synthetic import make_colour_squares
+from kaggle_kit.vision.synthetic import make_colour_squares
 
 KERNEL = r"""
 import json, sys, time

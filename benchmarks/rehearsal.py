@@ -41,7 +41,7 @@ KERNEL = textwrap.dedent('''
     from kaggle_kit.imaterialist.stage1 import stage1_dataloaders, stage1_learner
     from kaggle_kit.imaterialist.stage2 import mask_box
     from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
-    from kaggle_kit.rle import rle_encode
+    from kaggle_kit.vision.rle import rle_encode
 
     path_name, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     today = path_name == "today"

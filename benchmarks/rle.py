@@ -14,7 +14,7 @@ import timeit
 
 import numpy as np
 
-from kaggle_kit.rle import rle_decode, rle_encode
+from kaggle_kit.vision.rle import rle_decode, rle_encode
 
 
 def classic_encode(mask):

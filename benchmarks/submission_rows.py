@@ -22,7 +22,7 @@ from scipy import ndimage
 from kaggle_kit.imaterialist.masks import resize_nearest
 from kaggle_kit.imaterialist.stage2 import mask_box
 from kaggle_kit.imaterialist.submission import SubmissionRows
-from kaggle_kit.rle import rle_encode
+from kaggle_kit.vision.rle import rle_encode
 
 MODEL_SIZE, CHANNELS, GARMENTS = 512, 46, 8
 

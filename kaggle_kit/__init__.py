@@ -14,7 +14,7 @@ from kaggle_kit.kernel import Kernel, in_kernel, show_kit_logs
 from kaggle_kit.limits import KernelLimits, parse_duration, parse_size
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
-from kaggle_kit.rle import rle_decode, rle_encode, rle_encode_resized
+from kaggle_kit.vision.rle import rle_decode, rle_encode, rle_encode_resized
 
 __version__ = "0.1.0"
 
@@ -42,7 +42,7 @@ _LAZY = {
     "CheckpointSaver": "kaggle_kit.train.checkpoint",
     "mark_done": "kaggle_kit.status",
     "read_status": "kaggle_kit.status",
-    "clean_images": "kaggle_kit.data",
+    "clean_images": "kaggle_kit.vision.clean",
     "tags_rows": "kaggle_kit.predict.writers",
     "top_k_rows": "kaggle_kit.predict.writers",
     "TagsRows": "kaggle_kit.predict.writers",

@@ -99,8 +99,8 @@ def run_kernel(tmp_path: Path):
 
 
 def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Path]:
-    """`n` synthetic PNGs with masks (see kaggle_kit.synthetic)."""
-    from kaggle_kit.synthetic import make_colour_squares
+    """`n` synthetic PNGs with masks (see kaggle_kit.vision.synthetic)."""
+    from kaggle_kit.vision.synthetic import make_colour_squares
 
     return make_colour_squares(folder, n, size=size, seed=seed)
 
@@ -108,7 +108,7 @@ def make_images(folder: Path, n: int, size: int = 32, seed: int = 0) -> list[Pat
 def make_class_folders(data: Path, n_train: int, n_test: int) -> list[Path]:
     """A classification dataset as Kagglers get it: data/train/<label>/*.png (`n_train`) and data/test/*.png; returns
     the test images."""
-    from kaggle_kit.synthetic import make_class_folders as make
+    from kaggle_kit.vision.synthetic import make_class_folders as make
 
     return make(data, n_train, n_test)
 
@@ -224,7 +224,7 @@ def kernel_here(tmp_path, monkeypatch):
 def local_kaggle(tmp_path, monkeypatch):
     """The official kaggle client pointed at a LocalKaggle on loopback that really runs what is pushed (3 GB, 60 s
     per run; the iMaterialist competition attached as an empty folder). Scripted answers: ``script_answer``."""
-    from kaggle_kit.push.local import LocalKaggle
+    from kaggle_kit.rehearsal.service import LocalKaggle
 
     competition = tmp_path / "empty-competition"
     competition.mkdir()

@@ -4,7 +4,7 @@ confusion matrix in counts and shares; each written as a PNG."""
 import numpy as np
 from PIL import Image
 
-from kaggle_kit.charts import confusion_chart, tag_chart, tag_table
+from kaggle_kit.vision.charts import confusion_chart, tag_chart, tag_table
 
 
 def test_the_tag_table_gives_support_threshold_and_why_a_tag_has_no_bars():
@@ -44,7 +44,7 @@ def test_long_titles_are_wrapped_not_left_to_overlap_the_next_image():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kaggle_kit.charts import fit_titles
+    from kaggle_kit.vision.charts import fit_titles
 
     fig, axes = plt.subplots(3, 3, figsize=(9, 9.5))
     for ax in axes.flat:

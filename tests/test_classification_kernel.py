@@ -10,7 +10,7 @@ from conftest import make_class_folders
 from PIL import Image
 
 from kaggle_kit.local.demo import kernels_dir
-from kaggle_kit.synthetic import make_colour_squares
+from kaggle_kit.vision.synthetic import make_colour_squares
 
 pytestmark = pytest.mark.e2e
 
@@ -78,10 +78,10 @@ def _validation_is_predicted_with_the_submissions_tta(data, working, report):
     from fastai.vision.all import CategoryBlock, DataBlock, Resize, parent_label, vision_learner
     from torchvision.models import resnet18
 
-    from kaggle_kit.images import draft_image_block
     from kaggle_kit.kernel import Kernel
     from kaggle_kit.predict.sinks import ArraySink
     from kaggle_kit.predict.stream import stream_predict
+    from kaggle_kit.vision.images import draft_image_block
 
     items = [data / name for name in report["validation_items"]]
     block = DataBlock((draft_image_block(32), CategoryBlock), get_y=parent_label, item_tfms=Resize(32))
@@ -134,7 +134,7 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
         with Image.open(working / picture) as image:
             assert image.size[0] > 300
     # the thresholds come from the saved validation predictions (flip TTA, as the submission is predicted)
-    from kaggle_kit.metrics import multi_label_validation
+    from kaggle_kit.vision.metrics import multi_label_validation
 
     vocab = report["vocab"]
     names = [Path(name).stem for name in report["validation_items"]]

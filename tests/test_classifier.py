@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from kaggle_kit.classifier import ClassifierModel
+from kaggle_kit.classification.model import ClassifierModel
 from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolderError
 
 SETTINGS = {"arch": "resnet18", "size": 32, "multi_label": False, "tta": [], "draft_decode": False, "top_k": 1,

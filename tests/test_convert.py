@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kaggle_kit.convert import ConvertError, imat2018_to_frame
+from kaggle_kit.imaterialist.convert import ConvertError, imat2018_to_frame
 
 
 def test_train_json_becomes_image_and_labels(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kaggle_kit.data import clean_images, inspect_image
+from kaggle_kit.vision.clean import clean_images, inspect_image
 
 
 def _png_with_huge_header(path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kaggle_kit.images import DraftImage, draft_image_block, open_for_size
+from kaggle_kit.vision.images import DraftImage, draft_image_block, open_for_size
 
 
 @pytest.fixture

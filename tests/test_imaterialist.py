@@ -13,7 +13,7 @@ from kaggle_kit.imaterialist.data import DataError, format_class_id, parse_class
 from kaggle_kit.imaterialist.metric import score_readings, score_submission
 from kaggle_kit.imaterialist.submission import SubmissionRows
 from kaggle_kit.imaterialist.synth import CATEGORY_NAMES, SOLUTION_NAME, make_dataset
-from kaggle_kit.rle import rle_decode, rle_encode
+from kaggle_kit.vision.rle import rle_decode, rle_encode
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +287,7 @@ def _rows_the_old_way(rows_writer, path, prob):
     from scipy import ndimage
 
     from kaggle_kit.imaterialist.masks import resize_nearest
-    from kaggle_kit.rle import rle_encode
+    from kaggle_kit.vision.rle import rle_encode
 
     with Image.open(path) as opened:
         width, height = opened.size

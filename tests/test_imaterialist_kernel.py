@@ -16,7 +16,7 @@ from kaggle_kit.imaterialist.data import parse_class_id, read_labels
 from kaggle_kit.imaterialist.model import FashionModel
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 from kaggle_kit.local.demo import kernels_dir, run_imaterialist_demo
-from kaggle_kit.rle import rle_decode
+from kaggle_kit.vision.rle import rle_decode
 
 pytestmark = pytest.mark.e2e
 

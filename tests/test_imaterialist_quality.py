@@ -14,7 +14,7 @@ from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing, co
 from kaggle_kit.imaterialist.report import category_chart, category_table
 from kaggle_kit.imaterialist.synth import make_dataset
 from kaggle_kit.imaterialist.tuning import RuleSearch
-from kaggle_kit.rle import rle_decode, rle_encode
+from kaggle_kit.vision.rle import rle_decode, rle_encode
 
 
 def _disc(shape, cy, cx, r):

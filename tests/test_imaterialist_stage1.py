@@ -74,7 +74,7 @@ def test_show_batch_draws_the_garments_over_the_images(dataset, tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from kaggle_kit.charts import batch_picture
+    from kaggle_kit.vision.charts import batch_picture
 
     labels = read_labels(dataset / "label_descriptions.json")
     train = read_train_csv(dataset / "train.csv", labels)

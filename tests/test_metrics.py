@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import fbeta_score as sk_fbeta
 
-from kaggle_kit.metrics import fbeta_score, search_thresholds
+from kaggle_kit.vision.metrics import fbeta_score, search_thresholds
 
 rng = np.random.default_rng(0)
 PROBS = rng.random((200, 17))
@@ -37,7 +37,7 @@ def test_thresholds_tuned_on_one_half_are_worse_on_the_other_than_where_tuned():
 
 
 def test_single_label_validation_counts_accuracy_top_k_and_the_most_common_class():
-    from kaggle_kit.metrics import single_label_validation
+    from kaggle_kit.vision.metrics import single_label_validation
 
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
     labels = np.array([0, 0, 1, 1])  # the second is not in its top 2; the third is, second
@@ -48,7 +48,7 @@ def test_single_label_validation_counts_accuracy_top_k_and_the_most_common_class
 
 
 def test_multi_label_validation_scores_on_items_it_did_not_tune_on():
-    from kaggle_kit.metrics import fbeta_score, multi_label_validation
+    from kaggle_kit.vision.metrics import fbeta_score, multi_label_validation
 
     rng = np.random.default_rng(0)
     targets = (rng.random((40, 3)) > 0.5).astype(float)
@@ -63,7 +63,7 @@ def test_multi_label_validation_scores_on_items_it_did_not_tune_on():
 
 
 def test_thresholds_tuned_worse_than_the_start_on_held_out_items_are_not_used():
-    from kaggle_kit.metrics import multi_label_validation
+    from kaggle_kit.vision.metrics import multi_label_validation
 
     targets = np.array([[1.0, 0.0], [0.0, 1.0]] * 20)  # items 0, 2, ... tune; 1, 3, ... are held out
     tune_probs = np.where(targets > 0.5, 0.5, 0.3)  # tuned threshold: about 0.4
@@ -79,7 +79,7 @@ def test_thresholds_tuned_worse_than_the_start_on_held_out_items_are_not_used():
 
 
 def test_a_flat_best_stretch_gives_its_middle_not_its_lowest_value():
-    from kaggle_kit.metrics import middle_of_best
+    from kaggle_kit.vision.metrics import middle_of_best
 
     targets = np.array([[1, 1], [0, 1], [1, 0], [0, 0]] * 10, dtype=float)
     probs = np.where(targets > 0.5, 0.9, 0.1)  # every threshold in (0.1, 0.9] separates both classes perfectly

@@ -48,19 +48,21 @@ def test_no_command_prints_usage_and_fails():
 
 # DESIGN.md's order, lowest first (resume reads checkpoints: above them); the platform modules at the top of the
 # package, then the prediction and training jobs module by module, then the pipeline, the local Kaggle, push and
-# the command line. A module may import only its layer or lower ones; imaterialist/ and push/ count as one each.
+# the command line. A module may import only its layer or lower ones; imaterialist/, push/, rehearsal/ and cli/
+# count as one each.
 LAYERS = [
     {"errors", "atomic", "events", "locks"}, {"limits"}, {"kernel"}, {"memory", "outputs"},
     {"config", "status", "modelfolder"},
-    {"rle", "metrics", "charts", "data", "convert", "synthetic", "images", "predict.identity", "predict.writers"},
+    {"vision.rle", "vision.metrics", "vision.charts", "vision.clean", "vision.synthetic", "vision.images",
+     "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
-    {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classifier"},
+    {"train.deadline", "train.guard", "train.weights", "train.lr"}, {"classification.data"}, {"classification.model"},
     {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise", "local.sandbox"},
     {"local.emulate"}, {"local.demo"},
-    {"push"}, {"cli"},
+    {"push"}, {"rehearsal"}, {"cli"},
 ]  # fmt: skip
-WHOLE = ("imaterialist", "push")  # packages that count as one layer
+WHOLE = ("imaterialist", "push", "rehearsal", "cli")  # packages that count as one layer
 
 
 def _layer_key(dotted: str) -> str:

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from kaggle_kit.rle import RleError, rle_decode, rle_encode
+from kaggle_kit.vision.rle import RleError, rle_decode, rle_encode
 
 
 def classic_encode(mask):
@@ -122,7 +122,7 @@ def test_huge_values_never_wrap_around():
 @settings(max_examples=400, deadline=None)
 @given(masks, st.integers(1, 90), st.integers(1, 90))
 def test_encoding_at_another_size_equals_resizing_then_encoding(mask, height, width):
-    from kaggle_kit.rle import nearest_index, rle_encode_resized
+    from kaggle_kit.vision.rle import nearest_index, rle_encode_resized
 
     resized = mask[nearest_index(mask.shape[0], height)][:, nearest_index(mask.shape[1], width)]
 

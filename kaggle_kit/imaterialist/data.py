@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from kaggle_kit.errors import KaggleKitError
-from kaggle_kit.rle import RleError, rle_runs
+from kaggle_kit.vision.rle import RleError, rle_runs
 
 __all__ = ["Labels", "DataError", "read_labels", "read_train_csv", "parse_class_id", "format_class_id", "TRAIN_COLUMNS"]
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from fastai.torch_core import TensorBase
 
-from kaggle_kit.rle import nearest_index, rle_decode
+from kaggle_kit.vision.rle import nearest_index, rle_decode
 
 __all__ = ["MultiLabelMask", "MaskCache", "dataset_cache_dir", "resize_nearest", "instance_masks"]
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kaggle_kit.errors import UsageError
-from kaggle_kit.rle import rle_decode
+from kaggle_kit.vision.rle import rle_decode
 
 __all__ = ["score_submission", "score_readings", "score_by_category", "image_score", "trivial_baseline", "THRESHOLDS"]
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from fastai.vision.all import CategoryBlock, DataBlock, IndexSplitter, create_vision_model
 
-from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.postprocess import PostProcessing
 from kaggle_kit.imaterialist.rules import TunedRules
 from kaggle_kit.imaterialist.stage1 import stage1_learner
@@ -40,6 +39,7 @@ from kaggle_kit.predict.identity import model_digest
 from kaggle_kit.predict.sinks import CsvSink
 from kaggle_kit.predict.stream import PredictSummary, stream_predict
 from kaggle_kit.train.weights import architecture
+from kaggle_kit.vision.images import draft_image_block
 
 __all__ = ["prediction_settings", "FashionModel", "MODEL_DIR", "KIND"]
 

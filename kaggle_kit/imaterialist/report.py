@@ -49,7 +49,7 @@ def category_chart(rows: list[dict], path: str | os.PathLike, top: int = 20) -> 
     seen, not a blank row. Returns the title and the value labels drawn (what the picture says)."""
     import matplotlib
 
-    from kaggle_kit.charts import save_figure
+    from kaggle_kit.vision.charts import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,8 +101,8 @@ def mask_overlays(
     from matplotlib.patches import Patch
     from PIL import Image
 
-    from kaggle_kit.charts import save_figure
-    from kaggle_kit.rle import rle_decode
+    from kaggle_kit.vision.charts import save_figure
+    from kaggle_kit.vision.rle import rle_decode
 
     colour: dict[int, tuple[float, ...]] = {}
     panels, drawn = [], []

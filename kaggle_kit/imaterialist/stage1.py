@@ -23,11 +23,11 @@ from fastai.vision.learner import _default_meta, create_body, model_meta, unet_l
 from PIL import Image
 
 from kaggle_kit.errors import UsageError
-from kaggle_kit.images import draft_image_block
 from kaggle_kit.imaterialist.light_unet import LightUnet
 from kaggle_kit.imaterialist.masks import MaskCache, MultiLabelMask
 from kaggle_kit.train.guard import TrainingError
 from kaggle_kit.train.weights import architecture
+from kaggle_kit.vision.images import draft_image_block
 
 __all__ = [
     "stage1_dataloaders",
@@ -148,8 +148,8 @@ def stage1_dataloaders(
 
     `train_crop`: train on random `train_crop` px windows of the `size` px images (``TrainingCrop``; None or a
     crop at least `size`: whole images); validation and test stay whole at `size`.
-    `draft`: decode JPEGs at the smallest DCT scale that still covers `size` (``kaggle_kit.images``), for training
-    and for every test DataLoader made from these; False (the default) decodes in full.
+    `draft`: decode JPEGs at the smallest DCT scale that still covers `size` (``kaggle_kit.vision.images``), for
+    training and for every test DataLoader made from these; False (the default) decodes in full.
     """
     ids = sorted(train["ImageId"].unique()) if image_ids is None else list(image_ids)
     masks = MaskCache(train, category_ids, size, cache_dir)

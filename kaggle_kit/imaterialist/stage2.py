@@ -22,10 +22,10 @@ from fastai.vision.learner import vision_learner
 from PIL import Image
 
 from kaggle_kit.atomic import atomic_open
-from kaggle_kit.metrics import middle_of_best
 from kaggle_kit.predict.identity import array_digest, model_digest
-from kaggle_kit.rle import rle_decode
 from kaggle_kit.train.weights import architecture
+from kaggle_kit.vision.metrics import middle_of_best
+from kaggle_kit.vision.rle import rle_decode
 
 __all__ = [
     "mask_box", "crop_box", "photo_crops", "build_crops", "stage2_learner", "tune_thresholds", "AttributePredictor",

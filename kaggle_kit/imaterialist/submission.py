@@ -21,7 +21,7 @@ from kaggle_kit.imaterialist.data import format_class_id
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing
 from kaggle_kit.imaterialist.stage2 import crop_box, mask_box, photo_crops
 from kaggle_kit.predict.identity import callable_identity
-from kaggle_kit.rle import nearest_index, rle_encode_resized
+from kaggle_kit.vision.rle import nearest_index, rle_encode_resized
 
 __all__ = ["SubmissionRows", "COLUMNS"]
 

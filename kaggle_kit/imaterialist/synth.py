@@ -18,7 +18,7 @@ import numpy as np
 
 from kaggle_kit.errors import UsageError
 from kaggle_kit.imaterialist.realistic import draw_realistic, photo_size
-from kaggle_kit.rle import rle_encode
+from kaggle_kit.vision.rle import rle_encode
 
 __all__ = ["make_dataset", "CATEGORY_NAMES", "SOLUTION_NAME", "PROFILES"]
 

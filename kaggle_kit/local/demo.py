@@ -16,7 +16,7 @@ from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.emulate import run_local
 from kaggle_kit.local.report import RunReport
 from kaggle_kit.status import KernelStatus, StatusError
-from kaggle_kit.synthetic import make_colour_squares
+from kaggle_kit.vision.synthetic import make_colour_squares
 
 __all__ = [
     "run_streaming_demo", "run_imaterialist_demo", "StreamingDemo", "FashionDemo", "kernels_dir", "DEMO_SETTINGS",

@@ -37,7 +37,7 @@ def _save_plot(learn: Learner, suggestion: float, path: str | os.PathLike) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kaggle_kit.charts import save_figure
+    from kaggle_kit.vision.charts import save_figure
 
     try:
         learn.recorder.plot_lr_find()  # the figure lr_find(show_plot=True) draws

@@ -21,7 +21,7 @@ try:  # before the heavy imports: a typo in the settings costs a second, not min
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
-from kaggle_kit.classifier import MODEL_DIR, ClassifierModel  # noqa: E402
+from kaggle_kit.classification.model import MODEL_DIR, ClassifierModel  # noqa: E402
 from kaggle_kit.modelfolder import trained_model  # noqa: E402
 
 kernel = kk.Kernel.current()

@@ -65,14 +65,10 @@ except kk.KaggleKitError as exc:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
-    CategoryBlock,
     ClassificationInterpretation,
     ColReader,
-    DataBlock,
     FBetaMulti,
-    MultiCategoryBlock,
     RandomSplitter,
-    Resize,
     accuracy,
     accuracy_multi,
     aug_transforms,
@@ -83,14 +79,14 @@ from fastai.vision.all import (  # noqa: E402
 )
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.charts import batch_picture, confusion_chart, tag_chart, top_losses_picture  # noqa: E402
-from kaggle_kit.classifier import MODEL_DIR, ClassifierModel, prediction_settings  # noqa: E402
-from kaggle_kit.images import draft_image_block  # noqa: E402
-from kaggle_kit.metrics import multi_label_validation, single_label_validation  # noqa: E402
+from kaggle_kit.classification.data import classification_block  # noqa: E402
+from kaggle_kit.classification.model import MODEL_DIR, ClassifierModel, prediction_settings  # noqa: E402
 from kaggle_kit.modelfolder import trained_model  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
+from kaggle_kit.vision.charts import batch_picture, confusion_chart, tag_chart, top_losses_picture  # noqa: E402
+from kaggle_kit.vision.metrics import multi_label_validation, single_label_validation  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
@@ -155,11 +151,9 @@ else:
         settings["label_column"], label_delim=settings["label_delim"] if settings["multi_label"] else None
     )
 multi, tta = settings["multi_label"], settings["tta"] or []
-images = draft_image_block(settings["size"] if settings["draft_decode"] else None)  # test DataLoaders too
 augment = aug_transforms(flip_vert="vflip" in tta) if settings["augment"] else None  # flips the TTA undoes
-block = DataBlock(blocks=(images, MultiCategoryBlock if multi else CategoryBlock), get_x=get_x, get_y=get_y,
-                  splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]),
-                  item_tfms=Resize(settings["size"]), batch_tfms=augment)  # fmt: skip
+block = classification_block(settings, get_x=get_x, get_y=get_y, batch_tfms=augment,  # the saved model's too
+                             splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]))  # fmt: skip
 dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
 batch_picture(dls, working / "show_batch.png")  # what the model is shown, once per run
 metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi

@@ -81,7 +81,6 @@ import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.charts import batch_picture  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
 from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
 from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
@@ -103,6 +102,7 @@ from kaggle_kit.modelfolder import trained_model  # noqa: E402
 from kaggle_kit.predict.identity import model_digest  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
+from kaggle_kit.vision.charts import batch_picture  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()

@@ -15,7 +15,7 @@ from torchvision.models import resnet18
 import kaggle_kit as kk
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.config import load_settings
-from kaggle_kit.synthetic import label_of
+from kaggle_kit.vision.synthetic import label_of
 
 SETTINGS = {
     "input": "colour-squares",  # the dataset slug under /kaggle/input

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from fastai.learner import Learner
 
+from kaggle_kit.classification.data import classification_block
 from kaggle_kit.errors import UsageError
-from kaggle_kit.images import draft_image_block
 from kaggle_kit.modelfolder import (
     MANIFEST_NAME,
     ModelFolder,
@@ -131,23 +131,12 @@ class ClassifierModel:
 def _learner(files: list[Path], s: dict[str, Any]) -> Learner:
     """The classifier as training built it, around DataLoaders whose test pipeline is training's; the labels are
     placeholders, never read."""
-    from fastai.vision.all import (
-        CategoryBlock,
-        DataBlock,
-        IndexSplitter,
-        MultiCategoryBlock,
-        Normalize,
-        Resize,
-        imagenet_stats,
-        vision_learner,
-    )
+    from fastai.vision.all import IndexSplitter, Normalize, imagenet_stats, vision_learner
 
     vocab = s["vocab"]
-    labels = MultiCategoryBlock(vocab=vocab) if s["multi_label"] else CategoryBlock(vocab=vocab)
-    block = DataBlock(blocks=(draft_image_block(s["size"] if s["draft_decode"] else None), labels),
-                      get_y=(lambda _: [vocab[0]]) if s["multi_label"] else (lambda _: vocab[0]),
-                      splitter=IndexSplitter([]), item_tfms=Resize(s["size"]),
-                      batch_tfms=[Normalize.from_stats(*imagenet_stats)] if s["pretrained"] else None)  # fmt: skip
+    placeholder = (lambda _: [vocab[0]]) if s["multi_label"] else (lambda _: vocab[0])
+    normalize = [Normalize.from_stats(*imagenet_stats)] if s["pretrained"] else None  # what fastai adds when training
+    block = classification_block(s, vocab=vocab, get_y=placeholder, splitter=IndexSplitter([]), batch_tfms=normalize)
     dls = block.dataloaders(files, bs=max(1, min(int(s["bs"]), len(files))), num_workers=0)
     build, _ = architecture(s["arch"], None)
     return vision_learner(dls, build, pretrained=False, n_out=len(vocab))

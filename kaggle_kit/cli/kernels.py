@@ -257,7 +257,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 def _rehearse(args: argparse.Namespace) -> int:
     from kaggle_kit.limits import parse_duration, parse_size
-    from kaggle_kit.push.rehearse import rehearse
+    from kaggle_kit.rehearsal.rehearse import rehearse
 
     data = {}
     for spec in args.data:

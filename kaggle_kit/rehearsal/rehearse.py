@@ -32,9 +32,9 @@ from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import build_bundle, check_shardable
 from kaggle_kit.push.chain import ChainOutcome, run_chain
 from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
-from kaggle_kit.push.local import KernelVersion, LocalKaggle
 from kaggle_kit.push.metadata import load_metadata, validate_metadata
 from kaggle_kit.push.secrets import user_secrets
+from kaggle_kit.rehearsal.service import KernelVersion, LocalKaggle
 
 __all__ = ["rehearse", "Rehearsal", "REHEARSAL_NAME", "DEFAULT_TIME"]
 

@@ -55,15 +55,15 @@ from kaggle_kit.local.report import (
 )
 from kaggle_kit.local.supervise import end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
-from kaggle_kit.push.local_datasets import DATASET_METHODS, LocalDatasets
-from kaggle_kit.push.local_versions import (
+from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
+from kaggle_kit.rehearsal.loopback import loopback_handler
+from kaggle_kit.rehearsal.versions import (
     KAGGLE_MESSAGES,
     KernelVersion,
     failure_message,
     notebook_code,
     output_names,
 )
-from kaggle_kit.push.loopback import loopback_handler
 
 __all__ = ["LocalKaggle", "LocalKaggleBusyError", "KernelVersion", "KAGGLE_MESSAGES", "STATE_NAME"]
 

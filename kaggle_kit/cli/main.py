@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kaggle_kit import __version__
+from kaggle_kit.cli.kernels import add_push_commands
 from kaggle_kit.errors import KaggleKitError, KernelLayoutError, LimitsError, UsageError
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.push.cli import add_push_commands
 
 __all__ = ["main"]
 
@@ -319,7 +319,7 @@ def _synth(args: argparse.Namespace) -> int:
     if args.classes:
         if Path(args.dest).exists() and any(Path(args.dest).iterdir()):
             raise UsageError(f"{args.dest} is not empty; give a new folder", args.dest)
-        from kaggle_kit.synthetic import make_class_folders
+        from kaggle_kit.vision.synthetic import make_class_folders
 
         make_class_folders(args.dest, args.train, args.test, seed=args.seed)
         print(f"kaggle-kit synth: {args.train} training images in {args.dest}/train/<red|blue>/ and {args.test} "
@@ -335,7 +335,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from kaggle_kit.data import DEFAULT_MAX_PIXELS, clean_images
+    from kaggle_kit.vision.clean import DEFAULT_MAX_PIXELS, clean_images
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"{args.dir} is not a folder of images", args.dir)
@@ -360,7 +360,7 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from kaggle_kit.atomic import atomic_open
-    from kaggle_kit.convert import imat2018_to_frame
+    from kaggle_kit.imaterialist.convert import imat2018_to_frame
 
     columns = tuple(c.strip() for c in args.columns.split(","))
     if len(columns) != 3 or len(set(columns)) != 3 or not all(columns):
@@ -389,7 +389,3 @@ def _kernel_script(folder) -> object:
     if not code_file or not (folder / code_file).is_file():
         raise UsageError(f"{meta}: code_file {code_file!r} does not exist in {folder}", str(meta))
     return folder / code_file
-
-
-if __name__ == "__main__":
-    sys.exit(main())
