@@ -16,7 +16,7 @@ from typing import IO, Any
 __all__ = [
     "file_sha256",
     "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_named_by_digest",
-    "fsync_dir", "remove_stale_temps",
+    "fsync_dir", "remove_stale_temps", "remove_stale_temps_in",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,12 @@ def atomic_write_named_by_digest(
         raise
     fsync_dir(directory)
     return path, digest
+
+
+def remove_stale_temps_in(folder: str | os.PathLike) -> list[Path]:
+    """Delete every temp file a killed atomic write left directly in `folder` (``.<name>.<8 random chars>.tmp``);
+    return them. For a kernel's working dir as the kernel starts, before anything writes there again."""
+    return remove_stale_temps(Path(folder) / "-", r"[^/]+")
 
 
 def remove_stale_temps(path: str | os.PathLike, name_regex: str | None = None) -> list[Path]:

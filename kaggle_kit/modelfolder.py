@@ -30,6 +30,7 @@ from kaggle_kit.kernel import Kernel
 
 __all__ = [
     "ModelFolder",
+    "submit",
     "load_weights",
     "is_count",
     "is_text",
@@ -228,6 +229,23 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
     carried = carry_model(found, own)
     carry_reports(found.parent, kernel.working_dir)
     return carried, "attached"
+
+
+def submit(model: Any, model_dir: Path, test_files: list[Path], whose: str = "own", path: str = "submission.csv",
+           **predict: Any) -> Any:  # fmt: skip
+    """Stream the submission for `test_files` from a loaded `model` (``ClassifierModel``, ``FashionModel``: anything
+    with ``predict(test_files, path, **predict)``), then, when every test image has its rows, mark the kernel done,
+    saying which model it came from (`whose`: "own", "given" or "attached", as ``trained_model`` says). Returns the
+    prediction summary; an incomplete one leaves the status needs-resume for the next run."""
+    from kaggle_kit.status import mark_done
+
+    summary = model.predict(test_files, path, **predict)
+    if summary.complete:
+        source = {"own": "this kernel's own model"}.get(whose, f"the {whose} model")
+        mark_done(submission=path, model=str(model_dir), predicted_from=source)
+        log.info("%s written for %d test images (%d unreadable) from %s", path, summary.done, len(summary.skipped),
+                 model_dir)  # fmt: skip
+    return summary
 
 
 def carry_reports(source: Path, dest: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from fastai.callback.core import Callback
 
 from kaggle_kit.errors import KaggleKitError
 
-__all__ = ["TrainingGuard", "TrainingError"]
+__all__ = ["TrainingGuard", "TrainingError", "fit_guarded"]
 
 
 class TrainingError(KaggleKitError, RuntimeError):
@@ -69,3 +69,17 @@ class TrainingGuard(Callback):
             )
         if self._steps == 0:
             raise TrainingError(f"no optimizer step in the {self._batches} batches of epoch {epoch}")
+
+
+def fit_guarded(learn, epochs: int, lr: float, deadline: Callback, *, pretrained: bool = False,
+                freeze_epochs: int = 1) -> bool:  # fmt: skip
+    """Train `learn` as the seeds do, under `deadline` (a ``kk.Deadline``) and a ``TrainingGuard``: fastai's
+    ``fine_tune`` (the pretrained body frozen for `freeze_epochs`, then all layers with discriminative learning
+    rates) when `pretrained`, else ``fit_one_cycle``. Returns False when the deadline stopped it (checkpointed: run
+    the kernel again to resume); a fit that would train nothing raises ``TrainingError``."""
+    cbs = [TrainingGuard(), deadline]
+    if pretrained:
+        learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs, cbs=cbs)
+    else:
+        learn.fit_one_cycle(epochs, lr, cbs=cbs)
+    return not deadline.stopped

@@ -49,6 +49,11 @@ class CleanReport:
         problems = ", ".join(f"{n} {p}" for p, n in sorted(self.counts.items())) or "no problems"
         return f"{self.checked} images checked in {self.folder}: {problems}"
 
+    def unusable(self) -> set[Path]:
+        """The files no image loader gets past (empty, undecodable, too large, unreadable): to leave out of training
+        where the folder cannot be changed (Kaggle's inputs are read-only)."""
+        return {Path(self.folder) / f["path"] for f in self.files if f["problem"] in _UNUSABLE}
+
 
 def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str | None, str]:
     """(problem or None, detail) for one file. Decodes the image fully, so truncation is caught."""

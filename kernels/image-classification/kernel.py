@@ -62,31 +62,27 @@ except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
-    ClassificationInterpretation,
-    ColReader,
     FBetaMulti,
     RandomSplitter,
     accuracy,
     accuracy_multi,
     aug_transforms,
-    parent_label,
     set_seed,
     top_k_accuracy,
     vision_learner,
 )
 
-from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temps  # noqa: E402
-from kaggle_kit.classification.data import classification_block  # noqa: E402
+from kaggle_kit.atomic import remove_stale_temps_in  # noqa: E402
+from kaggle_kit.classification.data import classification_block, image_files, training_items  # noqa: E402
 from kaggle_kit.classification.model import MODEL_DIR, ClassifierModel, prediction_settings  # noqa: E402
-from kaggle_kit.modelfolder import trained_model  # noqa: E402
+from kaggle_kit.classification.report import validate  # noqa: E402
+from kaggle_kit.modelfolder import submit, trained_model  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
+from kaggle_kit.train.guard import fit_guarded  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
-from kaggle_kit.vision.charts import batch_picture, confusion_chart, tag_chart, top_losses_picture  # noqa: E402
-from kaggle_kit.vision.metrics import multi_label_validation, single_label_validation  # noqa: E402
+from kaggle_kit.vision.charts import batch_picture  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
@@ -98,58 +94,29 @@ try:  # not attached: one line, not a traceback
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 working = kernel.working_dir
-# a kill mid-write leaves a temp file beside what this kernel alone writes: it goes before they are written again
-remove_stale_temps(
-    working / "classification-report.json", r"classification-report\.json|[a-z_]+\.png|validation-[a-z]+\.npy"
-)
+remove_stale_temps_in(working)  # what a kill mid-write left of an earlier run's reports and pictures
 set_seed(settings["seed"])
-test_files = sorted(
-    p for p in (data / settings["test_dir"]).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-)
+test_files = image_files(data / settings["test_dir"])
 
 
-def submit(model_dir: Path, whose: str = "own"):
-    """Stream the submission from the model folder; done when every test image has its row."""
+def predict_from(model_dir: Path, whose: str = "own"):
+    """The submission streamed from the model folder; the kernel is done when every test image has its row."""
     try:
         classifier = ClassifierModel.load(model_dir, test_files)
     except kk.KaggleKitError as exc:
         sys.exit(f"kernel: {exc}")
-    summary = classifier.predict(test_files, "submission.csv", reserve_s=settings["predict_reserve"])
-    if summary.complete:
-        kk.mark_done(submission="submission.csv", model=str(model_dir),
-                     predicted_from={"own": "this kernel's own model"}.get(whose, f"the {whose} model"))  # fmt: skip
-        print(f"kernel: submission.csv written for {summary.done} test images ({len(summary.skipped)} unreadable)")
-    return summary
+    return submit(classifier, model_dir, test_files, whose, reserve_s=settings["predict_reserve"])
 
 
 if model_dir is not None:  # a finished model: no training, the same submission it would write
     print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
-    submit(model_dir, whose)
+    predict_from(model_dir, whose)
     raise SystemExit(0)
 
-# --- clean-up: inputs are read-only, so unusable images are left out (PIL converts the others while loading) -------
+# --- the training data: unusable images left out (inputs are read-only); one DataBlock for training and prediction --
 scratch = Path(tempfile.mkdtemp(prefix="kaggle-kit-clean-"))
-report = kk.clean_images(
-    data / settings["train_dir"], dry_run=True, report_path=scratch / "train-report.json", progress=False
-)
-unusable = {data / settings["train_dir"] / f["path"] for f in report.files
-            if f["problem"] in ("zero bytes", "undecodable", "too large")}  # fmt: skip
-print(f"kernel: clean-up: {report.summary()}; leaving out {len(unusable)}")
-
-if settings["layout"] == "folders":
-    items = [p for p in sorted((data / settings["train_dir"]).rglob("*")) if p.suffix.lower() in
-             (".jpg", ".jpeg", ".png") and p not in unusable]  # fmt: skip
-    get_x, get_y = None, parent_label
-else:
-    frame = pd.read_csv(data / settings["csv"], dtype=str, keep_default_na=False)
-    frame["path"] = [
-        data / settings["train_dir"] / (n + settings["image_suffix"]) for n in frame[settings["image_column"]]
-    ]
-    items = frame[~frame["path"].isin(unusable)].reset_index(drop=True)
-    get_x = ColReader("path")
-    get_y = ColReader(
-        settings["label_column"], label_delim=settings["label_delim"] if settings["multi_label"] else None
-    )
+items, get_x, get_y, cleaned = training_items(data, settings, scratch)
+print(f"kernel: clean-up: {cleaned.summary()}; leaving out {len(cleaned.unusable())}")
 multi, tta = settings["multi_label"], settings["tta"] or []
 augment = aug_transforms(flip_vert="vflip" in tta) if settings["augment"] else None  # flips the TTA undoes
 block = classification_block(settings, get_x=get_x, get_y=get_y, batch_tfms=augment,  # the saved model's too
@@ -167,52 +134,28 @@ if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not
     print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e}; the fit uses "
           f"lr={settings['lr']} (the setting \"lr\"; set it to the suggestion to train with that)")  # fmt: skip
 
+# --- training under the Deadline: a pretrained body frozen first, then all layers (the seeds' way) ------------------
 deadline = kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
                        checkpoints=working / "checkpoints")  # fmt: skip
 try:  # TrainingGuard: no training batch, a loss never finite or no step is a one-line error, not "done"
-    if pretrained:  # the seeds' way: frozen body first, then all layers with discriminative learning rates
-        learn.fine_tune(settings["epochs"], settings["lr"], freeze_epochs=settings["freeze_epochs"],
-                        cbs=[kk.TrainingGuard(), deadline])  # fmt: skip
-    else:
-        learn.fit_one_cycle(settings["epochs"], settings["lr"], cbs=[kk.TrainingGuard(), deadline])
+    trained = fit_guarded(learn, settings["epochs"], settings["lr"], deadline, pretrained=pretrained,
+                          freeze_epochs=settings["freeze_epochs"])  # fmt: skip
 except kk.TrainingError as exc:
     sys.exit(f"kernel: {exc}")
-if deadline.stopped:
+if not trained:
     print("kernel: training stopped before the time limit; run again to resume")
     raise SystemExit(0)
 
-# --- validation predicted as the submission is (same TTA): scores next to a baseline, thresholds, pictures ----------
-valid_sink = kk.ArraySink(scratch / "validation.npy")
-kk.stream_predict(learn, learn.dls.valid.items, valid_sink, tta=tta, progress=False, restart=True)
-probs = np.load(valid_sink.path)
-atomic_write_bytes(working / "validation-predictions.npy", valid_sink.path.read_bytes())  # for ensembles, checks
-valid_names = [str(Path(p).relative_to(data)) for p in (learn.dls.valid.items if isinstance(learn.dls.valid.items, list)
-               else learn.dls.valid.items["path"])]  # fmt: skip
-targets = np.stack([np.asarray(t) for t in learn.dls.valid_ds.tls[1]])  # the encoded labels, no image decoded
-vocab = list(learn.dls.vocab)
-if multi:  # thresholds tuned on one half of validation, scored on the other
-    thresholds, scores = multi_label_validation(probs, targets, settings["beta"], settings["threshold"])
+# --- validation predicted as the submission is (same TTA), then the model folder and the submission from it ---------
+thresholds, scores = validate(learn, data, settings, working, scratch,
+                              extra={"clean_up": cleaned.counts, "model": str(working / MODEL_DIR)})  # fmt: skip
+if multi:
     print(f"kernel: thresholds used: {scores['thresholds_used']} (held-out F-beta {scores['f_beta_tuned']:.3f} tuned "
           f"per tag, {scores['f_beta_at_start_threshold']:.3f} at {settings['threshold']} for every tag)")  # fmt: skip
-    held = np.arange(len(probs)) % 2 == 1
-    title = f"per tag on {int(held.sum())} held-out validation items (thresholds tuned on the others)"
-    tag_chart(probs[held], targets[held], thresholds, vocab, working / "tag_precision_recall.png", title=title)
-else:
-    thresholds, labels = None, targets.astype(int)
-    scores = single_label_validation(probs, labels, min(settings["top_k"], len(vocab)))
-    confusion_chart(probs.argmax(axis=1), labels, vocab, working / "confusion_matrix.png")
-    interp = ClassificationInterpretation.from_learner(learn)  # fastai's own: the images it got most wrong
-    top_losses_picture(interp, working / "top_losses.png", min(9, len(labels)))
 rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
 print(f"kernel: validation (TTA {tta or 'none'}) {json.dumps(rounded)}")
-
-# --- the model as one verified folder, then the submission streamed from it (with TTA) --------------------------------
 ClassifierModel.save(working / MODEL_DIR, learn, settings, pretrained=pretrained, thresholds=thresholds)
-atomic_write_json(working / "classification-report.json",
-    {"validation": scores, "thresholds": None if thresholds is None else np.round(thresholds, 2).tolist(), "tta": tta,
-     "validation_items": valid_names, "vocab": vocab, "clean_up": report.counts,
-     "model": str(working / MODEL_DIR)})  # fmt: skip
-summary = submit(working / MODEL_DIR)
+summary = predict_from(working / MODEL_DIR)
 if summary.complete and not settings["keep_checkpoints"]:  # after "done": a kill before leaves them, never a retrain
     freed = prune_checkpoints(working / "checkpoints")
     print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); the model is {working / MODEL_DIR}")

@@ -76,40 +76,33 @@ except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from fastai.vision.all import set_seed  # noqa: E402
 
-from kaggle_kit.atomic import atomic_write_json, remove_stale_temps  # noqa: E402
+from kaggle_kit.atomic import remove_stale_temps_in  # noqa: E402
 from kaggle_kit.imaterialist import read_labels, read_train_csv  # noqa: E402
-from kaggle_kit.imaterialist.masks import dataset_cache_dir, instance_masks  # noqa: E402
-from kaggle_kit.imaterialist.metric import score_by_category, score_readings, trivial_baseline  # noqa: E402
+from kaggle_kit.imaterialist.masks import dataset_cache_dir  # noqa: E402
 from kaggle_kit.imaterialist.model import MODEL_DIR, FashionModel, prediction_settings  # noqa: E402
 from kaggle_kit.imaterialist.postprocess import CategoryRule, PostProcessing  # noqa: E402
-from kaggle_kit.imaterialist.report import category_chart, category_table, mask_overlays  # noqa: E402
-from kaggle_kit.imaterialist.rules import garment_categories, tune_rules  # noqa: E402
 from kaggle_kit.imaterialist.stage1 import (  # noqa: E402
     MultiLabelSegLoss,
     fit_progressive,
     positive_weights,
-    predict_probabilities,
     stage1_dataloaders,
     stage1_learner,
 )
 from kaggle_kit.imaterialist.stage2 import build_crops, stage2_learner, tune_thresholds  # noqa: E402
 from kaggle_kit.imaterialist.submission import COLUMNS  # noqa: E402
-from kaggle_kit.modelfolder import trained_model  # noqa: E402
-from kaggle_kit.predict.identity import model_digest  # noqa: E402
+from kaggle_kit.imaterialist.validation import tune_postprocessing, validation_halves, validation_report  # noqa: E402
+from kaggle_kit.modelfolder import submit, trained_model  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
+from kaggle_kit.train.guard import fit_guarded  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
 from kaggle_kit.vision.charts import batch_picture  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 working = kernel.working_dir
-# a kill during an atomic write leaves a temp file beside the report or a chart; this kernel is their only writer, so
-# what is left of an earlier run goes before it writes them again (the model folder cleans its own)
-remove_stale_temps(working / "imaterialist-report.json", r"imaterialist-[a-z]+\.(?:json|png)|[a-z_]+\.png")
+remove_stale_temps_in(working)  # what a kill mid-write left of an earlier run's reports and pictures
 try:  # not attached: one line, not a traceback
     data = kernel.find_input(settings["competition"])
     model_dir, whose = trained_model(
@@ -120,23 +113,18 @@ except kk.KaggleKitError as exc:
 test_files = sorted((data / "test").glob("*.jpg"))
 
 
-def submit(model_dir: Path, whose: str = "own"):
-    """Stream the submission from the model folder; done when every test image has its rows."""
+def predict_from(model_dir: Path, whose: str = "own"):
+    """The submission streamed from the model folder; the kernel is done when every test image has its rows."""
     try:
         fashion = FashionModel.load(model_dir, test_files)
     except kk.KaggleKitError as exc:
         sys.exit(f"kernel: {exc}")
-    summary = fashion.predict(test_files, "submission.csv", reserve_s=settings["predict_reserve"])
-    if summary.complete:
-        kk.mark_done(submission="submission.csv", rows=len(pd.read_csv("submission.csv")), model=str(model_dir),
-                     predicted_from={"own": "this kernel's own model"}.get(whose, f"the {whose} model"))  # fmt: skip
-        print(f"kernel: submission.csv written for {summary.done} test images from {model_dir}")
-    return fashion, summary
+    return fashion, submit(fashion, model_dir, test_files, whose, reserve_s=settings["predict_reserve"])
 
 
 if model_dir is not None:  # a finished model: no training, no tuning, the same submission it would write
     print(f"kernel: predicting from the {whose} model {model_dir}; nothing is trained")
-    submit(model_dir, whose)
+    predict_from(model_dir, whose)
     sys.exit(0)
 cache = dataset_cache_dir(data)  # masks and crops: not outputs
 set_seed(settings["seed"])
@@ -195,15 +183,18 @@ learn2 = stage2_learner(crops, labels.attribute_ids, settings["crop_size"], sett
                         seed=settings["seed"],
                         valid_images=[Path(p).name for p in learn.dls.valid.items])  # fmt: skip
 stage2 = deadline("stage2", "attributes")
-try:
-    if settings["stage2_weights"] is None:
-        learn2.fit_one_cycle(settings["stage2_epochs"], settings["stage2_lr"], cbs=[kk.TrainingGuard(), stage2])
-    else:  # frozen, then unfrozen with discriminative learning rates, as the seeds fine-tune
-        learn2.fine_tune(settings["stage2_epochs"], settings["stage2_lr"], freeze_epochs=settings["freeze_epochs"],
-                         cbs=[kk.TrainingGuard(), stage2])  # fmt: skip
+try:  # with weights: frozen, then unfrozen with discriminative learning rates, as the seeds fine-tune
+    trained = fit_guarded(
+        learn2,
+        settings["stage2_epochs"],
+        settings["stage2_lr"],
+        stage2,
+        pretrained=settings["stage2_weights"] is not None,
+        freeze_epochs=settings["freeze_epochs"],
+    )
 except kk.TrainingError as exc:
     sys.exit(f"kernel: stage 2: {exc}")
-if stage2.stopped:
+if not trained:
     print("kernel: stage 2 stopped before the time limit; run again to resume")
     sys.exit(0)
 with learn2.no_bar():
@@ -211,64 +202,28 @@ with learn2.no_bar():
 thresholds = tune_thresholds(probs.numpy(), targets.numpy())
 most_common = int(train["category"].mode()[0])
 tta = "hflip" if settings["flip_tta"] else None
-
-
-# --- post-processing tuned to the metric on half of the validation images; scored on the other half ---------------
-def observe(ids: list[str]):
-    """(probabilities, true instances) at the model's size for each validation image `ids` names."""
-    size, by_image = settings["sizes"][-1], dict(list(train[train["ImageId"].isin(ids)].groupby("ImageId")))
-    for path, prob in predict_probabilities(learn, [data / "train" / i for i in ids], flip=bool(tta)):
-        yield prob, instance_masks(by_image[path.name], size, size)
-
-
-valid_ids = [Path(p).name for p in learn.dls.valid.items]
-tune_ids, report_ids = valid_ids[::2][: settings["max_tune_images"]], valid_ids[1::2][: settings["max_tune_images"]]
 default_rule = CategoryRule(settings["threshold"], settings["min_area"])
-model_key = {"model": model_digest(learn.model), "tta": tta, "default": [default_rule.threshold, default_rule.min_area],
-             "tune": settings["tune_postprocessing"]}  # fmt: skip
-garments = garment_categories(train, image_ids[:300])
-rules = tune_rules(observe, tune_ids, report_ids, category_ids, default_rule, garments, model_key,
-                   settings["tune_postprocessing"])  # fmt: skip
-# the finished model, one verified folder (manifest last): what the submission and any later kernel predict from
+
+
+# --- post-processing tuned to the metric on half of the validation photos, the model saved, scored on the rest ----
+rules = tune_postprocessing(learn, train, data / "train", category_ids, settings, tta)
 FashionModel.save(working / MODEL_DIR, learn, learn2, settings, category_ids=category_ids,
                   attribute_categories=attribute_categories, thresholds=thresholds, most_common=most_common,
                   rules=rules, names={"categories": labels.categories, "attributes": labels.attributes})  # fmt: skip
-fashion = FashionModel.load(working / MODEL_DIR, test_files)
+fashion = FashionModel.load(working / MODEL_DIR, test_files)  # scored and submitted as any later kernel loads it
+_tune_ids, report_ids = validation_halves(learn, settings["max_tune_images"])
+report = validation_report(fashion, rules, report_ids, train, data / "train", labels, working, cache, tta,
+                           extra={"model": str(working / MODEL_DIR), "thresholds": thresholds,
+                                  "attribute_categories": attribute_categories})  # fmt: skip
+scores = {k: json.dumps({reading: round(v, 4) for reading, v in report["scores"][k].items()}) for k in report["scores"]}
+print(f"kernel: validation scores {scores['model']} (baseline {scores['baseline']})")
 
-
-# --- the local metric on the held-out validation images (both modes) against a trivial baseline ---------------------
-valid_files = [data / "train" / i for i in report_ids]
-valid_sink = kk.CsvSink(cache / "validation_predictions.csv", fashion.submission_rows(rules.held_out), COLUMNS)
-kk.stream_predict(fashion.stage1, valid_files, valid_sink, tta=tta, progress=False, restart=True)  # a new model
-truth = train[train["ImageId"].isin(report_ids)]
-predicted = pd.read_csv(valid_sink.path, dtype=str, keep_default_na=False)
-baseline = trivial_baseline(truth, most_common)
-scores = {"model": score_readings(predicted, truth), "baseline": score_readings(baseline, truth)}  # every reading
-print(f"kernel: validation scores {json.dumps({k: round(v, 4) for k, v in scores['model'].items()})} (baseline "
-      f"{json.dumps({k: round(v, 4) for k, v in scores['baseline'].items()})})")  # fmt: skip
-categories = category_table(score_by_category(predicted, truth), score_by_category(baseline, truth), labels)
-category_chart(categories, working / "imaterialist-categories.png")
-overlays = mask_overlays([(data / "train" / i, truth[truth["ImageId"] == i], predicted[predicted["ImageId"] == i])
-                          for i in report_ids[:4]], labels, working / "imaterialist-masks.png")  # fmt: skip
-
-# --- the report, then the submission, streamed from the model folder -------------------------------------------------
-report = {
-    "scores": scores,
-    "postprocessing": rules.report,
-    "categories": categories,
-    "overlays": overlays,
-    "model": str(working / MODEL_DIR),
-    "thresholds": np.round(thresholds, 2).tolist(),
-    "attribute_categories": attribute_categories,
-}
-atomic_write_json(working / "imaterialist-report.json", report)
-fashion, summary = submit(working / MODEL_DIR)
+# --- the submission, streamed from the model folder ----------------------------------------------------------------
+fashion, summary = predict_from(working / MODEL_DIR)
 if settings["compare_untuned"] and summary.complete:
     untuned = kk.CsvSink("submission-untuned.csv", fashion.submission_rows(PostProcessing(category_ids, default_rule)),
                          COLUMNS)  # fmt: skip
     kk.stream_predict(fashion.stage1, test_files, untuned, tta=tta)
 if summary.complete and not settings["keep_checkpoints"]:  # after "done": a kill before leaves them, never a retrain
-    freed = sum(prune_checkpoints(working / "checkpoints" / name) for name in ("stage1", "stage2"))
-    if (working / "checkpoints").is_dir() and not any((working / "checkpoints").iterdir()):
-        (working / "checkpoints").rmdir()
+    freed = prune_checkpoints(working / "checkpoints")
     print(f"kernel: training checkpoints pruned ({freed / 2**20:.0f} MiB); the model is {working / MODEL_DIR}")
