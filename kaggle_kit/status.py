@@ -149,8 +149,7 @@ def mark_predicting(working_dir: str | os.PathLike, output: str, done: int, tota
         previous = KernelStatus.load(working_dir)
     except StatusError:
         previous = None
-    kept = {} if previous is None else {k: v for k, v in previous.as_dict().items()
-                                        if k not in ("status", "updated_at", "format")}  # fmt: skip
+    kept = {} if previous is None else _facts(previous)
     return write_status(working_dir, NEEDS_RESUME, **{**kept, "predicting": output, "predicted": done,
                                                       "items": total})  # fmt: skip
 
@@ -168,8 +167,7 @@ def clear_predicting(working_dir: str | os.PathLike, output: str) -> None:
     except StatusError:
         return
     if predictions_resumable(status) and status.extra.get("predicting") == output:
-        kept = {k: v for k, v in status.as_dict().items()
-                if k not in ("status", "updated_at", "format", "predicting", "predicted", "items")}  # fmt: skip
+        kept = _facts(status, "predicting", "predicted", "items")
         write_status(working_dir, TRAINED, **kept)
 
 
@@ -197,6 +195,11 @@ def mark_done(working_dir: str | os.PathLike | None = None, *, allow_unfinished:
         log.warning("mark_done: training stopped at %s to be resumed; the status stays %s (run the kernel again)",
                     previous.where(), NEEDS_RESUME)  # fmt: skip
         return Path(working_dir) / STATUS_NAME
-    kept = {} if previous is None else {k: v for k, v in previous.as_dict().items()
-                                        if k not in ("status", "updated_at", "format")}  # fmt: skip
+    kept = {} if previous is None else _facts(previous)
     return write_status(working_dir, DONE, **{**kept, **info})
+
+
+def _facts(status: KernelStatus, *dropped: str) -> dict[str, Any]:
+    """What a status says of the job, to carry into the next status: all but its verdict, time and format (and
+    `dropped`)."""
+    return {k: v for k, v in status.as_dict().items() if k not in ("status", "updated_at", "format", *dropped)}

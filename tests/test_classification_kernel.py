@@ -10,6 +10,7 @@ from conftest import make_class_folders
 from PIL import Image
 
 from kaggle_kit.local.demo import kernels_dir
+from kaggle_kit.local.runplot import run_events
 from kaggle_kit.vision.synthetic import make_colour_squares
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +153,8 @@ def test_multi_label_from_a_csv_beats_chance(run_kernel, tmp_path):
                                          id_column="image_name", epochs=6))  # fmt: skip
     assert again.report.ok, again.explain()
     assert "kernel: predicting from the attached model" in again.stdout
-    assert "checkpoint" not in again.stdout + again.stderr
+    assert run_events(again.report)["checkpoint"] == []  # nothing trained: nothing checkpointed
+    assert not (Path(again.report.working_dir) / "checkpoints").exists()
     assert (Path(again.report.working_dir) / "submission.csv").read_bytes() == (working / "submission.csv").read_bytes()
     # and the inference-only kernel, given the model folder and the test images alone
     model = working / "classifier-model"

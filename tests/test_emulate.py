@@ -152,6 +152,7 @@ _READS_INPUT_BY_PATH = """
 import json, os
 from pathlib import Path
 found = sorted(p.name for p in Path("../input/shapes").glob("*"))
+also = Path("../input") / "shapes"  # the same input, named the other way scripts name it
 Path("seen.json").write_text(json.dumps({"found": found, "cwd": os.getcwd()}))
 """
 
@@ -206,11 +207,14 @@ def test_an_input_read_by_path_where_kaggle_did_not_put_it_gets_a_hint(tmp_path)
     old_layout = _run_local_cli(script, "--input", f"shapes={data}", "--root", tmp_path / "box2")
 
     hints = [line for line in new_layout.stderr.splitlines() if "hint:" in line]
-    assert len(hints) == 1, new_layout.stderr
+    assert len(hints) == 1, new_layout.stderr  # one per input, however many ways the script names it
     said = "the script reads ../input/shapes, which is not there (it is attached at ../input/datasets/tester/shapes)"
     assert said in hints[0]
     assert 'kk.Kernel.current().find_input("shapes")' in hints[0]
     assert "hint:" not in old_layout.stderr
+    script.write_text('from pathlib import Path\nprint(list((Path("../input") / "shapes").glob("*")))\n')
+    joined = _run_local_cli(script, "--input", f"datasets/tester/shapes={data}", "--root", tmp_path / "box3")
+    assert "the script reads ../input/shapes, which is not there" in joined.stderr  # Path("../input") / "shapes"
 
 
 def test_run_local_cli_exits_with_the_scripts_code_and_accepts_weird_paths(weird_path):

@@ -16,6 +16,7 @@ from kaggle_kit.imaterialist.data import parse_class_id, read_labels
 from kaggle_kit.imaterialist.model import FashionModel
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
 from kaggle_kit.local.demo import kernels_dir, run_imaterialist_demo
+from kaggle_kit.local.runplot import run_events
 from kaggle_kit.vision.rle import rle_decode
 
 pytestmark = pytest.mark.e2e
@@ -92,8 +93,9 @@ def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_traini
 
     assert run.report.ok, run.explain()
     assert "kernel: predicting from the attached model" in run.stdout
-    assert "checkpoint" not in run.stdout + run.stderr  # no training step, no Deadline
     working = Path(run.report.working_dir)
+    assert run_events(run.report)["checkpoint"] == []  # no training step, no Deadline: nothing checkpointed
+    assert not (working / "checkpoints").exists()
     assert (working / "submission.csv").read_bytes() == out.submission.read_bytes()
     status = json.loads((working / "kaggle-kit-status.json").read_text())
     assert status["status"] == "done"

@@ -102,8 +102,8 @@ def test_a_run_killed_for_memory_is_marked_and_the_peak_says_it_is_pss(tmp_path)
     plt.close(fig)
 
     assert "killed at the RAM limit at 10 s" in said
-    assert "peak PSS 0.49 GiB at 9 s" in said
-    assert "memory (RSS of the process tree, sampled)" in said
+    assert "peak PSS 0.49 GiB, 9 s into the run\n(shared pages once: what the limit checks)" in said
+    assert "RSS of the process tree, sampled (pages the\nworkers share counted in each)" in said
     assert line.get_ydata()[-1] > 0  # the tree gone at the end is no drop to 0 bytes
     assert legend_left >= axes_right  # beside the lane: it covers neither the curve nor the limit line
 

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from kaggle_kit.errors import UsageError
+from kaggle_kit.push.scaffold import KINDS
 
 __all__ = ["add_push_commands"]
 
@@ -24,10 +25,9 @@ def add_push_commands(sub) -> None:
         "your Kaggle credentials name you (KAGGLE_USERNAME or kaggle.json).",
     )
     init.add_argument("dir", help="the new kernel folder (its name becomes the kernel's slug and title)")
-    init.add_argument("--kind", choices=["imaterialist", "classification", "imaterialist-predict",
-                                         "classification-predict", "blank"],
-                      default="blank", help="what the script starts from (default blank); *-predict: an "
-                      "inference-only kernel with the trained model attached as a dataset")  # fmt: skip
+    init.add_argument("--kind", choices=list(KINDS), default="blank",
+                      help="what the script starts from (default blank); *-predict: an inference-only kernel with the "
+                      "trained model attached as a dataset")  # fmt: skip
     init.set_defaults(handler=_init)
 
     bundle = sub.add_parser(
@@ -156,7 +156,7 @@ def add_push_commands(sub) -> None:
 
 def _init(args: argparse.Namespace) -> int:
     from kaggle_kit.local.demo import kernels_dir
-    from kaggle_kit.push.scaffold import KINDS, PLACEHOLDER_OWNER, init_kernel
+    from kaggle_kit.push.scaffold import PLACEHOLDER_OWNER, init_kernel
 
     meta = init_kernel(args.dir, args.kind, kernels_dir() if KINDS[args.kind] else Path(), None)
     print(f"kaggle-kit init: {args.dir} ({args.kind}), id {meta['id']}")

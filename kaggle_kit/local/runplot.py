@@ -98,12 +98,13 @@ def _memory_lane(memory, report: RunReport, started_at: float | None, title: str
     if timeline:
         seconds, used = zip(*timeline, strict=True)
         memory.plot([offset + s for s in seconds], [u / GIB for u in used], color="tab:blue", lw=1.2,
-                    label="memory (RSS of the process tree, sampled)")  # fmt: skip
+                    label="RSS of the process tree, sampled (pages the\nworkers share counted in each)")  # fmt: skip
     memory.axhline(limit / GIB, color="tab:red", ls="--", lw=1, label=f"limit {limit / GIB:.1f} GiB")
     peak_at = report.elapsed_s if report.peak_at_s is None else report.peak_at_s
     kind = "PSS" if report.exact_samples else "RSS"
     memory.scatter([offset + peak_at], [report.peak_memory_bytes / GIB], color="black", s=12, zorder=3,
-                   label=f"peak {kind} {report.peak_memory_bytes / GIB:.2f} GiB at {peak_at:.0f} s")  # fmt: skip
+                   label=f"peak {kind} {report.peak_memory_bytes / GIB:.2f} GiB, {peak_at:.0f} s into the run"
+                   + ("\n(shared pages once: what the limit checks)" if kind == "PSS" else ""))  # fmt: skip
     if report.verdict in (OUT_OF_MEMORY, OUT_OF_TIME):
         killed = "killed at the RAM limit" if report.verdict == OUT_OF_MEMORY else "stopped at the time limit"
         memory.scatter([offset + report.elapsed_s], [limit / GIB], marker="X", color="tab:red", s=60, zorder=4,

@@ -22,8 +22,9 @@ __all__ = ["make_sandbox", "input_beside", "input_hints", "SANDBOX_MARKER"]
 log = logging.getLogger(__name__)
 
 SANDBOX_MARKER = ".kaggle-kit-sandbox"
-# what a script names when it reads Kaggle's inputs by path: ../input/<slug>/... or /kaggle/input/<slug>/...
-_INPUT_PATH = re.compile(r"""(?:\.\./|/kaggle/)input/([A-Za-z0-9][\w.-]*)""")
+# what a script names when it reads Kaggle's inputs by path: "../input/<slug>/...", "/kaggle/input/<slug>", or
+# Path("../input") / "<slug>"
+_INPUT_PATH = re.compile(r"""(?:\.\./|/kaggle/)input(?:/|["']\)?\s*/\s*["'])([A-Za-z0-9][\w.-]*)""")
 _LAYOUT_KINDS = ("competitions", "datasets", "notebooks", "models")
 
 

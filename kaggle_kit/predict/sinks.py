@@ -65,7 +65,8 @@ class ArraySink:
 
     The file is written with plain positioned writes (not a live memory map), so the page cache it fills is never
     counted in the process's resident memory; read it with ``np.load(path, mmap_mode="r")``. `dtype` (e.g.
-    "float16") halves the disk size of raw scores. Placeholder rows are NaN (or 0 for integer dtypes).
+    "float16") halves the disk size of raw scores. Placeholder rows are NaN (for integer dtypes -1, or the dtype's
+    largest value if unsigned).
     """
 
     def __init__(self, path: str | os.PathLike, dtype: str | np.dtype | None = None):

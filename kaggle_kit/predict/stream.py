@@ -24,7 +24,7 @@ from fastai.learner import Learner
 from fastprogress.fastprogress import progress_bar
 
 from kaggle_kit.atomic import remove_stale_temps
-from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.errors import UsageError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
@@ -371,14 +371,14 @@ def _follow_rank0(ranks: Ranks, learn, items, positions, sink, bs, num_workers, 
 
 def _check_args(n_total, bs, chunk_size, shard, memory_fraction) -> tuple[int, int]:
     if n_total == 0:
-        raise KaggleKitError("stream_predict got no items to predict", 0)
+        raise UsageError("stream_predict got no items to predict", 0)
     if bs <= 0 or (chunk_size is not None and chunk_size <= 0):
-        raise KaggleKitError(f"bs={bs} and chunk_size={chunk_size} must be positive", (bs, chunk_size))
+        raise UsageError(f"bs={bs} and chunk_size={chunk_size} must be positive", (bs, chunk_size))
     if not 0 < memory_fraction < 1:
-        raise KaggleKitError(f"memory_fraction={memory_fraction} must be between 0 and 1, e.g. 0.8", memory_fraction)
+        raise UsageError(f"memory_fraction={memory_fraction} must be between 0 and 1, e.g. 0.8", memory_fraction)
     shard_i, n_shards = shard or (0, 1)
     if not (isinstance(shard_i, int) and isinstance(n_shards, int) and 0 <= shard_i < n_shards):
-        raise KaggleKitError(f"shard={shard!r} must be (i, n) with 0 <= i < n, e.g. (0, 4)", shard)
+        raise UsageError(f"shard={shard!r} must be (i, n) with 0 <= i < n, e.g. (0, 4)", shard)
     return shard_i, n_shards
 
 
@@ -386,7 +386,7 @@ def _shard_from_env(raw: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in raw.split("/"))
     except ValueError:
-        raise KaggleKitError(f"KAGGLE_KIT_SHARD={raw!r} must be 'i/n', e.g. '0/4'", raw) from None
+        raise UsageError(f"KAGGLE_KIT_SHARD={raw!r} must be 'i/n', e.g. '0/4'", raw) from None
     return i, n
 
 
@@ -394,5 +394,5 @@ def _tta_flips(tta) -> list[str]:
     flips = [] if not tta else [tta] if isinstance(tta, str) else list(tta)
     unknown = [f for f in flips if f not in FLIPS]
     if unknown:
-        raise KaggleKitError(f"tta={tta!r}: unknown augmentation {unknown[0]!r}; use 'hflip' and/or 'vflip'", tta)
+        raise UsageError(f"tta={tta!r}: unknown augmentation {unknown[0]!r}; use 'hflip' and/or 'vflip'", tta)
     return flips

@@ -104,7 +104,7 @@ def push_dataset(folder: str | os.PathLike, dataset_id: str | None = None, messa
     if folder.is_symlink() or not folder.is_dir():
         raise UsageError(f"{folder} is not a folder" + (" (it is a symbolic link: give the folder itself)"
                                                          if folder.is_symlink() else ""), str(folder))  # fmt: skip
-    _check_size(folder, travelling_files(folder, secrets), max_bytes)
+    travelling_files(folder, secrets, before_reading=lambda files: _check_size(folder, files, max_bytes))
     if not any_folder:
         _check_model(folder)
     meta = dataset_metadata(folder, dataset_id)

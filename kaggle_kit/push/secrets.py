@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kaggle_kit.errors import UsageError
@@ -99,9 +99,12 @@ def check_text_travels(data: bytes, what: str, secrets: list[bytes] | None = Non
         raise UsageError(f"{what} holds your Kaggle key or token: a credential never travels; remove it", what)
 
 
-def travelling_files(folder: str | os.PathLike, secrets: list[bytes] | None = None) -> list[Path]:
+def travelling_files(folder: str | os.PathLike, secrets: list[bytes] | None = None,
+                     before_reading: Callable[[list[Path]], None] | None = None) -> list[Path]:  # fmt: skip
     """The regular files inside `folder` that an upload of it would send, checked (see the module docstring);
-    one-line `UsageError` naming the first thing that must not travel, before any request is made."""
+    one-line `UsageError` naming the first thing that must not travel, before any request is made. Names and kinds
+    are checked first; then `before_reading(files)` (cheap checks, e.g. sizes: a 20 GB sparse file is refused before
+    its 20 GB of holes are read); then every file's bytes."""
     folder = Path(folder)
     secrets = user_secrets() if secrets is None else secrets
     files: list[Path] = []
@@ -127,10 +130,14 @@ def travelling_files(folder: str | os.PathLike, secrets: list[bytes] | None = No
             if not stat.S_ISREG(mode):
                 raise UsageError(f"{folder} holds {shown}, which is not a regular file: only regular files travel",
                                  str(shown))  # fmt: skip
-            if holds_secret(path, secrets):
-                raise UsageError(f"{folder} holds {shown}, whose bytes contain your Kaggle key or token: a credential "
-                                 "never travels; move it out", str(shown))  # fmt: skip
             files.append(path)
+    if before_reading is not None:
+        before_reading(files)
+    for path in files:
+        if holds_secret(path, secrets):
+            shown = path.relative_to(folder)
+            raise UsageError(f"{folder} holds {shown}, whose bytes contain your Kaggle key or token: a credential "
+                             "never travels; move it out", str(shown))  # fmt: skip
     return files
 
 

@@ -11,7 +11,6 @@ This module owns ``checkpoints/`` (files, manifest, their temp files); what a ch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,13 @@ from typing import Any
 
 import torch
 
-from kaggle_kit.atomic import atomic_open, atomic_write_json, atomic_write_named_by_digest, remove_stale_temps
+from kaggle_kit.atomic import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_named_by_digest,
+    file_sha256,
+    remove_stale_temps,
+)
 from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.events import record_event
 from kaggle_kit.kernel import Kernel
@@ -44,7 +49,6 @@ INDEX_VERSION = 2  # checkpoints.json's format (an index: the files carry their 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"ckpt-s(\d+)-e(\d+)-i(\d+)(?:-([0-9a-f]{16}))?\.pth")
 _STEM_REGEX = r"ckpt-s\d+-e\d+-i\d+"
-_CHUNK = 1 << 22
 
 
 class CheckpointError(KaggleKitError):
@@ -209,7 +213,7 @@ def _load_first_valid(directory: Path, files: list[_CheckpointFile]) -> tuple[di
         if not f.path.is_file():
             log.warning("checkpoint %s is missing; trying the previous one", f.path)
             continue
-        if f.sha256 is None or not _sha256(f.path).startswith(f.sha256):
+        if f.sha256 is None or not file_sha256(f.path).startswith(f.sha256):
             log.warning("checkpoint %s fails its checksum (torn or corrupt copy); trying the previous one", f.path)
             continue
         try:
@@ -217,11 +221,3 @@ def _load_first_valid(directory: Path, files: list[_CheckpointFile]) -> tuple[di
         except Exception as exc:  # unreadable for any reason: the previous checkpoint may still be good
             log.warning("checkpoint %s cannot be loaded (%s); trying the previous one", f.path, exc)
     raise CheckpointError(f"no valid checkpoint in {directory}", str(directory))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()

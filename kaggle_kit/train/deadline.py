@@ -76,7 +76,7 @@ class Deadline(Callback):
     ):
         for argument, value in (("every", every), ("safety", 0.0 if safety is None else safety)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise KaggleKitError(f"Deadline({argument}={value!r}): give a finite number of minutes >= 0", value)
+                raise UsageError(f"Deadline({argument}={value!r}): give a finite number of minutes >= 0", value)
         if saver is not None and checkpoints is not None:
             raise UsageError("Deadline: give `checkpoints` (a folder) or `saver`, not both")
         self.kernel = kernel or Kernel.current()
