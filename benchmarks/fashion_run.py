@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.local.demo import COMPETITION, kernels_dir
+from kaggle_kit.local.demo import COMPETITION
 from kaggle_kit.local.emulate import run_local
 from kaggle_kit.local.report import RunReport
+from kaggle_kit.templates import kernels_dir
 
 
 def run_fashion_kernel(out: Path, name: str, data: Path, settings: dict, memory: str, time: str) -> RunReport:

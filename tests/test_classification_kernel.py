@@ -9,8 +9,8 @@ import pytest
 from conftest import make_class_folders
 from PIL import Image
 
-from kaggle_kit.local.demo import kernels_dir
 from kaggle_kit.local.runplot import run_events
+from kaggle_kit.templates import kernels_dir
 from kaggle_kit.vision.synthetic import make_colour_squares
 
 pytestmark = pytest.mark.e2e

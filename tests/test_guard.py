@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_class_folders, make_images, make_learner
 
-from kaggle_kit.local.demo import kernels_dir
+from kaggle_kit.templates import kernels_dir
 from kaggle_kit.train.guard import TrainingError, TrainingGuard
 
 

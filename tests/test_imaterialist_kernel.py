@@ -15,8 +15,9 @@ from PIL import Image
 from kaggle_kit.imaterialist.data import parse_class_id, read_labels
 from kaggle_kit.imaterialist.model import FashionModel
 from kaggle_kit.imaterialist.synth import SOLUTION_NAME, make_dataset
-from kaggle_kit.local.demo import kernels_dir, run_imaterialist_demo
+from kaggle_kit.local.demo import run_imaterialist_demo
 from kaggle_kit.local.runplot import run_events
+from kaggle_kit.templates import kernels_dir
 from kaggle_kit.vision.rle import rle_decode
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from conftest import make_images
 from PIL import Image
 
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.local.demo import kernels_dir
 from kaggle_kit.local.emulate import run_local
+from kaggle_kit.templates import kernels_dir
 
 pytestmark = pytest.mark.e2e
 

@@ -83,3 +83,23 @@ def test_init_refuses_a_used_folder_or_a_name_too_short_for_a_slug(name, message
     assert done.returncode == 2
     assert message in done.stderr
     assert (tmp_path / "kernel-one/notes.txt").read_text() == "mine"
+
+
+def test_a_pip_installed_kit_starts_every_kind_of_kernel_from_its_own_copy_of_the_kernels(tmp_path):
+    """Not from a clone: the wheel carries kernels/ as kaggle_kit.kernels, and init works from it anywhere."""
+    repo = Path(__file__).parents[1]
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(repo),
+                    "-w", str(wheel_dir)], check=True, capture_output=True, cwd=tmp_path)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                    *map(str, wheel_dir.glob("*.whl"))], check=True, capture_output=True)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy first, the clone nowhere on the path
+    env.pop("KAGGLE_USERNAME", None)
+    where = subprocess.run([sys.executable, "-c", "import kaggle_kit.templates as t; print(t.kernels_dir())"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.strip()
+    made = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "init", "my-classifier", "--kind", "classification"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+
+    assert where == str(site / "kaggle_kit" / "kernels")
+    assert made.returncode == 0, made.stderr
+    assert "classification_block" in (tmp_path / "my-classifier" / "kernel.py").read_text()

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from conftest import make_class_folders, make_images
 
-from kaggle_kit.local.demo import kernels_dir
+from kaggle_kit.templates import kernels_dir
 from kaggle_kit.train.weights import WeightsError, expected_file_name, use_offline_weights
 
 

@@ -155,8 +155,8 @@ def add_push_commands(sub) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from kaggle_kit.local.demo import kernels_dir
     from kaggle_kit.push.scaffold import PLACEHOLDER_OWNER, init_kernel
+    from kaggle_kit.templates import kernels_dir
 
     meta = init_kernel(args.dir, args.kind, kernels_dir() if KINDS[args.kind] else Path(), None)
     print(f"kaggle-kit init: {args.dir} ({args.kind}), id {meta['id']}")

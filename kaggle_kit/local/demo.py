@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.errors import KernelLayoutError
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.emulate import run_local
 from kaggle_kit.local.report import RunReport
 from kaggle_kit.status import KernelStatus, StatusError
+from kaggle_kit.templates import kernels_dir
 from kaggle_kit.vision.synthetic import make_colour_squares
 
 __all__ = [
-    "run_streaming_demo", "run_imaterialist_demo", "StreamingDemo", "FashionDemo", "kernels_dir", "DEMO_SETTINGS",
+    "run_streaming_demo", "run_imaterialist_demo", "StreamingDemo", "FashionDemo", "DEMO_SETTINGS",
 ]  # fmt: skip
 
 COMPETITION = "imaterialist-fashion-2019-FGVC6"
@@ -68,18 +68,6 @@ class FashionDemo:
     def done(self) -> bool:
         """True when the last run's kernel said its job is done."""
         return bool(self.statuses) and self.statuses[-1] is not None and self.statuses[-1].done
-
-
-def kernels_dir() -> Path:
-    """The repository's kernels/ folder (the demo runs its kernels from a clone of the project)."""
-    path = Path(__file__).resolve().parents[2] / "kernels"
-    if not path.is_dir():
-        raise KernelLayoutError(
-            f"kernels/ not found beside the package ({path}); run the demo from a clone of "
-            "kaggle_kit installed with 'pip install -e .'",
-            str(path),
-        )
-    return path
 
 
 def run_streaming_demo(
