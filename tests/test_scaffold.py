@@ -95,8 +95,14 @@ def test_a_pip_installed_kit_starts_every_kind_of_kernel_from_its_own_copy_of_th
                     *map(str, wheel_dir.glob("*.whl"))], check=True, capture_output=True)  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy first, the clone nowhere on the path
     env.pop("KAGGLE_USERNAME", None)
-    where = subprocess.run([sys.executable, "-c", "import kaggle_kit.templates as t; print(t.kernels_dir())"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import kaggle_kit.templates as t; print(t.kernels_dir())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.strip()
     made = subprocess.run([sys.executable, "-m", "kaggle_kit.cli", "init", "my-classifier", "--kind", "classification"],
                           capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
 
