@@ -23,7 +23,7 @@ from fastai.vision.all import CategoryBlock, DataBlock, IndexSplitter, create_vi
 
 from kaggle_kit.imaterialist.postprocess import PostProcessing
 from kaggle_kit.imaterialist.rules import TunedRules
-from kaggle_kit.imaterialist.stage1 import stage1_learner
+from kaggle_kit.imaterialist.stage1 import image_pipeline, stage1_learner
 from kaggle_kit.imaterialist.stage2 import AttributePredictor
 from kaggle_kit.imaterialist.submission import COLUMNS, SubmissionRows
 from kaggle_kit.modelfolder import (
@@ -39,7 +39,6 @@ from kaggle_kit.predict.identity import model_digest
 from kaggle_kit.predict.sinks import CsvSink
 from kaggle_kit.predict.stream import PredictSummary, stream_predict
 from kaggle_kit.train.weights import architecture
-from kaggle_kit.vision.images import draft_image_block
 
 __all__ = ["prediction_settings", "FashionModel", "MODEL_DIR", "KIND"]
 
@@ -157,14 +156,10 @@ def _stage1(folder: ModelFolder, s: dict[str, Any], test_files: list[Path]):
 
 
 def _image_dls(files: list[Path], size: int, s: dict[str, Any]):
-    """DataLoaders whose test pipeline is training's (draft decoding, squished to `size`, ImageNet statistics); the
-    labels are placeholders, never read."""
-    from fastai.vision.all import Normalize, Resize, ResizeMethod, imagenet_stats
-
-    block = DataBlock(blocks=(draft_image_block(size if s["draft_decode"] else None), CategoryBlock),
-                      get_y=lambda _: "image", splitter=IndexSplitter([]),
-                      item_tfms=Resize(size, method=ResizeMethod.Squish),
-                      batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
+    """DataLoaders whose test pipeline is training's (``image_pipeline``); the labels are placeholders, never read."""
+    images, item_tfms, batch_tfms = image_pipeline(size, s["draft_decode"])
+    block = DataBlock(blocks=(images, CategoryBlock), get_y=lambda _: "image", splitter=IndexSplitter([]),
+                      item_tfms=item_tfms, batch_tfms=batch_tfms)  # fmt: skip
     return block.dataloaders(files, bs=max(1, min(int(s["bs"]), len(files))), num_workers=0)
 
 

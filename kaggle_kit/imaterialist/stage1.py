@@ -10,6 +10,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -32,6 +33,7 @@ from kaggle_kit.vision.images import draft_image_block
 __all__ = [
     "stage1_dataloaders",
     "stage1_learner",
+    "image_pipeline",
     "MultiLabelSegLoss",
     "positive_weights",
     "predict_probabilities",
@@ -153,13 +155,20 @@ def stage1_dataloaders(
     """
     ids = sorted(train["ImageId"].unique()) if image_ids is None else list(image_ids)
     masks = MaskCache(train, category_ids, size, cache_dir)
-    images = draft_image_block(size if draft else None)
+    images, item_tfms, batch_tfms = image_pipeline(size, draft)
+    crop = [TrainingCrop(train_crop)] if train_crop and train_crop < size else []
     block = DataBlock(blocks=(images, TransformBlock(type_tfms=[masks])), get_x=lambda i: image_dir / i,
                       get_y=lambda i: image_dir / i, splitter=RandomSplitter(valid_pct, seed=seed),
-                      item_tfms=[Resize(size, method=ResizeMethod.Squish),
-                                 *([TrainingCrop(train_crop)] if train_crop and train_crop < size else [])],
-                      batch_tfms=Normalize.from_stats(*imagenet_stats))  # fmt: skip
+                      item_tfms=item_tfms + crop, batch_tfms=batch_tfms)  # fmt: skip
     return block.dataloaders(ids, bs=bs, num_workers=num_workers)
+
+
+def image_pipeline(size: int, draft: bool) -> tuple[Any, list, list]:
+    """Stage 1's images as the model sees them: (ImageBlock, item transforms, batch transforms), JPEGs decoded at the
+    DCT scale nearest `size` px when `draft`, squished to `size`, normalised with ImageNet statistics. The one
+    definition that training's DataLoaders and a model folder's test DataLoaders share."""
+    return (draft_image_block(size if draft else None), [Resize(size, method=ResizeMethod.Squish)],
+            [Normalize.from_stats(*imagenet_stats)])  # fmt: skip
 
 
 def stage1_learner(
