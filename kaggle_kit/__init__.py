@@ -27,6 +27,7 @@ _LAZY = {
     "RunReport": "kaggle_kit.local.report",
     "stream_predict": "kaggle_kit.predict.stream",
     "PredictSummary": "kaggle_kit.predict.stream",
+    "ChunkLimits": "kaggle_kit.predict.chunks",
     "is_placeholder": "kaggle_kit.predict.stream",
     "ArraySink": "kaggle_kit.predict.sinks",
     "CsvSink": "kaggle_kit.predict.sinks",

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kaggle_kit.errors import KaggleKitError, OutputLimitError, ResumeMismatchError
+from kaggle_kit.errors import KaggleKitError, OutputLimitError, ResumeMismatchError, UsageError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.predict.chunks import ChunkLimits
 from kaggle_kit.predict.sinks import ArraySink, CsvSink, merge_shards
 from kaggle_kit.predict.stream import is_placeholder, progress_path, stream_predict
 from kaggle_kit.status import KernelStatus, mark_done
@@ -300,12 +301,28 @@ def test_bad_images_get_placeholders_and_are_listed(learners, images, kernel_her
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"shard": (2, 2)}, r"shard=\(2, 2\) must be \(i, n\)"),
     ({"tta": "rotate"}, "unknown augmentation 'rotate'"),
-    ({"memory_fraction": 1.5}, "memory_fraction=1.5 must be between 0 and 1"),
 ])  # fmt: skip
 def test_bad_arguments_fail_before_any_work(kwargs, message, learners, images, kernel_here):
     with pytest.raises(Exception, match=message):
         stream_predict(learners("single"), images, ArraySink("p.npy"), kernel=kernel_here, progress=False, **kwargs)
     assert _files(kernel_here.working_dir) == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"memory_fraction": 1.5}, "memory_fraction=1.5 must be between 0 and 1"),
+    ({"commit_every_s": 0}, "commit_every_s=0 must be positive"),
+])  # fmt: skip
+def test_bad_chunk_limits_are_refused_where_they_are_written(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        ChunkLimits(**kwargs)
+
+
+def test_chunk_limits_bound_each_chunks_predictions(learners, images, kernel_here):
+    """2 float32 activations per item, 3 chunk-sized buffers at worst: 100 bytes is at most 4 items a chunk."""
+    summary = stream_predict(learners("single"), images, ArraySink("p.npy"), bs=2, kernel=kernel_here,
+                             progress=False, chunk_limits=ChunkLimits(max_bytes=100))  # fmt: skip
+    assert summary.complete
+    assert max(summary.chunk_sizes[1:]) <= 4, summary.chunk_sizes  # the first is the probe (2 batches)
 
 
 # --- resume you can trust: the files are checked, not the manifest's word ---------------------------------------
@@ -446,6 +463,7 @@ import kaggle_kit as kk
 from kaggle_kit.errors import ResumeMismatchError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
+from kaggle_kit.predict.chunks import ChunkLimits
 from kaggle_kit.predict.stream import stream_predict
 from kaggle_kit.predict.sinks import CsvSink
 

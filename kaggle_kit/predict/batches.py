@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.predict.sinks import Sink
 
-__all__ = ["FLIPS", "predict_chunk", "chunk_finisher", "take", "identity"]
+__all__ = ["FLIPS", "Forward", "predict_chunk", "chunk_finisher", "take", "identity"]
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +60,34 @@ class _Flipped(nn.Module):
         return out / (1 + len(self.flips))
 
 
-def predict_chunk(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
-    """Predictions for one chunk: (array, ok mask, {position in chunk: reason} for unreadable items)."""
+@dataclass(frozen=True)
+class Forward:
+    """How items become predictions: `learn`'s model on batches of `bs` items (`num_workers` DataLoader workers;
+    None: the learner's), `act` then `finish` applied to each batch as it leaves the model, averaged over the TTA
+    `flips`, the `monitor` sampled after every batch."""
+
+    learn: Any
+    bs: int
+    num_workers: int | None
+    act: Callable
+    finish: Callable
+    flips: list[str]
+    monitor: MemoryMonitor
+
+
+def predict_chunk(forward: Forward, chunk_items, on_progress: Callable[[int], Any] = lambda _: None):
+    """Predictions for one chunk: (array, ok mask, {position in chunk: reason} for unreadable items).
+    `on_progress(n)`: n items of the chunk predicted so far."""
     try:
-        return (*_predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress), {})
+        return (*_predict_readable(forward, chunk_items, on_progress), {})
     except Exception as exc:
-        bad = _unreadable(learn, chunk_items)
+        bad = _unreadable(forward.learn, chunk_items)
         if not bad:
             raise
         log.warning("chunk failed (%s); %d unreadable item(s) get placeholders", exc, len(bad))
     keep = [i for i in range(len(chunk_items)) if i not in bad]
     if keep:
-        good, _ = _predict_readable(
-            learn, take(chunk_items, keep), bs, num_workers, act, finish, flips, monitor, on_progress
-        )
+        good, _ = _predict_readable(forward, take(chunk_items, keep), on_progress)
         preds = np.empty((len(chunk_items), *good.shape[1:]), dtype=good.dtype)
         preds[keep] = good
     else:
@@ -88,8 +104,9 @@ def _keep_local(b, cpu: bool = True, gather: bool = True):
     return to_detach(b, cpu=cpu, gather=False)
 
 
-def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, monitor, on_progress):
-    dl = learn.dls.test_dl(chunk_items, bs=bs, **({} if num_workers is None else {"num_workers": num_workers}))
+def _predict_readable(forward: Forward, chunk_items, on_progress):
+    learn, num_workers, act = forward.learn, forward.num_workers, forward.act
+    dl = learn.dls.test_dl(chunk_items, bs=forward.bs, **({} if num_workers is None else {"num_workers": num_workers}))
     dl.to_detach = _keep_local  # this DataLoader only: under torchrun fastai would all-gather every batch to every rank
     buffer: list[np.ndarray | None] = [None]
     filled = [0]
@@ -102,12 +119,12 @@ def _predict_readable(learn, chunk_items, bs, num_workers, act, finish, flips, m
         on_progress(filled[0])
 
     model = learn.model
-    if flips:
-        learn.model, act = _Flipped(model, act, flips), identity
+    if forward.flips:
+        learn.model, act = _Flipped(model, act, forward.flips), identity
     try:
         with learn.no_bar():
             learn.get_preds(dl=dl, with_preds=False, with_targs=False, reorder=False,  # in order: and our own dl
-                            cbs=[_Collect(act, finish, on_batch, monitor)])  # fmt: skip
+                            cbs=[_Collect(act, forward.finish, on_batch, forward.monitor)])  # fmt: skip
     finally:
         learn.model = model
     if filled[0] != len(chunk_items):

@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.predict.identity import content_digest
 from kaggle_kit.predict.progress import ProgressManifest, SkippedItem
 from kaggle_kit.predict.sinks import Sink
 
-__all__ = ["ChunkPlanner", "ChunkWriter"]
+__all__ = ["ChunkLimits", "ChunkPlanner", "ChunkWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +74,30 @@ class ChunkWriter:
             self.busy_s += time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class ChunkLimits:
+    """How big one chunk of ``stream_predict`` may grow (it commits once per chunk): the kernel's measured memory
+    stays under `memory_fraction` of its limit, one chunk's predictions under `max_bytes` (bytes), one chunk's time
+    under `commit_every_s` (seconds: what a kill can cost). `stream_predict(chunk_size=N)` fixes the size instead."""
+
+    memory_fraction: float = 0.8
+    max_bytes: int = 256 << 20
+    commit_every_s: float = 120.0
+
+    def __post_init__(self):
+        if not 0 < self.memory_fraction < 1:
+            raise UsageError(f"memory_fraction={self.memory_fraction} must be between 0 and 1, e.g. 0.8",
+                             self.memory_fraction)  # fmt: skip
+        if self.max_bytes <= 0 or self.commit_every_s <= 0:
+            raise UsageError(f"max_bytes={self.max_bytes} and commit_every_s={self.commit_every_s} must be positive",
+                             (self.max_bytes, self.commit_every_s))  # fmt: skip
+
+
 class ChunkPlanner:
     """Picks each chunk's size (a multiple of bs) from the memory the previous chunk measured."""
 
-    def __init__(
-        self,
-        bs: int,
-        monitor: MemoryMonitor,
-        fixed: int | None,
-        fraction: float,
-        max_chunk_bytes: int,
-        commit_every_s: float,
-    ):
-        self.bs, self.monitor, self.fraction, self.max_chunk_bytes = bs, monitor, fraction, max_chunk_bytes
-        self.commit_every_s = commit_every_s
+    def __init__(self, bs: int, monitor: MemoryMonitor, fixed: int | None, limits: ChunkLimits):
+        self.bs, self.monitor, self.limits = bs, monitor, limits
         self.size = -(-fixed // bs) * bs if fixed else 2 * bs  # a small probe first, unless told
         self.fixed = fixed is not None
         self.seconds_per_item = 0.0
@@ -97,17 +109,16 @@ class ChunkPlanner:
         self.seconds_per_item = seconds / max(1, n)
         if self.fixed:
             return
-        target = self.monitor.limit_bytes * self.fraction
+        target = self.monitor.limit_bytes * self.limits.memory_fraction
         # one chunk fills while the previous one is written: three chunk-sized buffers at worst
         per_item = max(3 * pred_bytes_per_item, (peak - base) / max(1, n), 1.0)
-        budget = min(self.max_chunk_bytes, target - self.monitor.usage_bytes())
+        budget = min(self.limits.max_bytes, target - self.monitor.usage_bytes())
         if peak > target:
             size = self.size // 2
-            log.warning(
-                "memory peaked at %d bytes, over %.0f%% of the limit: halving the chunk", peak, 100 * self.fraction
-            )
+            share = 100 * self.limits.memory_fraction
+            log.warning("memory peaked at %d bytes, over %.0f%% of the limit: halving the chunk", peak, share)
         else:
-            size = min(int(budget // per_item), int(self.commit_every_s / max(self.seconds_per_item, 1e-6)))
+            size = min(int(budget // per_item), int(self.limits.commit_every_s / max(self.seconds_per_item, 1e-6)))
         self.size = max(self.bs, size // self.bs * self.bs)
 
 

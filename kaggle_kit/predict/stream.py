@@ -28,8 +28,8 @@ from kaggle_kit.errors import UsageError
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.memory import MemoryMonitor
 from kaggle_kit.outputs import OutputBudget
-from kaggle_kit.predict.batches import FLIPS, chunk_finisher, identity, predict_chunk, take
-from kaggle_kit.predict.chunks import ChunkPlanner, ChunkWriter
+from kaggle_kit.predict.batches import FLIPS, Forward, chunk_finisher, identity, predict_chunk, take
+from kaggle_kit.predict.chunks import ChunkLimits, ChunkPlanner, ChunkWriter
 from kaggle_kit.predict.identity import callable_identity, content_digest, items_digest, model_digest
 from kaggle_kit.predict.progress import (
     ProgressManifest,
@@ -101,9 +101,7 @@ def stream_predict(
     tta: str | Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
     num_workers: int | None = None,
-    memory_fraction: float = 0.8,
-    max_chunk_bytes: int = 256 << 20,
-    commit_every_s: float = 120.0,
+    chunk_limits: ChunkLimits | None = None,
     kernel: Kernel | None = None,
     monitor: MemoryMonitor | None = None,
     reserve_s: float | None = None,
@@ -114,9 +112,9 @@ def stream_predict(
     """Predict `items` with `learn` and write them through `sink`, chunk by chunk; resume where a killed run stopped.
 
     `items`: what ``learn.dls.test_dl`` accepts (file paths, a DataFrame). `bs`: batch size (default the learner's).
-    `chunk_size`: items per commit (rounded up to a multiple of `bs`); default: adapted so the kernel's measured
-    memory stays under `memory_fraction` of its limit, one chunk's predictions under `max_chunk_bytes` and one
-    chunk's time under `commit_every_s` (what a kill can cost).
+    `chunk_size`: items per commit (rounded up to a multiple of `bs`); default: adapted to `chunk_limits`
+    (``ChunkLimits``: the kernel's measured memory under 80% of its limit, one chunk's predictions under 256 MiB,
+    one chunk's time under 120 s, what a kill can cost).
     `decode`: write the loss function's decoded predictions (class ids, masks) instead of activations.
     `act`: activation (default the loss function's). `tta`: "hflip", "vflip" or a list of them; the model's
     activated outputs on the flipped images (flipped back for masks) are averaged with the plain one, batch by batch.
@@ -139,7 +137,7 @@ def stream_predict(
     n_total = len(items)
     if shard is None and os.environ.get("KAGGLE_KIT_SHARD"):  # set by a bundle pushed with --shards
         shard = _shard_from_env(os.environ["KAGGLE_KIT_SHARD"])
-    shard_i, n_shards = _check_args(n_total, bs, chunk_size, shard, memory_fraction)
+    shard_i, n_shards = _check_args(n_total, bs, chunk_size, shard)
     flips = _tta_flips(tta)
     positions = np.arange(shard_i, n_total, n_shards)
     kernel = kernel or Kernel.current()
@@ -150,6 +148,9 @@ def stream_predict(
         return PredictSummary(items=len(positions), predicted=0, done=0, complete=False, chunks=0, chunk_sizes=[],
                               peak_memory_bytes=0, seconds=0.0, files=[], refused=unfinished)  # fmt: skip
     monitor = monitor or MemoryMonitor(kernel.limits)
+    forward = Forward(learn, bs, num_workers, act or getattr(learn.loss_func, "activation", identity),
+                      chunk_finisher(getattr(learn.loss_func, "decodes", identity) if decode else None, sink), flips,
+                      monitor)  # fmt: skip
     ranks = Ranks.current()
     roots = [("input", Path(os.path.abspath(kernel.input_dir))), ("working", Path(os.path.abspath(kernel.working_dir)))]
     digest = items_digest(items, roots)
@@ -158,7 +159,7 @@ def stream_predict(
     if (
         ranks is not None and not ranks.main
     ):  # another process of a multi-GPU launch: predicts its share, writes nothing
-        return _follow_rank0(ranks, learn, items, positions, sink, bs, num_workers, act, decode, flips, monitor)
+        return _follow_rank0(ranks, forward, items, positions)
     first, manifest_path = Path(os.path.abspath(sink.paths()[0])), progress_path(sink)
     fingerprint = RunFingerprint(items=digest, n_items=n_total, shard=(shard_i, n_shards),
                                  decode=decode, act=callable_identity(act, "act"), tta=tuple(flips),
@@ -191,11 +192,9 @@ def stream_predict(
                                                  resumed_at=resumed_at))  # fmt: skip
         if reserve_s is None:
             reserve_s = kernel.limits.margin_s(60.0, 0.05)
-        chunk_sizes, writer = _predict_chunks(_ChunkRun(reserve_s=reserve_s,
-            learn=learn, items=items, positions=positions, sink=sink, manifest=manifest, manifest_path=manifest_path,
-            bs=bs, chunk_size=chunk_size, decode=decode, act=act, flips=flips, num_workers=num_workers,
-            memory_fraction=memory_fraction, max_chunk_bytes=max_chunk_bytes, commit_every_s=commit_every_s,
-            kernel=kernel, monitor=monitor, progress=progress, ranks=ranks))  # fmt: skip
+        planner = ChunkPlanner(bs, monitor, chunk_size, chunk_limits or ChunkLimits())
+        chunk_sizes, writer = _predict_chunks(_ChunkRun(forward, items, positions, sink, manifest, manifest_path,
+                                                        planner, kernel, reserve_s, progress, ranks))  # fmt: skip
     if not manifest.complete:  # stopped before the cutoff: the job needs another run, which resumes from here
         mark_predicting(kernel.working_dir, first.name, manifest.done, len(positions))
     else:
@@ -265,35 +264,22 @@ def _verified_progress(first: Path, manifest_path: Path, fingerprint: RunFingerp
 class _ChunkRun:
     """One stream_predict call as the chunk loop sees it: what to predict, where it goes, and the limits it keeps."""
 
-    learn: Learner
+    forward: Forward
     items: Any
     positions: np.ndarray  # the item positions this call predicts (its shard), in order
     sink: Sink
     manifest: ProgressManifest
     manifest_path: Path
-    bs: int
-    chunk_size: int | None
-    decode: bool
-    act: Callable | None
-    flips: list[str]
-    num_workers: int | None
-    memory_fraction: float
-    max_chunk_bytes: int
-    commit_every_s: float
+    planner: ChunkPlanner
     kernel: Kernel
-    monitor: MemoryMonitor
-    reserve_s: float
+    reserve_s: float  # seconds kept free at the end
     progress: bool
     ranks: Ranks | None = None  # a multi-process launch: rank 0's loop, the others follow (`_follow_rank0`)
 
 
 def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     """The chunk loop: predict a chunk while the previous one is written; return the chunks' sizes and the writer."""
-    planner = ChunkPlanner(
-        run.bs, run.monitor, run.chunk_size, run.memory_fraction, run.max_chunk_bytes, run.commit_every_s
-    )
-    activation = run.act or getattr(run.learn.loss_func, "activation", identity)
-    finish = chunk_finisher(getattr(run.learn.loss_func, "decodes", identity) if run.decode else None, run.sink)
+    planner, monitor = run.planner, run.forward.monitor
     bar = progress_bar(range(len(run.positions)), leave=False) if run.progress else None
     show = bar.update if bar else identity
     show(0)
@@ -302,7 +288,7 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     run.sink.open(len(run.positions), run.manifest.sink_state)
     writer = ChunkWriter(run.sink, run.manifest, run.manifest_path)
     chunk_sizes: list[int] = []
-    run.monitor.usage_bytes()
+    monitor.usage_bytes()
     start = run.manifest.done
     try:
         while start < len(run.positions):
@@ -315,18 +301,15 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
                             len(run.positions), run.kernel.remaining_s())  # fmt: skip
                 break
             index = run.positions[start : start + size]
-            chunk_start, base = time.monotonic(), run.monitor.usage_bytes()
+            chunk_start, base = time.monotonic(), monitor.usage_bytes()
             chunk_items = take(run.items, index)
             if run.ranks is None:
-                preds, ok, skipped = predict_chunk(run.learn, chunk_items, run.bs, run.num_workers, activation,
-                                                    finish, run.flips, run.monitor,
-                                                    lambda k, s=start: show(s + k))  # fmt: skip
+                preds, ok, skipped = predict_chunk(run.forward, chunk_items, lambda k, s=start: show(s + k))
             else:
-                preds, ok, skipped = run.ranks.gather_chunk(len(index), *_predict_share(
-                    run.ranks, run.learn, run.items, index, run.bs, run.num_workers, activation, finish, run.flips,
-                    run.monitor))  # fmt: skip
+                preds, ok, skipped = run.ranks.gather_chunk(len(index), *_predict_share(run.ranks, run.forward,
+                                                                                        run.items, index))  # fmt: skip
             writer.submit(chunk_items, index, preds, ok, skipped, start + len(index))  # written while the next predicts
-            peak = run.monitor.peak_bytes(time.monotonic() - chunk_start + 1)
+            peak = monitor.peak_bytes(time.monotonic() - chunk_start + 1)
             planner.observe(len(index), base, peak, preds.nbytes / max(1, len(index)), time.monotonic() - chunk_start)
             chunk_sizes.append(len(index))
             start += len(index)
@@ -342,40 +325,34 @@ def _predict_chunks(run: _ChunkRun) -> tuple[list[int], ChunkWriter]:
     return chunk_sizes, writer
 
 
-def _predict_share(ranks: Ranks, learn, items, index, bs, num_workers, activation, finish, flips, monitor):
+def _predict_share(ranks: Ranks, forward: Forward, items, index):
     """This rank's share of a chunk, predicted: (preds, ok, unreadable) in share order; empty when it has none."""
     mine = ranks.share(index)
     if not len(mine):
         return None, None, {}
-    return predict_chunk(learn, take(items, mine), bs, num_workers, activation, finish, flips, monitor, identity)
+    return predict_chunk(forward, take(items, mine))
 
 
-def _follow_rank0(ranks: Ranks, learn, items, positions, sink, bs, num_workers, act, decode, flips,
-                  monitor) -> PredictSummary:  # fmt: skip
+def _follow_rank0(ranks: Ranks, forward: Forward, items, positions) -> PredictSummary:
     """A rank other than 0: predict its share of every chunk rank 0 announces and send it there; write nothing.
     Returns rank 0's summary (broadcast when it is done)."""
-    activation = act or getattr(learn.loss_func, "activation", identity)
-    finish = chunk_finisher(getattr(learn.loss_func, "decodes", identity) if decode else None, sink)
     if not ranks.broadcast(None):  # rank 0 found the predictions incomplete
         while True:
             start, size = ranks.broadcast(None)
             if size == 0:
                 break
             index = positions[start : start + size]
-            ranks.gather_chunk(len(index), *_predict_share(ranks, learn, items, index, bs, num_workers, activation,
-                                                            finish, flips, monitor))  # fmt: skip
+            ranks.gather_chunk(len(index), *_predict_share(ranks, forward, items, index))
     summary = ranks.broadcast(None)
     ranks.barrier()
     return summary
 
 
-def _check_args(n_total, bs, chunk_size, shard, memory_fraction) -> tuple[int, int]:
+def _check_args(n_total, bs, chunk_size, shard) -> tuple[int, int]:
     if n_total == 0:
         raise UsageError("stream_predict got no items to predict", 0)
     if bs <= 0 or (chunk_size is not None and chunk_size <= 0):
         raise UsageError(f"bs={bs} and chunk_size={chunk_size} must be positive", (bs, chunk_size))
-    if not 0 < memory_fraction < 1:
-        raise UsageError(f"memory_fraction={memory_fraction} must be between 0 and 1, e.g. 0.8", memory_fraction)
     shard_i, n_shards = shard or (0, 1)
     if not (isinstance(shard_i, int) and isinstance(n_shards, int) and 0 <= shard_i < n_shards):
         raise UsageError(f"shard={shard!r} must be (i, n) with 0 <= i < n, e.g. (0, 4)", shard)
