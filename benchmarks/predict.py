@@ -24,6 +24,7 @@ import torch
 
 from kaggle_kit.limits import KernelLimits, format_size
 from kaggle_kit.local.emulate import run_local
+from kaggle_kit.local.supervise import Enforcement
 from kaggle_kit.vision.synthetic import make_colour_squares
 
 KERNEL = r"""
@@ -79,8 +80,7 @@ def measure(script: Path, images: Path, root: Path, memory: str, **cfg) -> dict:
         limits=KernelLimits().with_overrides(memory=memory),
         root=root,
         args=[json.dumps(cfg)],
-        memory_kind="rss",
-        sample_every_s=0.02,
+        enforcement=Enforcement(memory_kind="rss", sample_every_s=0.02),
     )
     if not report.ok:
         return {"verdict": report.verdict, "peak": report.peak_memory_bytes}

@@ -229,7 +229,7 @@ def local_kaggle(tmp_path, monkeypatch):
     competition = tmp_path / "empty-competition"
     competition.mkdir()
     service = LocalKaggle(tmp_path / "local-kaggle", {"imaterialist-fashion-2019-FGVC6": competition},
-                          memory_limit=3 * 10**9, time_limit=60.0, grace_s=2.0).start()  # fmt: skip
+                          memory_bytes=3 * 10**9, time_s=60.0, grace_s=2.0).start()  # fmt: skip
     for key, value in service.client_env("tester", tmp_path / "client-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key-0123456789")  # what tests look for in every request body

@@ -420,12 +420,23 @@ def test_a_fit_that_raises_leaves_the_learner_as_it_was(error, resumed, images, 
     assert _same_weights(learn, fresh)
 
 
-@pytest.mark.parametrize("setting", [{"every": float("nan")}, {"every": -1}, {"safety": float("inf")}, {"every": "30"}])
-def test_a_deadline_period_that_is_not_a_finite_number_of_minutes_is_refused(setting, tmp_path):
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"every": float("nan")}, "give a duration"), ({"every": -1}, "give a duration"),
+    ({"safety": float("inf")}, "give a duration"), ({"every": "30"}, r"every='30'\) is not a duration: say the unit"),
+    ({"reserve": "20"}, "say the unit"),
+])  # fmt: skip
+def test_a_deadline_period_that_is_not_a_duration_is_refused(setting, message, tmp_path):
     from kaggle_kit.errors import KaggleKitError
 
-    with pytest.raises(KaggleKitError, match="give a finite number of minutes"):
+    with pytest.raises(KaggleKitError, match=message):
         Deadline(**setting, kernel=Kernel(tmp_path))
+
+
+def test_deadline_times_say_their_unit_or_are_minutes(tmp_path):
+    named = Deadline(every="90s", reserve="2min", safety="30s", kernel=Kernel(tmp_path))
+    minutes = Deadline(every=1.5, reserve=2, safety=0.5, kernel=Kernel(tmp_path))
+    for deadline in (named, minutes):
+        assert (deadline.every_s, deadline.safety_s, deadline._reserve_s()) == (90.0, 30.0, 120.0)
 
 
 def test_a_finished_stage_found_in_an_attached_output_travels_on_in_this_kernels_output(images, tmp_path, fake_clock):

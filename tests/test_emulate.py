@@ -4,9 +4,12 @@ import textwrap
 from pathlib import Path
 
 import psutil
+import pytest
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.report import OK, OUT_OF_MEMORY, OUT_OF_TIME, TOO_MANY_FILES, RunReport
+from kaggle_kit.local.supervise import Enforcement
 
 GiB = 2**30
 
@@ -81,7 +84,7 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(run_kernel):
         time.sleep(60)
     """
 
-    run = run_kernel(script, time="2s", grace_s=1.0)
+    run = run_kernel(script, time="2s", enforcement=Enforcement(grace_s=1.0))
 
     assert run.report.verdict == OUT_OF_TIME, run.explain()
     assert run.report.exit_code == 137
@@ -451,3 +454,12 @@ def test_a_run_local_kernel_gets_none_of_the_users_kaggle_credentials(tmp_path):
     assert "user-kaggle" not in seen
     assert "KAGGLE_KIT_ROOT" in seen  # the file is the kernel's environment
     assert json.loads(seen)["FOUND"] == []  # its home is its own: no ~/.kaggle, no ~/.config/kaggle to read
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"memory_kind": "uss"}, "memory_kind='uss': use 'pss' or 'rss'"),
+    ({"grace_s": -1}, "grace_s=-1 must be >= 0"),
+])  # fmt: skip
+def test_enforcement_settings_are_refused_where_they_are_written(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        Enforcement(**kwargs)

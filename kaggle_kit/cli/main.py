@@ -217,6 +217,7 @@ def _run_local(args: argparse.Namespace) -> int:
     from kaggle_kit.limits import parse_duration
     from kaggle_kit.local.emulate import run_local
     from kaggle_kit.local.report import REPORT_NAME, TOO_MANY_FILES, TOO_MUCH_OUTPUT
+    from kaggle_kit.local.supervise import Enforcement
 
     script = Path(args.script)
     if script.is_dir():
@@ -235,7 +236,7 @@ def _run_local(args: argparse.Namespace) -> int:
         working=args.working,
         args=args.script_args,
         env=env,
-        grace_s=parse_duration(args.grace, "--grace"),
+        enforcement=Enforcement(grace_s=parse_duration(args.grace, "--grace")),
         report_path=args.report,
         plot=args.plot,
     )

@@ -41,7 +41,14 @@ from kaggle_kit.local.report import (
     RunReport,
 )
 from kaggle_kit.local.sandbox import input_beside, input_hints, make_sandbox
-from kaggle_kit.local.supervise import RUN_TOKEN_ENV, KernelProcesses, Watchdog, end_with_supervisor, subreaper
+from kaggle_kit.local.supervise import (
+    RUN_TOKEN_ENV,
+    Enforcement,
+    KernelProcesses,
+    Watchdog,
+    end_with_supervisor,
+    subreaper,
+)
 from kaggle_kit.outputs import OutputBudget
 from kaggle_kit.status import KernelStatus, StatusError
 
@@ -75,9 +82,7 @@ def run_local(
     working: str | os.PathLike | None = None,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
-    grace_s: float = 10.0,
-    sample_every_s: float = 0.02,
-    memory_kind: str = "pss",
+    enforcement: Enforcement | None = None,
     report_path: str | os.PathLike | None = None,
     stdout: IO | None = None,
     stderr: IO | None = None,
@@ -92,14 +97,14 @@ def run_local(
     `inputs`: {slug: path} or "[SLUG=]PATH" strings, linked as ``input/<slug>``.
     `root`: the sandbox (default ``./kaggle-kit-runs/<script>-<time>``). `working`: a directory to use (and keep)
     as ``working/``, e.g. a previous run's, to resume in "the same kernel"; default: a fresh ``root/working``.
-    `env`: extra environment variables (e.g. KAGGLE_KIT_CONFIG). `grace_s`: seconds between SIGTERM and SIGKILL at
-    the time limit. `sample_every_s`: watchdog period. `memory_kind`: "pss" or "rss".
+    `env`: extra environment variables (e.g. KAGGLE_KIT_CONFIG). `enforcement`: how the limits are enforced
+    (``Enforcement``: 10 s between SIGTERM and SIGKILL, memory as PSS sampled every 20 ms).
     The report is also written as JSON to `report_path` (default ``root/run-report.json``). `python_args` go to the
     interpreter before the script (e.g. ["-S"] to run without site-packages, as a bundle would on Kaggle).
     `plot`: also draw the run against its limits beside the report (same name, .png; ``kaggle_kit.local.runplot``).
     `bundle_only`: hide the installed kaggle_kit from the script, so a bundle runs on its own embedded copy (as on
     Kaggle, where kaggle_kit is not installed) and a script that is not a bundle fails to import it.
-    `cancel`: when this event is set, the kernel is ended as at a stop (SIGTERM, `grace_s`, SIGKILL; verdict
+    `cancel`: when this event is set, the kernel is ended as at a stop (SIGTERM, the grace, SIGKILL; verdict
     "stopped"), e.g. by a local Kaggle shutting down.
     `run_token`: the token every process of the kernel carries (default: a new one), which a supervisor started
     after this one was killed can look for (``supervise.end_leftovers``).
@@ -152,9 +157,9 @@ def run_local(
             start_new_session=True,
             preexec_fn=end_with_supervisor,
         )
-        watch = Watchdog(KernelProcesses(proc, child_env[RUN_TOKEN_ENV]), limits, grace_s, memory_kind,
-                         sample_every_s)  # fmt: skip
-        stopped_by = _supervise(proc, watch, started_at, grace_s, cancel)
+        enforcement = enforcement or Enforcement()
+        watch = Watchdog(KernelProcesses(proc, child_env[RUN_TOKEN_ENV]), limits, enforcement)
+        stopped_by = _supervise(proc, watch, started_at, enforcement.grace_s, cancel)
         elapsed = time.time() - started_at
         watch.kill(signal.SIGKILL)  # whatever the script left behind: its group, its daemons
 

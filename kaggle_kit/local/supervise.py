@@ -21,15 +21,17 @@ import signal
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 
+from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.report import OUT_OF_MEMORY, OUT_OF_TIME
 from kaggle_kit.memory import PSS_EVERY_S, processes_memory
 
 __all__ = [
-    "KernelProcesses", "Watchdog", "subreaper", "end_with_supervisor", "end_leftovers", "RUN_TOKEN_ENV",
+    "Enforcement", "KernelProcesses", "Watchdog", "subreaper", "end_with_supervisor", "end_leftovers", "RUN_TOKEN_ENV",
     "SLOW_SAMPLE_S",
 ]  # fmt: skip
 
@@ -171,19 +173,39 @@ class KernelProcesses:
                 time.sleep(0.01)
 
 
+@dataclass(frozen=True)
+class Enforcement:
+    """How ``run_local`` enforces a kernel's limits: `grace_s` seconds between SIGTERM and SIGKILL at the time limit
+    (and when a run is cancelled); the process tree sampled at least every `sample_every_s` seconds while memory is
+    high or growing; its memory counted as "pss" (shared pages split between the processes that map them, as a
+    cgroup charges them) or "rss" (each process's resident pages in full: higher with DataLoader workers)."""
+
+    grace_s: float = 10.0
+    sample_every_s: float = 0.02
+    memory_kind: str = "pss"
+
+    def __post_init__(self):
+        if self.memory_kind not in ("pss", "rss"):
+            raise UsageError(f"memory_kind={self.memory_kind!r}: use 'pss' or 'rss'", self.memory_kind)
+        if not (self.grace_s >= 0 and self.sample_every_s > 0):
+            raise UsageError(f"grace_s={self.grace_s} must be >= 0 and sample_every_s={self.sample_every_s} > 0",
+                             (self.grace_s, self.sample_every_s))  # fmt: skip
+
+
 class Watchdog:
     """Enforces memory and time limits on a kernel's processes; records the peak and the signals sent.
 
     Cheap by design (it must not eat the machine it measures): every sample reads the processes' RSS (``statm``,
     about 1 ms), which is never below PSS, so the exact and costly PSS (``smaps_rollup``, ~20 ms for a process with
     torch loaded) is read only when RSS reaches 85% of the limit, at a new RSS high, or every `PSS_EVERY_S`. The
-    period is `fast_s` (20 ms) when memory is over half the limit or growing, `SLOW_SAMPLE_S` (250 ms) when flat.
+    period is `sample_every_s` (20 ms) when memory is over half the limit or growing, `SLOW_SAMPLE_S` (250 ms)
+    when flat.
     """
 
-    def __init__(self, processes: KernelProcesses, limits: KernelLimits, grace_s: float, memory_kind: str,
-                 fast_s: float = 0.02):  # fmt: skip
-        self.processes, self.limits, self.grace_s, self.memory_kind = processes, limits, grace_s, memory_kind
-        self.fast_s = fast_s
+    def __init__(self, processes: KernelProcesses, limits: KernelLimits, enforcement: Enforcement = Enforcement()):
+        self.processes, self.limits = processes, limits
+        self.grace_s, self.memory_kind, self.fast_s = (enforcement.grace_s, enforcement.memory_kind,
+                                                       enforcement.sample_every_s)  # fmt: skip
         self.peak_bytes = 0
         self.peak_at_s: float | None = None
         self.verdict: str | None = None

@@ -71,8 +71,8 @@ def rehearse(
     root: str | os.PathLike | None = None,
     dest: str | os.PathLike | None = None,
     config: str | os.PathLike | None = None,
-    memory_limit: int | None = None,
-    time_limit: float | None = DEFAULT_TIME,
+    memory_bytes: int | None = None,
+    time_s: float | None = DEFAULT_TIME,
     max_runs: int = 5,
     max_running: int = 2,
     shards: int = 0,
@@ -80,13 +80,13 @@ def rehearse(
     key_column: str | None = None,
     publish: Mapping[str, str | os.PathLike] | None = None,
     poll_s: float = 0.5,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = log.info,
 ) -> Rehearsal:
     """Rehearse the Kaggle chain of `kernel_dir` against a local Kaggle; see the module docstring.
 
     `data`: {source as kernel-metadata.json names it: local folder} for its competition, dataset and other kernel
     sources. `config`: a JSON settings file every run reads (KAGGLE_KIT_CONFIG), e.g. the kernel at a tiny size.
-    `memory_limit` (bytes; None: the profile the metadata asks for) and `time_limit` (seconds per run).
+    `memory_bytes` (bytes; None: the profile the metadata asks for) and `time_s` (seconds per run).
     `max_runs` per chain; `max_running`: Kaggle's cap of sessions at once. `shards` >= 2 rehearses a sharded push
     and merges the shards' prediction files (.npy always; .csv given `keys_csv` and `key_column`) into `dest`
     (default ``<root>/output``), where the final output is downloaded as ``kaggle-kit output -p`` would.
@@ -119,7 +119,7 @@ def rehearse(
         lines.append(line)
         say(line)
 
-    service = LocalKaggle(root / "kaggle", data, memory_limit=memory_limit, time_limit=time_limit,
+    service = LocalKaggle(root / "kaggle", data, memory_bytes=memory_bytes, time_s=time_s,
                           max_running=max_running, env=env, on_finished=finished)  # fmt: skip
     refs = [ref] if not shards else [f"{ref}-shard-{i}-of-{shards}" for i in range(shards)]
     # read here, before the throwaway credentials: the kit compares every upload against them (nothing of the user's
@@ -237,8 +237,8 @@ def _client_env(env: Mapping[str, str]) -> Iterator[None]:
 
 def _limits_text(service: LocalKaggle, meta: dict) -> str:
     profile = "gpu" if meta.get("enable_gpu") or meta.get("machine_shape") else "cpu"
-    memory = format_size(service.memory_limit) if service.memory_limit else f"the {profile} profile's memory"
-    time_limit = f"{service.time_limit:.0f} s" if service.time_limit else f"the {profile} profile's time"
+    memory = format_size(service.memory_bytes) if service.memory_bytes else f"the {profile} profile's memory"
+    time_limit = f"{service.time_s:.0f} s" if service.time_s else f"the {profile} profile's time"
     return f"{profile} machine, {memory}, {time_limit} per run"
 
 

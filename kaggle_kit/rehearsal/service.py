@@ -53,7 +53,7 @@ from kaggle_kit.local.report import (
     OK,
     STOPPED,
 )
-from kaggle_kit.local.supervise import end_leftovers
+from kaggle_kit.local.supervise import Enforcement, end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.rehearsal.loopback import loopback_handler
@@ -87,7 +87,7 @@ class LocalKaggle:
 
     `root`: where versions, their sandboxes and the service's state live. `data`: {source as written in
     kernel-metadata.json ("imaterialist-fashion-2019-FGVC6", "owner/dataset", "owner/kernel"): local folder}.
-    `memory_limit` (bytes) and `time_limit` (seconds) replace the profile's; None keeps it. `max_running`: versions
+    `memory_bytes` (bytes) and `time_s` (seconds) replace the profile's; None keeps it. `max_running`: versions
     running at once. `env`: extra environment for every kernel (e.g. KAGGLE_KIT_CONFIG). `on_finished`: called with
     each version when its run ends. `grace_s`: seconds between SIGTERM and SIGKILL at the time limit.
     Scripted answers for tests that need a server error: `script_answer(method, answer)`.
@@ -98,8 +98,8 @@ class LocalKaggle:
         root: str | os.PathLike,
         data: Mapping[str, str | os.PathLike] | None = None,
         *,
-        memory_limit: int | None = None,
-        time_limit: float | None = None,
+        memory_bytes: int | None = None,
+        time_s: float | None = None,
         max_running: int = 2,
         env: Mapping[str, str] | None = None,
         on_finished: Callable[[KernelVersion], None] | None = None,
@@ -110,7 +110,7 @@ class LocalKaggle:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.data = {name: Path(path).resolve() for name, path in (data or {}).items()}
-        self.memory_limit, self.time_limit = memory_limit, time_limit
+        self.memory_bytes, self.time_s = memory_bytes, time_s
         self.env = dict(env or {})
         self.on_finished = on_finished
         self.grace_s = grace_s
@@ -333,15 +333,15 @@ class LocalKaggle:
                 return
             version.token = uuid.uuid4().hex
             self._set(version, RUNNING)  # the token is saved before the kernel starts
-            limits = KernelLimits.profile_named(version.profile).with_overrides(self.memory_limit, self.time_limit)
+            limits = KernelLimits.profile_named(version.profile).with_overrides(self.memory_bytes, self.time_s)
             if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
                 shutil.rmtree(version.sandbox)
             version.sandbox.mkdir(parents=True)
             try:
                 with open(version.log_path, "w", encoding="utf-8") as out:
                     report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
-                                       root=version.sandbox, env=self.env, grace_s=self.grace_s, stdout=out,
-                                       stderr=out, bundle_only=True, cancel=self._cancel,
+                                       root=version.sandbox, env=self.env, enforcement=Enforcement(self.grace_s),
+                                       stdout=out, stderr=out, bundle_only=True, cancel=self._cancel,
                                        run_token=version.token)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
                 self._set(version, FAILED, f"the local Kaggle could not run it: {exc}")

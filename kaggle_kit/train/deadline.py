@@ -44,12 +44,13 @@ class DeadlineError(KaggleKitError):
 
 
 class Deadline(Callback):
-    """Checkpoint every `every` minutes; before the kernel's cutoff save once more and stop training cleanly.
+    """Checkpoint every `every`; before the kernel's cutoff save once more and stop training cleanly.
 
-    `reserve`: time that must stay free after training (prediction, writing the submission): minutes, a duration
-    string ("25min", "90s"), or a callable returning minutes (called once per fit, e.g. from the test-set size).
+    Times are duration strings ("30min", "90s", "1h") or plain numbers of minutes (a kernel's settings file).
+    `reserve`: time that must stay free after training (prediction, writing the submission), or a callable returning
+    minutes (called once per fit, e.g. from the test-set size).
     A safety margin is added, learned while training: the slowest batch, validation and checkpoint write seen, plus
-    `safety` minutes (default: 2% of the kernel's time limit, at most one minute, so a 40-second rehearsal run keeps
+    `safety` (default: 2% of the kernel's time limit, at most one minute, so a 40-second rehearsal run keeps
     under a second and a 9-hour kernel a minute). Time counts from the kernel's start (`Kernel`), not this process's.
     `stage`: which fit of a multi-stage script this is (progressive resizing); default: counted per learner.
     `resume`: False ignores existing checkpoints. Checkpoints go to `checkpoints` (a folder; default
@@ -63,10 +64,10 @@ class Deadline(Callback):
 
     def __init__(
         self,
-        every: float = 30.0,
+        every: float | str = 30.0,
         reserve: float | str | Callable[[], float] = 20.0,
         *,
-        safety: float | None = None,
+        safety: float | str | None = None,
         stage: int | None = None,
         resume: bool = True,
         kernel: Kernel | None = None,
@@ -74,15 +75,16 @@ class Deadline(Callback):
         checkpoints: str | os.PathLike | None = None,
         name: str | None = None,
     ):
-        for argument, value in (("every", every), ("safety", 0.0 if safety is None else safety)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise UsageError(f"Deadline({argument}={value!r}): give a finite number of minutes >= 0", value)
+        every_s, safety_s = (_minutes_or_duration_s(name, value) for name, value in (("every", every),
+                                                                                    ("safety", safety)))  # fmt: skip
+        if not callable(reserve):  # a typo is a one-line error now, not at the fit
+            _minutes_or_duration_s("reserve", reserve)
         if saver is not None and checkpoints is not None:
             raise UsageError("Deadline: give `checkpoints` (a folder) or `saver`, not both")
         self.kernel = kernel or Kernel.current()
         self.saver = saver or CheckpointSaver(checkpoints or self.kernel.working_dir / CHECKPOINT_DIR)
-        self.every_s = every * 60.0
-        self.safety_s = self.kernel.limits.margin_s(60.0, 0.02) if safety is None else safety * 60.0
+        self.every_s = every_s
+        self.safety_s = self.kernel.limits.margin_s(60.0, 0.02) if safety_s is None else safety_s
         self.reserve = reserve
         self.stage_arg, self.resume, self.training_name = stage, resume, name
         self.finished = self.stopped = False
@@ -249,10 +251,26 @@ class Deadline(Callback):
 
     def _reserve_s(self) -> float:
         reserve = self.reserve() if callable(self.reserve) else self.reserve
-        return parse_duration(reserve, "reserve") if isinstance(reserve, str) else float(reserve) * 60.0
+        return _minutes_or_duration_s("reserve", reserve)
 
     def _reset_measurements(self) -> None:
         self._batch_s = self._valid_s = self._save_s = 0.0
         self._batch_started = self._valid_started = time.perf_counter()
         self._ended_by_other = False
         self._offset = self._epoch_iteration = 0
+
+
+def _minutes_or_duration_s(argument: str, value) -> float | None:
+    """Seconds from a duration string or a number of minutes (None stays None); a one-line error otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return parse_duration(value, argument)
+        raise UsageError(f"Deadline({argument}={value!r}) is not a duration: say the unit ('{value}min' or "
+                         f"'{value}s'), or give a number of minutes", value)  # fmt: skip
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"Deadline({argument}={value!r}): give a duration ('30min', '90s') or minutes >= 0", value)
+    return float(value) * 60.0
