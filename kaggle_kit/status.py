@@ -22,12 +22,13 @@ from kaggle_kit.errors import KaggleKitError
 __all__ = [
     "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "mark_predicting",
     "clear_predicting", "predictions_resumable", "DONE", "NEEDS_RESUME",
-    "TRAINED",
+    "TRAINED", "RUN_ID_ENV",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 STATUS_NAME = "kaggle-kit-status.json"
+RUN_ID_ENV = "KAGGLE_KIT_RUN_ID"  # set by a chain in each run's bundle; stamped on every status the run writes
 DONE, NEEDS_RESUME, TRAINED = "done", "needs-resume", "trained"
 FORMAT_VERSION = 1
 _STATES = (DONE, NEEDS_RESUME, TRAINED)
@@ -41,8 +42,9 @@ class StatusError(KaggleKitError, ValueError):
 class KernelStatus:
     """Where a kernel's job stands: `status` (done, needs-resume or trained), the training position it reached
     (`stage`, `epoch`, `iteration`: the batch within the epoch), `time_used_s` (kernel seconds), the last
-    `checkpoint` file name, `extra` facts the kernel script adds (``mark_done(submission=...)``) and `updated_at`
-    (Unix time of the write)."""
+    `checkpoint` file name, `extra` facts the kernel script adds (``mark_done(submission=...)``), `updated_at`
+    (Unix time of the write) and `run_id`: the run that wrote it (KAGGLE_KIT_RUN_ID, which ``kaggle-kit chain``
+    sets in each run it pushes, so a status served from another run is told apart; None outside a chain)."""
 
     status: str
     stage: int | str | None = None
@@ -52,6 +54,7 @@ class KernelStatus:
     checkpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     updated_at: float = 0.0
+    run_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATES:
@@ -85,8 +88,9 @@ class KernelStatus:
         return {"format": FORMAT_VERSION, **self.extra, **named}
 
     def commit(self, working_dir: str | os.PathLike) -> Path:
-        """Write this status to `working_dir`/kaggle-kit-status.json atomically, stamped with the time now."""
-        self.updated_at = time.time()
+        """Write this status to `working_dir`/kaggle-kit-status.json atomically, stamped with the time now and this
+        run's id."""
+        self.updated_at, self.run_id = time.time(), os.environ.get(RUN_ID_ENV) or None
         path = Path(working_dir) / STATUS_NAME
         remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
         return atomic_write_json(path, self.as_dict())
@@ -112,7 +116,7 @@ class KernelStatus:
         values = {k: v for k, v in raw.items() if k in named}
         extra = {k: v for k, v in raw.items() if k not in named and k != "format"}
         types = {"epoch": int, "iteration": int, "time_used_s": (int, float), "checkpoint": str,
-                 "updated_at": (int, float), "stage": (int, str)}  # fmt: skip
+                 "updated_at": (int, float), "stage": (int, str), "run_id": str}  # fmt: skip
         for name, kind in types.items():
             value = values.get(name)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -126,7 +130,7 @@ class KernelStatus:
 def write_status(working_dir: str | os.PathLike, status: str, **info: Any) -> Path:
     """Atomically write `status` with the training position and any other facts in `info` to
     working/kaggle-kit-status.json (``KernelStatus``'s fields go to their place, the rest to `extra`)."""
-    named = {f.name for f in fields(KernelStatus)} - {"extra", "updated_at"}
+    named = {f.name for f in fields(KernelStatus)} - {"extra", "updated_at", "run_id"}
     known = {k: v for k, v in info.items() if k in named}
     return KernelStatus(status, **known, extra={k: v for k, v in info.items() if k not in named}).commit(working_dir)
 
@@ -200,6 +204,7 @@ def mark_done(working_dir: str | os.PathLike | None = None, *, allow_unfinished:
 
 
 def _facts(status: KernelStatus, *dropped: str) -> dict[str, Any]:
-    """What a status says of the job, to carry into the next status: all but its verdict, time and format (and
+    """What a status says of the job, to carry into the next status: all but its verdict, time, run and format (and
     `dropped`)."""
-    return {k: v for k, v in status.as_dict().items() if k not in ("status", "updated_at", "format", *dropped)}
+    return {k: v for k, v in status.as_dict().items()
+            if k not in ("status", "updated_at", "run_id", "format", *dropped)}  # fmt: skip

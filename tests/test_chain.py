@@ -170,6 +170,34 @@ def test_a_chain_that_makes_no_progress_stops_instead_of_spending_quota(local_ka
     assert len(local_kaggle.calls("SaveKernel")) == 2
 
 
+def test_a_status_served_from_the_previous_run_is_refused_until_this_runs_own_comes(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=2)
+    local_kaggle.serve_stale_output(REF, times=1)  # run 2's first download lists run 1's output
+    bundle, said = build_bundle(folder, tmp_path / "build"), []
+
+    outcome = run_chain(bundle, max_runs=5, poll_s=0.2, sleep=lambda s: local_kaggle.wait(REF), say=said.append)
+
+    assert outcome.result == "done", outcome.reason  # without the run id: run 1's status again, "stuck"
+    assert [r["state"] for r in outcome.runs] == ["needs-resume", "done"]
+    assert any(line.startswith("run 2: the status Kaggle served is another run's") for line in said), said
+    statuses = [json.loads((bundle / f"run-{n}-output/kaggle-kit-status.json").read_text()) for n in (1, 2)]
+    assert [s["run_id"] for s in statuses] == [r["run_id"] for r in outcome.runs]  # each run stamped its own
+
+
+def test_a_chain_served_only_stale_statuses_stops_in_one_line_and_continues_later(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=2)
+    local_kaggle.serve_stale_output(REF, times=100)
+    stale, bundle = _chain(local_kaggle, folder, tmp_path, sleep=lambda s: local_kaggle.wait(REF))
+    local_kaggle.serve_stale_output(REF, times=0)  # this version's output is published now
+
+    again = run_chain(bundle, max_runs=5, poll_s=0.2, sleep=lambda s: local_kaggle.wait(REF))
+
+    assert stale.result == "stale-status"
+    assert "run 2: Kaggle served a status written by another run 4 times" in stale.reason
+    assert again.result == "done", again.reason
+    assert len(local_kaggle.calls("SaveKernel")) == 2  # run 2 was downloaded again, not pushed again
+
+
 @pytest.mark.parametrize("content", ["[]", "{}", '{"status": 3}', "not json"])
 def test_chain_with_a_malformed_status_file_stops_with_a_reason(content, local_kaggle, tmp_path):
     folder, _ = _kernel(tmp_path, status_bytes=content)

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_images
 
 from kaggle_kit.push import api
-from kaggle_kit.push.bundle import BOOTSTRAP_MARK, build_bundle
+from kaggle_kit.push.bundle import BOOTSTRAP_MARK, build_bundle, set_bundle_setting
 
 SECRET = "s3cr3t-key-0123456789"
 
@@ -269,6 +269,26 @@ def test_a_notebook_kernel_is_bundled_as_a_valid_notebook(tmp_path):
     (cell,) = notebook["cells"]
     assert "".join(cell["source"]).startswith(BOOTSTRAP_MARK)
     assert json.loads((out / "kernel-metadata.json").read_text())["code_file"] == "kernel.ipynb"
+
+
+@pytest.mark.parametrize("kind", ["script", "notebook"])
+def test_a_setting_set_in_a_built_bundle_reaches_the_kernels_environment(kind, tmp_path):
+    kernel = _kernel(tmp_path / "kernel", kernel_type=kind)
+    out = build_bundle(kernel, tmp_path / "build", settings={"KAGGLE_KIT_SHARD": "0/2"})
+    set_bundle_setting(out, "KAGGLE_KIT_RUN_ID", "run-one")
+    set_bundle_setting(out, "KAGGLE_KIT_RUN_ID", "run-two")  # each run of a chain replaces the last one's
+
+    code_file = out / json.loads((out / "kernel-metadata.json").read_text())["code_file"]
+    code = code_file.read_text()
+    if kind == "notebook":
+        code = "".join(json.loads(code)["cells"][0]["source"])
+    bootstrap = code.split("_kk_bootstrap()\n")[0] + "_kk_bootstrap()\n"
+    shown = bootstrap + "print(_kk_os.environ['KAGGLE_KIT_SHARD'], _kk_os.environ['KAGGLE_KIT_RUN_ID'])\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_KIT_")}
+    (tmp_path / "bootstrap.py").write_text(shown)
+    proc = subprocess.run([sys.executable, str(tmp_path / "bootstrap.py")], capture_output=True, text=True, env=env,
+                          check=True)  # fmt: skip
+    assert proc.stdout.split() == ["0/2", "run-two"]
 
 
 def test_the_bootstrap_replaces_a_planted_zip_instead_of_importing_it(run_kernel, tmp_path):

@@ -64,3 +64,19 @@ def test_a_named_training_says_which_model_its_position_belongs_to(tmp_path):
 
     assert KernelStatus.load(tmp_path).where() == "segmenter stage/epoch/batch 1/2/1"
     assert KernelStatus.load(tmp_path / "plain").where() == "stage/epoch/batch 0/1/3"
+
+
+def test_every_status_a_run_writes_carries_that_runs_id_and_no_earlier_ones(tmp_path, monkeypatch):
+    from kaggle_kit.status import RUN_ID_ENV, KernelStatus
+
+    monkeypatch.setenv(RUN_ID_ENV, "run-1")
+    write_status(tmp_path, "trained", stage=0, epoch=3, iteration=0)
+    monkeypatch.setenv(RUN_ID_ENV, "run-2")  # the next run, the same working dir (or its output attached)
+    mark_done(tmp_path)
+
+    status = KernelStatus.load(tmp_path)
+    assert status.run_id == "run-2"
+    assert "run_id" not in status.extra
+    monkeypatch.delenv(RUN_ID_ENV)  # outside a chain: no id, never the last one's
+    mark_done(tmp_path)
+    assert KernelStatus.load(tmp_path).run_id is None

@@ -26,7 +26,7 @@ from kaggle_kit.errors import UsageError
 from kaggle_kit.push.metadata import load_metadata, validate_metadata, write_metadata
 from kaggle_kit.push.secrets import check_text_travels, looks_like_credential, user_secrets
 
-__all__ = ["build_bundle", "package_zip", "check_shardable", "BOOTSTRAP_MARK"]
+__all__ = ["build_bundle", "package_zip", "check_shardable", "set_bundle_setting", "BOOTSTRAP_MARK"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,31 @@ def build_bundle(
     write_metadata(out, {**meta, "code_file": code_name})
     log.info("bundled %s (%d bytes of kaggle_kit) into %s", kernel_dir, len(data), out)
     return out
+
+
+_SETTINGS_LINE = re.compile(r"^_KK_SETTINGS = (\{.*\})$", re.M)
+
+
+def set_bundle_setting(bundle_dir: str | os.PathLike, key: str, value: str) -> None:
+    """Set one environment variable of a built bundle's bootstrap (its ``_KK_SETTINGS``), in place and atomically:
+    how ``chain`` gives each run it pushes its own id without rebuilding the bundle."""
+    import ast
+
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / load_metadata(bundle_dir)["code_file"]
+    text = path.read_text(encoding="utf-8")
+    notebook = json.loads(text) if path.suffix == ".ipynb" else None
+    code = "".join(notebook["cells"][0]["source"]) if notebook else text
+    match = _SETTINGS_LINE.search(code)
+    if BOOTSTRAP_MARK not in code or match is None:
+        raise UsageError(f"{path} is not a kaggle-kit bundle (no bootstrap settings); build it with kaggle-kit bundle",
+                         str(path))  # fmt: skip
+    settings = {**ast.literal_eval(match.group(1)), key: value}
+    code = code[: match.start(1)] + repr(settings) + code[match.end(1) :]
+    if notebook:
+        notebook["cells"][0]["source"] = code.splitlines(keepends=True)
+        code = json.dumps(notebook, indent=1) + "\n"
+    atomic_write_bytes(path, code.encode("utf-8"))
 
 
 _TRAINS = re.compile(r"\.(fit|fit_one_cycle|fine_tune|fit_flat_cos|fit_sgdr)\(|\bDeadline\(")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.push import api as kaggle_api
+from kaggle_kit.push.bundle import set_bundle_setting
 from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, write_metadata
-from kaggle_kit.status import DONE, NEEDS_RESUME, KernelStatus, StatusError
+from kaggle_kit.status import DONE, NEEDS_RESUME, RUN_ID_ENV, STATUS_NAME, KernelStatus, StatusError
 
 __all__ = ["run_chain", "ChainOutcome", "ChainRecord", "CHAIN_NAME", "MIN_PROGRESS"]
 
@@ -36,6 +38,7 @@ STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each 
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 _RETRIED = ("error", "no-status", "stuck")  # how a run may have ended that a chain started again pushes once more
 MIN_PROGRESS = 0.01  # the least share of its fit's batches a run must train (or it must predict more) to go on
+STALE_TRIES = 4  # downloads of a run's status that may come back from another run before the chain stops
 
 
 @dataclass
@@ -127,9 +130,11 @@ def run_chain(
             retry = False
             if any(r["state"] == NEEDS_RESUME for r in runs):  # an output to resume from exists
                 _add_self_as_source(bundle_dir, meta, ref)
+            run_id = uuid.uuid4().hex[:16]  # the run's status must carry it: a status from another run is refused
+            set_bundle_setting(bundle_dir, RUN_ID_ENV, run_id)
             pushed = kaggle_api.push(bundle_dir, api)
             runs.append({"run": len(runs) + 1, "version": pushed.version, "url": pushed.url, "state": "pushed",
-                         "pushed_at": time.time()})  # fmt: skip
+                         "pushed_at": time.time(), "run_id": run_id})  # fmt: skip
             state.commit(state_path)
             say(f"run {len(runs)}: pushed version {pushed.version} ({pushed.url})")
         run = runs[-1]
@@ -140,12 +145,11 @@ def run_chain(
                 run["state"] = "error"
                 state.commit(state_path)
                 return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
-            dest = bundle_dir / f"run-{run['run']}-output"
-            kaggle_api.output(ref, dest, api, file_pattern=STATUS_PATTERN)  # not the whole output: GBs of weights
-            try:
-                status, problem = KernelStatus.load(dest), "no kaggle-kit-status.json"
-            except StatusError as exc:
-                status, problem = None, f"a status file that is not one ({exc})"
+            status, problem = _run_status(api, ref, bundle_dir / f"run-{run['run']}-output", run, poll_s, sleep, say)
+            if problem == "stale":  # the run stays "pushed": started again, the chain downloads its status again
+                return _finish(state, state_path, "stale-status", f"run {run['run']}: Kaggle served a status written "
+                               f"by another run {STALE_TRIES} times (not run id {run.get('run_id')}); this version's "
+                               "output may not be published yet: run kaggle-kit chain again later")  # fmt: skip
             if status is None:
                 run["state"] = "no-status"
                 state.commit(state_path)
@@ -173,6 +177,26 @@ def run_chain(
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
             return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
+
+
+def _run_status(api, ref: str, dest: Path, run: dict[str, Any], poll_s: float, sleep,
+                say) -> tuple[KernelStatus | None, str]:  # fmt: skip
+    """The status the run wrote (downloaded into `dest`), or (None, why not): "stale" when every try came back with
+    another run's status (the client cannot ask for a version's output, kaggle-cli #1200)."""
+    for attempt in range(STALE_TRIES):
+        kaggle_api.output(ref, dest, api, file_pattern=STATUS_PATTERN)  # not the whole output: GBs of weights
+        try:
+            status, problem = KernelStatus.load(dest), "no kaggle-kit-status.json"
+        except StatusError as exc:
+            return None, f"a status file that is not one ({exc})"
+        if status is None or "run_id" not in run or status.run_id == run["run_id"]:
+            return status, problem
+        say(f"run {run['run']}: the status Kaggle served is another run's (run id {status.run_id}, not "
+            f"{run['run_id']}); waiting for this run's")  # fmt: skip
+        (dest / STATUS_NAME).unlink()
+        if attempt < STALE_TRIES - 1:
+            sleep(poll_s * 2**attempt)
+    return None, "stale"
 
 
 def _wait(api, ref: str, poll_s: float, max_poll_s: float, sleep) -> tuple[str, str | None]:

@@ -119,6 +119,7 @@ class LocalKaggle:
                                         "--root", LocalKaggleBusyError).acquire()  # fmt: skip
         self.requests: list[tuple[str, dict]] = []  # (method, JSON body) of every API call, in order
         self._scripted: dict[str, deque[dict]] = {}
+        self._stale: dict[str, int] = {}  # ref -> output listings still to answer from the version before the latest
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._slots = threading.Semaphore(max_running)
@@ -220,6 +221,11 @@ class LocalKaggle:
         {"code": 500, "message": "..."} for an HTTP error)."""
         self._scripted.setdefault(method, deque()).append(answer)
 
+    def serve_stale_output(self, ref: str, times: int = 1) -> None:
+        """Answer the next `times` output listings of `ref` with the version before the latest's output, as Kaggle
+        may while a new version's output is not published yet (the client cannot name a version, kaggle-cli #1200)."""
+        self._stale[ref] = times
+
     # --- the API ----------------------------------------------------------------------------------------------------
 
     def answer(self, method: str, body: dict) -> tuple[int, dict]:
@@ -240,6 +246,10 @@ class LocalKaggle:
             version = latest[0]
             return 200, {"status": version.state, **({"failureMessage": version.failure} if version.failure else {})}
         if method == "ListKernelSessionOutput":
+            versions = self.versions(ref)
+            if self._stale.get(ref) and len(versions) > 1:
+                self._stale[ref] -= 1
+                return 200, self._listing(versions[-2], body)
             return 200, self._listing(latest[0], body)
         return 404, {"code": 404, "message": f"the local Kaggle does not answer {method}"}
 
