@@ -295,3 +295,25 @@ def test_a_damaged_local_kaggle_state_is_one_line_naming_it(damage, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "local-kaggle.json is not a local Kaggle's state" in proc.stderr
+
+
+def test_a_failed_runs_log_tail_is_printed_kept_beside_the_chain_and_shown_by_status_log(local_kaggle, tmp_path):
+    folder, control = _kernel(tmp_path, needed=3, fail_on=2)
+    build = tmp_path / "build"
+
+    chain = _cli("chain", str(folder), "--out", str(build), "--poll", "0.2s")
+    log = _cli("status", REF, "--log")
+    first = _cli("status", REF, "--log", "--version", "1")
+
+    assert chain.returncode == 1, chain.stdout + chain.stderr
+    assert "kaggle-kit chain: run 2: the last 10 line(s) of its log (all of it in " in chain.stdout, chain.stdout
+    assert "kaggle-kit chain:   | ValueError: boom in run 2" in chain.stdout
+    assert "run 2 ended ERROR: Your notebook hit an unhandled error" in chain.stdout  # Kaggle's message too
+    kept = (build / "chain-kernel/run-2.log").read_text()
+    assert "resuming from" in kept  # the whole log, from its first line
+    assert kept.rstrip().endswith("ValueError: boom in run 2")
+    assert not (build / "chain-kernel/run-1.log").exists()  # a run that completed keeps no log there
+    assert log.returncode == 0, log.stderr
+    assert log.stdout == kept
+    assert "after 0 runs" in first.stdout  # the first run's log, not the latest
+    assert "boom" not in first.stdout

@@ -376,3 +376,10 @@ def test_a_script_holding_the_users_key_is_refused_before_any_request(local_kagg
     assert SECRET not in proc.stdout + proc.stderr
     assert local_kaggle.requests == []
     assert not list((tmp_path / "build").rglob("*.py"))
+
+
+def test_a_log_kept_as_kaggles_json_entries_reads_as_its_text():
+    raw = json.dumps([{"stream_name": "stdout", "time": 1.5, "data": "epoch 1\n"},
+                      {"stream_name": "stderr", "time": 2.0, "data": "ValueError: boom\n"}])  # fmt: skip
+    assert api.log_text(raw) == "epoch 1\nValueError: boom\n"
+    assert api.log_text("[not json, a line of text\n") == "[not json, a line of text\n"

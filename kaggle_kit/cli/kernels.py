@@ -7,6 +7,7 @@ Part of the command line (it prints, like cli.py); the work is done by kaggle_ki
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from kaggle_kit.errors import UsageError
@@ -53,10 +54,13 @@ def add_push_commands(sub) -> None:
 
     status = sub.add_parser(
         "status",
-        help="the status of a kernel's latest run",
-        description="Print the status (QUEUED, RUNNING, COMPLETE, ERROR...) of owner/slug's latest run.",
+        help="the status of a kernel's latest run, or its log",
+        description="Print the status (QUEUED, RUNNING, COMPLETE, ERROR...) of owner/slug's latest run; --log "
+        "prints its whole log instead (--version N: that run's).",
     )
     status.add_argument("kernel", help="owner/kernel-slug")
+    status.add_argument("--log", action="store_true", help="print the run's log (stdout and stderr) as Kaggle keeps it")
+    status.add_argument("--version", type=int, default=None, help="with --log: the run of this version number")
     status.set_defaults(handler=_status)
 
     output = sub.add_parser(
@@ -215,6 +219,11 @@ def _status(args: argparse.Namespace) -> int:
     from kaggle_kit.push.metadata import check_kernel_ref
 
     check_kernel_ref(args.kernel)
+    if args.version is not None and not args.log:
+        raise UsageError("--version goes with --log (the status is always the latest run's)", args.version)
+    if args.log:
+        sys.stdout.write(api.logs(args.kernel, version=args.version))
+        return 0
     name, failure = api.status(args.kernel)
     print(f"{args.kernel}: {name}" + (f" ({failure})" if failure else ""))
     return 0

@@ -7,6 +7,7 @@ readable by others.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -23,6 +24,8 @@ __all__ = [
     "push",
     "status",
     "output",
+    "logs",
+    "log_text",
     "check_credentials",
 ]
 
@@ -106,6 +109,30 @@ def status(kernel: str, api=None) -> tuple[str, str | None]:
     except Exception as exc:
         raise KaggleApiError(f"status of {kernel} failed: {exc}", kernel) from None
     return response.status.name, response.failure_message
+
+
+def logs(kernel: str, api=None, version: int | None = None) -> str:
+    """The log of a kernel's run (`version`; None: the latest) as Kaggle keeps it, through the client's
+    ``kernels_logs`` (kaggle-cli #966): the kernel's stdout and stderr."""
+    api = api or client()
+    try:
+        return log_text(api.kernels_logs(kernel if version is None else f"{kernel}/{version}"))
+    except Exception as exc:
+        raise KaggleApiError(f"log of {kernel}{'' if version is None else f' version {version}'} failed: {exc}",
+                             kernel) from None  # fmt: skip
+
+
+def log_text(raw: str) -> str:
+    """A run's log as text: Kaggle keeps it as a JSON list of {"stream_name", "time", "data"} entries (their data,
+    joined); anything else is already text."""
+    if raw.lstrip().startswith("["):
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            return raw
+        if isinstance(entries, list) and all(isinstance(e, dict) and isinstance(e.get("data"), str) for e in entries):
+            return "".join(e["data"] for e in entries)
+    return raw
 
 
 def output(kernel: str, dest: str | os.PathLike, api=None, file_pattern: str | None = None) -> list[Path]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaggle_kit.atomic import atomic_write_json
+from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import set_bundle_setting
@@ -38,6 +38,7 @@ STATUS_PATTERN = r"^kaggle-kit-status\.json$"  # what a chain downloads of each 
 _RUNNING = {"QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED"}
 _RETRIED = ("error", "no-status", "stuck")  # how a run may have ended that a chain started again pushes once more
 MIN_PROGRESS = 0.01  # the least share of its fit's batches a run must train (or it must predict more) to go on
+LOG_TAIL = 20  # lines of a failed run's log that a chain shows
 STALE_TRIES = 4  # downloads of a run's status that may come back from another run before the chain stops
 
 
@@ -144,6 +145,7 @@ def run_chain(
             if name != "COMPLETE":
                 run["state"] = "error"
                 state.commit(state_path)
+                _keep_log(api, ref, run, bundle_dir, say)
                 return _finish(state, state_path, "error", f"run {run['run']} ended {name}: {failure or 'no message'}")
             status, problem = _run_status(api, ref, bundle_dir / f"run-{run['run']}-output", run, poll_s, sleep, say)
             if problem == "stale":  # the run stays "pushed": started again, the chain downloads its status again
@@ -177,6 +179,21 @@ def run_chain(
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
             return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
+
+
+def _keep_log(api, ref: str, run: dict[str, Any], bundle_dir: Path, say) -> None:
+    """Keep the failed run's whole log beside chain.json (run-N.log) and say its last `LOG_TAIL` lines."""
+    try:
+        text = kaggle_api.logs(ref, api, version=run.get("version"))
+    except KaggleKitError as exc:
+        say(f"run {run['run']}: its log could not be read ({exc})")
+        return
+    path = bundle_dir / f"run-{run['run']}.log"
+    atomic_write_bytes(path, text.encode("utf-8"))
+    lines = text.rstrip("\n").splitlines()[-LOG_TAIL:]
+    say(f"run {run['run']}: the last {len(lines)} line(s) of its log (all of it in {path}):")
+    for line in lines:
+        say(f"  | {line}")
 
 
 def _run_status(api, ref: str, dest: Path, run: dict[str, Any], poll_s: float, sleep,

@@ -247,6 +247,12 @@ class LocalKaggle:
             return 200, {"status": version.state, **({"failureMessage": version.failure} if version.failure else {})}
         if method == "ListKernelSessionOutput":
             versions = self.versions(ref)
+            label = str(body.get("versionLabel") or "")
+            if label:  # a named version ("v3"): what the logs call asks for
+                named = [v for v in versions if f"v{v.number}" == label]
+                if not named:
+                    return 404, {"code": 404, "message": f"Notebook {ref} has no version {label}"}
+                return 200, self._listing(named[0], body)
             if self._stale.get(ref) and len(versions) > 1:
                 self._stale[ref] -= 1
                 return 200, self._listing(versions[-2], body)
