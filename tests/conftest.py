@@ -224,12 +224,13 @@ def kernel_here(tmp_path, monkeypatch):
 def local_kaggle(tmp_path, monkeypatch):
     """The official kaggle client pointed at a LocalKaggle on loopback that really runs what is pushed (3 GB, 60 s
     per run; the iMaterialist competition attached as an empty folder). Scripted answers: ``script_answer``."""
+    from kaggle_kit.rehearsal.platform import Platform
     from kaggle_kit.rehearsal.service import LocalKaggle
 
     competition = tmp_path / "empty-competition"
     competition.mkdir()
     service = LocalKaggle(tmp_path / "local-kaggle", {"imaterialist-fashion-2019-FGVC6": competition},
-                          memory_bytes=3 * 10**9, time_s=60.0, grace_s=2.0).start()  # fmt: skip
+                          platform=Platform(memory_bytes=3 * 10**9, time_s=60.0, grace_s=2.0)).start()  # fmt: skip
     for key, value in service.client_env("tester", tmp_path / "client-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key-0123456789")  # what tests look for in every request body

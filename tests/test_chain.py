@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ REF = "tester/chain-kernel"
 # A quick kernel (no fastai): it reads the previous run's status from its attached output, as a Deadline finds its
 # checkpoints, and does what the control file says. Its status counts the runs that made progress so far.
 KERNEL = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 import kaggle_kit as kk
 from kaggle_kit.status import write_status
@@ -29,6 +30,7 @@ Path("checkpoints").mkdir()
 Path("checkpoints/ckpt.pth").write_bytes(b"weights")
 if control.get("fail_on") == before + 1:
     raise ValueError("boom in run " + str(before + 1))
+time.sleep(control.get("sleep", 0))
 if control.get("allocate_gb"):
     ballast = bytearray(int(control["allocate_gb"] * 2**30))
 if control.get("link"):
@@ -215,6 +217,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_status_and_output_commands_follow_every_page_of_a_real_output(local_kaggle, tmp_path):
     folder, _ = _kernel(tmp_path, files=45)  # more than two pages of 20
+    local_kaggle.set_gpu_quota(30 * 3600)  # Kaggle's weekly GPU hours
     assert _cli("push", str(folder), "--out", str(tmp_path / "build")).returncode == 0
     local_kaggle.wait(REF)
 
@@ -222,7 +225,8 @@ def test_status_and_output_commands_follow_every_page_of_a_real_output(local_kag
     output = _cli("output", REF, "-p", str(tmp_path / "out"))
 
     assert status.returncode == 0, status.stderr
-    assert status.stdout.strip() == f"{REF}: COMPLETE"
+    assert status.stdout.splitlines()[0] == f"{REF}: COMPLETE"
+    assert status.stdout.splitlines()[1].startswith("GPU quota: 0.0 h used of 30.0 h, 30.0 h left, refreshes ")
     assert output.returncode == 0, output.stderr
     assert len(list((tmp_path / "out").glob("part-*.csv"))) == 45
     assert (tmp_path / "out/checkpoints/ckpt.pth").read_bytes() == b"weights"  # subfolders arrive as they were
@@ -317,3 +321,26 @@ def test_a_failed_runs_log_tail_is_printed_kept_beside_the_chain_and_shown_by_st
     assert log.stdout == kept
     assert "after 0 runs" in first.stdout  # the first run's log, not the latest
     assert "boom" not in first.stdout
+
+
+def test_a_gpu_chain_stops_when_the_quota_left_is_under_one_run_and_goes_on_when_told(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=2, sleep=2)
+    meta = json.loads((folder / "kernel-metadata.json").read_text())
+    (folder / "kernel-metadata.json").write_text(json.dumps({**meta, "enable_gpu": True}))
+    local_kaggle.set_gpu_quota(12 * 3600 + 600)  # one 12-hour GPU run and 10 minutes; run 1 uses 2 s x 720
+    args = ("chain", str(folder), "--out", str(tmp_path / "build"), "--poll", "0.2s")
+
+    stopped = _cli(*args)
+    told = _cli(*args, "--ignore-quota")
+
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "kaggle-kit chain: GPU quota: 0.0 h used of 12.2 h, 12.2 h left" in stopped.stdout  # before run 1
+    last = stopped.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"kaggle-kit chain: quota: run 2 not pushed: GPU quota: \d+\.\d h used of 12\.2 h, "
+        r"\d+\.\d h left, refreshes .+, under one GPU run's 12 h .*--ignore-quota",
+        last,
+    ), last
+    assert told.returncode == 0, told.stdout + told.stderr
+    assert len(local_kaggle.calls("SaveKernel")) == 2
+    assert sum(v.used_s for v in local_kaggle.versions(REF)) >= 2 * 2 * 720  # both GPU runs used quota, scaled

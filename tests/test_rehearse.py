@@ -427,3 +427,38 @@ def test_a_daemon_left_by_a_killed_rehearsal_is_ended_when_it_is_started_again(t
     assert again.returncode == 0, again.stdout + again.stderr
     gone = not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
     assert gone
+
+
+# A GPU kernel of three short runs (no fastai): each sleeps 2 s, what a rehearsal at --time 20s scales to 1.2 hours of a
+# 12-hour GPU session's quota.
+GPU_KERNEL = """
+import json, time
+from pathlib import Path
+from kaggle_kit.status import write_status
+
+attached = sorted(Path("../input").glob("notebooks/*/*/kaggle-kit-status.json"))
+runs = (json.loads(attached[0].read_text())["runs"] if attached else 0) + 1
+time.sleep(2)
+write_status(".", "done" if runs >= 3 else "needs-resume", stage=0, epoch=runs, iteration=0, runs=runs)
+"""
+
+
+def test_a_rehearsal_spends_a_gpu_quota_at_the_real_scale_and_stops_where_it_runs_out(tmp_path):
+    kernel = tmp_path / "gpu-kernel"
+    kernel.mkdir()
+    (kernel / "kernel.py").write_text(GPU_KERNEL)
+    (kernel / "kernel-metadata.json").write_text(json.dumps({
+        "id": "tester/gpu-kernel", "title": "Gpu kernel", "code_file": "kernel.py", "language": "python",
+        "kernel_type": "script", "enable_gpu": True,
+    }))  # fmt: skip
+    args = [kernel, "--time", "20s", "--quota", "13h", "--root", tmp_path / "rehearsal"]
+
+    stopped = _rehearse(*args)
+    told = _rehearse(*args, "--ignore-quota")
+
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "tester/gpu-kernel: GPU quota: 0.0 h used of 13.0 h, 13.0 h left" in stopped.stdout
+    assert re.search(r"kaggle-kit rehearse: quota: tester/gpu-kernel: run 2 not pushed: GPU quota: \d+\.\d h used of "
+                     r"13\.0 h", stopped.stdout), stopped.stdout  # fmt: skip
+    assert told.returncode == 0, told.stdout + told.stderr
+    assert len(_runs(tmp_path / "rehearsal", "tester/gpu-kernel")) == 3

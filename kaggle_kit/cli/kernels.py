@@ -84,6 +84,8 @@ def add_push_commands(sub) -> None:
     chain.add_argument("--max-runs", type=int, default=5, help="stop after this many runs (default 5)")
     chain.add_argument("--poll", default="30s", help="first status poll interval (doubles up to 10 minutes)")
     chain.add_argument("--out", default="build", help="where bundles and downloaded outputs go (default ./build)")
+    chain.add_argument("--ignore-quota", action="store_true",
+                       help="push GPU runs even with less weekly GPU quota left than one run's time limit")  # fmt: skip
     chain.set_defaults(handler=_chain)
 
     rehearse = sub.add_parser(
@@ -104,6 +106,13 @@ def add_push_commands(sub) -> None:
     rehearse.add_argument("--memory", default=None,
                           help="memory limit of each run (default: the profile the metadata asks for)")  # fmt: skip
     rehearse.add_argument("--max-runs", type=int, default=5, help="stop after this many runs (default 5)")
+    rehearse.add_argument(
+        "--quota",
+        default=None,
+        help="the local Kaggle's weekly GPU quota at the real scale, e.g. 30h (Kaggle's): a GPU run that uses all of "
+        "--time uses a whole 12-hour session of it (default: no quota)",
+    )
+    rehearse.add_argument("--ignore-quota", action="store_true", help="as chain's: push GPU runs whatever the quota")
     rehearse.add_argument("--max-running", type=int, default=2,
                           help="versions running at once, Kaggle's session cap (default 2)")  # fmt: skip
     rehearse.add_argument("--shards", type=int, default=None, help="rehearse N sharded kernels and merge them")
@@ -224,8 +233,16 @@ def _status(args: argparse.Namespace) -> int:
     if args.log:
         sys.stdout.write(api.logs(args.kernel, version=args.version))
         return 0
-    name, failure = api.status(args.kernel)
+    client = api.client()
+    name, failure = api.status(args.kernel, client)
     print(f"{args.kernel}: {name}" + (f" ({failure})" if failure else ""))
+    try:
+        quota = api.quota(client)
+    except api.KaggleApiError as exc:
+        print(f"kaggle-kit status: {exc}", file=sys.stderr)
+    else:
+        if quota is not None:
+            print(quota.describe())
     return 0
 
 
@@ -254,6 +271,7 @@ def _chain(args: argparse.Namespace) -> int:
         args.max_runs,
         poll_s=parse_duration(args.poll, "--poll"),
         say=lambda line: print(f"kaggle-kit chain: {line}", flush=True),
+        ignore_quota=args.ignore_quota,
     )
     for run in outcome.runs:
         print(
@@ -266,6 +284,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 def _rehearse(args: argparse.Namespace) -> int:
     from kaggle_kit.limits import parse_duration, parse_size
+    from kaggle_kit.rehearsal.platform import Platform
     from kaggle_kit.rehearsal.rehearse import rehearse
 
     data = {}
@@ -287,10 +306,14 @@ def _rehearse(args: argparse.Namespace) -> int:
         root=args.root,
         dest=args.dest,
         config=args.config,
-        memory_bytes=parse_size(args.memory, "--memory") if args.memory else None,
-        time_s=parse_duration(args.time, "--time"),
+        platform=Platform(
+            memory_bytes=parse_size(args.memory, "--memory") if args.memory else None,
+            time_s=parse_duration(args.time, "--time"),
+            max_running=args.max_running,
+            gpu_quota_s=parse_duration(args.quota, "--quota") if args.quota else None,
+        ),  # fmt: skip
         max_runs=args.max_runs,
-        max_running=args.max_running,
+        ignore_quota=args.ignore_quota,
         shards=_shards(args.shards),
         keys_csv=args.keys_csv,
         key_column=args.key_column,

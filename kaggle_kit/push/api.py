@@ -7,10 +7,12 @@ readable by others.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,8 @@ __all__ = [
     "status",
     "output",
     "logs",
+    "quota",
+    "Quota",
     "log_text",
     "check_credentials",
 ]
@@ -120,6 +124,46 @@ def logs(kernel: str, api=None, version: int | None = None) -> str:
     except Exception as exc:
         raise KaggleApiError(f"log of {kernel}{'' if version is None else f' version {version}'} failed: {exc}",
                              kernel) from None  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The weekly GPU quota as Kaggle counts it: seconds `used` of `total`, and when it refreshes (`refresh_at`,
+    Unix time; None when Kaggle does not say)."""
+
+    used_s: float
+    total_s: float
+    refresh_at: float | None
+
+    @property
+    def left_s(self) -> float:
+        return max(0.0, self.total_s - self.used_s)
+
+    def describe(self) -> str:
+        """E.g. "GPU quota: 26.0 h used of 30.0 h, 4.0 h left, refreshes Sat 12 Dec 00:00 UTC"."""
+        refresh = ""
+        if self.refresh_at is not None:
+            refresh = ", refreshes " + time.strftime("%a %d %b %H:%M UTC", time.gmtime(self.refresh_at))
+        return (f"GPU quota: {self.used_s / 3600:.1f} h used of {self.total_s / 3600:.1f} h, "
+                f"{self.left_s / 3600:.1f} h left{refresh}")  # fmt: skip
+
+
+def quota(api=None) -> Quota | None:
+    """The account's weekly GPU quota through the client's ``quota_view`` (kaggle-cli #1029); None when Kaggle
+    gives no GPU quota in its answer."""
+    api = api or client()
+    try:
+        response = api.quota_view()
+    except Exception as exc:
+        raise KaggleApiError(f"the GPU quota could not be read: {exc}", None) from None
+    gpu = response.gpu_quota
+    if gpu is None or gpu.total_time_allowed is None:
+        return None
+    refresh = response.quota_refresh_time
+    if refresh is not None and refresh.utcoffset() is None:  # the SDK gives UTC without a zone
+        refresh = refresh.replace(tzinfo=datetime.UTC)
+    used = gpu.time_used.total_seconds() if gpu.time_used is not None else 0.0
+    return Quota(used, gpu.total_time_allowed.total_seconds(), refresh.timestamp() if refresh else None)
 
 
 def log_text(raw: str) -> str:

@@ -23,9 +23,10 @@ from typing import Any
 
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json
 from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.limits import KernelLimits
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import set_bundle_setting
-from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, write_metadata
+from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, uses_gpu, write_metadata
 from kaggle_kit.status import DONE, NEEDS_RESUME, RUN_ID_ENV, STATUS_NAME, KernelStatus, StatusError
 
 __all__ = ["run_chain", "ChainOutcome", "ChainRecord", "CHAIN_NAME", "MIN_PROGRESS"]
@@ -103,11 +104,13 @@ def run_chain(
     max_poll_s: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
     say: Callable[[str], None] = log.info,
+    ignore_quota: bool = False,
 ) -> ChainOutcome:
     """Push and follow runs of the kernel bundled in `bundle_dir` until done, an error, or `max_runs` runs.
 
     Polls the run's status with back-off from `poll_s` to `max_poll_s` seconds. Re-invoking it with the same bundle
-    continues the recorded chain instead of starting another.
+    continues the recorded chain instead of starting another. Before each GPU run, the weekly GPU quota is read: with
+    less left than one run's time limit the chain stops ("quota") unless `ignore_quota`.
     """
     bundle_dir = Path(bundle_dir)
     api = api or kaggle_api.client()
@@ -128,6 +131,9 @@ def run_chain(
         if not runs or runs[-1]["state"] == NEEDS_RESUME or retry:
             if len(runs) >= max_runs:
                 return _finish(state, state_path, "max-runs", f"{max_runs} run(s) pushed, the job still needs more")
+            short = None if ignore_quota or not uses_gpu(meta) else _quota_short(api, len(runs) + 1, say)
+            if short:
+                return _finish(state, state_path, "quota", short)
             retry = False
             if any(r["state"] == NEEDS_RESUME for r in runs):  # an output to resume from exists
                 _add_self_as_source(bundle_dir, meta, ref)
@@ -179,6 +185,25 @@ def run_chain(
             return _finish(state, state_path, "done", f"done after {len(runs)} run(s)")
         if run["state"] not in (NEEDS_RESUME, "pushed"):
             return _finish(state, state_path, run["state"], f"run {run['run']} ended as {run['state']}")
+
+
+def _quota_short(api, run: int, say) -> str | None:
+    """Why run `run` is not pushed: the GPU quota left is under one GPU run's time limit; None when it is not."""
+    try:
+        quota = kaggle_api.quota(api)
+    except KaggleKitError as exc:
+        say(f"run {run}: {exc}; pushing it all the same")
+        return None
+    if quota is None:
+        return None
+    limit_s = KernelLimits.profile_named("gpu").time_s
+    say(quota.describe())
+    if quota.left_s >= limit_s:
+        return None
+    return (
+        f"run {run} not pushed: {quota.describe()}, under one GPU run's {limit_s / 3600:.0f} h (it would stop at "
+        "the quota, not at its Deadline); run the chain again after the refresh, or pass --ignore-quota"
+    )
 
 
 def _keep_log(api, ref: str, run: dict[str, Any], bundle_dir: Path, say) -> None:

@@ -14,7 +14,7 @@ from kaggle_kit.errors import UsageError
 
 __all__ = [
     "MetadataError", "load_metadata", "write_metadata", "validate_metadata", "check_kernel_ref", "METADATA_NAME",
-    "ACCELERATORS",
+    "ACCELERATORS", "uses_gpu",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,12 @@ def validate_metadata(meta: dict[str, Any], kernel_dir: str | os.PathLike) -> No
     elif shape is not None and shape not in ACCELERATORS:
         log.warning("%s: machine_shape %r is not one kaggle-kit knows (%s); Kaggle may refuse or replace it",
                     Path(kernel_dir) / METADATA_NAME, shape, ", ".join(ACCELERATORS))  # fmt: skip
+
+
+def uses_gpu(meta: dict[str, Any]) -> bool:
+    """True when the kernel asks for a GPU (`enable_gpu`, or a GPU `machine_shape`): its runs spend GPU quota."""
+    shape = str(meta.get("machine_shape") or "")
+    return meta.get("enable_gpu") is True or shape.startswith("Nvidia")
 
 
 def check_kernel_ref(ref: str) -> str:

@@ -34,6 +34,7 @@ from kaggle_kit.push.chain import ChainOutcome, run_chain
 from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
 from kaggle_kit.push.metadata import load_metadata, validate_metadata
 from kaggle_kit.push.secrets import user_secrets
+from kaggle_kit.rehearsal.platform import Platform
 from kaggle_kit.rehearsal.service import KernelVersion, LocalKaggle
 
 __all__ = ["rehearse", "Rehearsal", "REHEARSAL_NAME", "DEFAULT_TIME"]
@@ -71,10 +72,9 @@ def rehearse(
     root: str | os.PathLike | None = None,
     dest: str | os.PathLike | None = None,
     config: str | os.PathLike | None = None,
-    memory_bytes: int | None = None,
-    time_s: float | None = DEFAULT_TIME,
+    platform: Platform | None = None,
     max_runs: int = 5,
-    max_running: int = 2,
+    ignore_quota: bool = False,
     shards: int = 0,
     keys_csv: str | os.PathLike | None = None,
     key_column: str | None = None,
@@ -86,10 +86,11 @@ def rehearse(
 
     `data`: {source as kernel-metadata.json names it: local folder} for its competition, dataset and other kernel
     sources. `config`: a JSON settings file every run reads (KAGGLE_KIT_CONFIG), e.g. the kernel at a tiny size.
-    `memory_bytes` (bytes; None: the profile the metadata asks for) and `time_s` (seconds per run).
-    `max_runs` per chain; `max_running`: Kaggle's cap of sessions at once. `shards` >= 2 rehearses a sharded push
-    and merges the shards' prediction files (.npy always; .csv given `keys_csv` and `key_column`) into `dest`
-    (default ``<root>/output``), where the final output is downloaded as ``kaggle-kit output -p`` would.
+    `platform`: what the local Kaggle gives each run (``Platform``: memory and time limits, default 3 minutes a
+    run; the session cap; the weekly GPU quota). `max_runs` per chain; `ignore_quota`: push GPU runs whatever the
+    quota. `shards` >= 2 rehearses a sharded push and merges the shards' prediction files (.npy always; .csv given
+    `keys_csv` and `key_column`) into `dest` (default ``<root>/output``), where the final output is downloaded as
+    ``kaggle-kit output -p`` would.
     `publish`: {"owner/slug": folder} pushed first as datasets to the local Kaggle with ``kaggle-kit dataset push``'s
     code (a trained model, for an inference kernel that attaches it).
     """
@@ -119,8 +120,8 @@ def rehearse(
         lines.append(line)
         say(line)
 
-    service = LocalKaggle(root / "kaggle", data, memory_bytes=memory_bytes, time_s=time_s,
-                          max_running=max_running, env=env, on_finished=finished)  # fmt: skip
+    platform = platform or Platform(time_s=DEFAULT_TIME)
+    service = LocalKaggle(root / "kaggle", data, platform=platform, env=env, on_finished=finished)
     refs = [ref] if not shards else [f"{ref}-shard-{i}-of-{shards}" for i in range(shards)]
     # read here, before the throwaway credentials: the kit compares every upload against them (nothing of the user's
     # goes even to the local Kaggle); the official client never sees them
@@ -139,7 +140,7 @@ def rehearse(
         else:
             bundles = [build_bundle(kernel_dir, root / "build", secrets=secrets)]
         say(f"kaggle-kit rehearse: {', '.join(refs)} on a local Kaggle ({_limits_text(service, meta)})")
-        chains = _run_chains(refs, bundles, client, max_runs, poll_s, say)
+        chains = _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota)
         result, reason = _verdict(chains)
         if result == "done":
             if shards:
@@ -237,12 +238,13 @@ def _client_env(env: Mapping[str, str]) -> Iterator[None]:
 
 def _limits_text(service: LocalKaggle, meta: dict) -> str:
     profile = "gpu" if meta.get("enable_gpu") or meta.get("machine_shape") else "cpu"
-    memory = format_size(service.memory_bytes) if service.memory_bytes else f"the {profile} profile's memory"
-    time_limit = f"{service.time_s:.0f} s" if service.time_s else f"the {profile} profile's time"
+    platform = service.platform
+    memory = format_size(platform.memory_bytes) if platform.memory_bytes else f"the {profile} profile's memory"
+    time_limit = f"{platform.time_s:.0f} s" if platform.time_s else f"the {profile} profile's time"
     return f"{profile} machine, {memory}, {time_limit} per run"
 
 
-def _run_chains(refs, bundles, client, max_runs, poll_s, say) -> dict[str, ChainOutcome]:
+def _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota) -> dict[str, ChainOutcome]:
     """Each kernel's chain, in a thread of its own (the local Kaggle queues what its session cap does not run)."""
     chains: dict[str, ChainOutcome] = {}
     errors: list[BaseException] = []
@@ -250,6 +252,7 @@ def _run_chains(refs, bundles, client, max_runs, poll_s, say) -> dict[str, Chain
     def follow(ref: str, bundle: Path) -> None:
         try:
             chains[ref] = run_chain(bundle, max_runs, client, poll_s=poll_s, max_poll_s=max(poll_s, 5.0),
+                                    ignore_quota=ignore_quota,
                                     say=lambda line: say(f"kaggle-kit rehearse: {ref}: {line}"))  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             errors.append(exc)

@@ -29,6 +29,7 @@ second one is refused in one line naming the first, never runs or removes the fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -47,7 +48,6 @@ from urllib.parse import quote, unquote
 
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
-from kaggle_kit.limits import KernelLimits
 from kaggle_kit.local.emulate import run_local
 from kaggle_kit.local.report import (
     OK,
@@ -57,6 +57,7 @@ from kaggle_kit.local.supervise import Enforcement, end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.rehearsal.loopback import loopback_handler
+from kaggle_kit.rehearsal.platform import Platform, quota_answer
 from kaggle_kit.rehearsal.versions import (
     KAGGLE_MESSAGES,
     KernelVersion,
@@ -87,9 +88,8 @@ class LocalKaggle:
 
     `root`: where versions, their sandboxes and the service's state live. `data`: {source as written in
     kernel-metadata.json ("imaterialist-fashion-2019-FGVC6", "owner/dataset", "owner/kernel"): local folder}.
-    `memory_bytes` (bytes) and `time_s` (seconds) replace the profile's; None keeps it. `max_running`: versions
-    running at once. `env`: extra environment for every kernel (e.g. KAGGLE_KIT_CONFIG). `on_finished`: called with
-    each version when its run ends. `grace_s`: seconds between SIGTERM and SIGKILL at the time limit.
+    `platform`: each run's limits, the session cap, the weekly GPU quota (``Platform``). `env`: extra environment for
+    every kernel (e.g. KAGGLE_KIT_CONFIG). `on_finished`: called with each version when its run ends.
     Scripted answers for tests that need a server error: `script_answer(method, answer)`.
     """
 
@@ -98,22 +98,17 @@ class LocalKaggle:
         root: str | os.PathLike,
         data: Mapping[str, str | os.PathLike] | None = None,
         *,
-        memory_bytes: int | None = None,
-        time_s: float | None = None,
-        max_running: int = 2,
+        platform: Platform | None = None,
         env: Mapping[str, str] | None = None,
         on_finished: Callable[[KernelVersion], None] | None = None,
-        grace_s: float = 5.0,
     ):
-        if max_running < 1:
-            raise KaggleKitError(f"max_running={max_running}: at least 1 version must be able to run", max_running)
+        self.platform = platform or Platform()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.data = {name: Path(path).resolve() for name, path in (data or {}).items()}
-        self.memory_bytes, self.time_s = memory_bytes, time_s
         self.env = dict(env or {})
         self.on_finished = on_finished
-        self.grace_s = grace_s
+        self._quota_asked: float | None = None  # when the quota was first asked for: it refreshes a week later
         self._root_lock = ExclusiveLock(self.root / LOCK_NAME, lambda who: f"{self.root} is in use by {who} (a "
                                         "rehearsal or local Kaggle); wait for it to end, stop it, or use another "
                                         "--root", LocalKaggleBusyError).acquire()  # fmt: skip
@@ -122,7 +117,7 @@ class LocalKaggle:
         self._stale: dict[str, int] = {}  # ref -> output listings still to answer from the version before the latest
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._slots = threading.Semaphore(max_running)
+        self._slots = threading.Semaphore(self.platform.max_running)
         self._cancel = threading.Event()
         self._workers: list[threading.Thread] = []
         try:
@@ -221,6 +216,11 @@ class LocalKaggle:
         {"code": 500, "message": "..."} for an HTTP error)."""
         self._scripted.setdefault(method, deque()).append(answer)
 
+    def set_gpu_quota(self, seconds: float | None) -> None:
+        """Change the weekly GPU quota (seconds at the real scale, see ``Platform``; None: none); what GPU runs
+        used stays."""
+        self.platform = dataclasses.replace(self.platform, gpu_quota_s=seconds)
+
     def serve_stale_output(self, ref: str, times: int = 1) -> None:
         """Answer the next `times` output listings of `ref` with the version before the latest's output, as Kaggle
         may while a new version's output is not published yet (the client cannot name a version, kaggle-cli #1200)."""
@@ -238,6 +238,10 @@ class LocalKaggle:
             return 200, self._push(body)
         if method in DATASET_METHODS:
             return self.datasets.answer(method, body)
+        if method == "GetAcceleratorQuotaStatistics":
+            self._quota_asked = self._quota_asked or time.time()
+            used = [v.used_s for vs in self._versions.values() for v in vs]
+            return 200, quota_answer(self.platform, used, self._quota_asked)
         ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
         latest = self.versions(ref)[-1:] or [None]
         if latest[0] is None:
@@ -349,14 +353,14 @@ class LocalKaggle:
                 return
             version.token = uuid.uuid4().hex
             self._set(version, RUNNING)  # the token is saved before the kernel starts
-            limits = KernelLimits.profile_named(version.profile).with_overrides(self.memory_bytes, self.time_s)
+            limits, enforcement = self.platform.limits(version.profile), Enforcement(self.platform.grace_s)
             if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
                 shutil.rmtree(version.sandbox)
             version.sandbox.mkdir(parents=True)
             try:
                 with open(version.log_path, "w", encoding="utf-8") as out:
                     report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
-                                       root=version.sandbox, env=self.env, enforcement=Enforcement(self.grace_s),
+                                       root=version.sandbox, env=self.env, enforcement=enforcement,
                                        stdout=out, stderr=out, bundle_only=True, cancel=self._cancel,
                                        run_token=version.token)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
@@ -367,6 +371,7 @@ class LocalKaggle:
                              "service starts again", version.ref, version.number)  # fmt: skip
                     self._set(version, QUEUED)
                     return
+                version.used_s = self.platform.quota_used_s(version.profile, report.elapsed_s)
                 outcome = COMPLETE if report.verdict == OK else FAILED
                 self._set(version, outcome, failure_message(report, version.log_path))
         if self.on_finished is not None:

@@ -56,6 +56,7 @@ class KernelVersion:
     failure: str | None = None
     pushed_at: float = 0.0
     token: str = ""  # the run token of its kernel's processes while it runs (what a restarted service ends)
+    used_s: float = 0.0  # GPU quota seconds its run used, at the real scale (``platform.Platform.quota_used_s``)
 
     @property
     def sandbox(self) -> Path:
