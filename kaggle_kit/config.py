@@ -124,7 +124,7 @@ STANDARD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     **{key: _positive for key in ("bs", "stage2_bs", "sizes", "epochs", "lrs", "crop_size", "stage2_epochs",
                                   "stage2_lr", "size", "lr", "max_train_images", "checkpoint_every")},
     "valid_pct": lambda v: None if v is None or 0 < v < 1 else f"{v!r} must be between 0 and 1, e.g. 0.2",
-    "num_workers": lambda v: None if v is None or v >= 0 else f"{v!r} must be 0 or more",
+    "num_workers": whole_at_least(0),  # null: one per CPU core the kernel has
     "seed": lambda v: None if v is None or v >= 0 else f"{v!r} must be 0 or more",
     "reserve": lambda v: None if v is None or v >= 0 else f"{v!r} minutes must be 0 or more",
     "*stages": _same_lengths,

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from kaggle_kit.errors import KernelLayoutError, LimitsError
-from kaggle_kit.limits import KernelLimits
+from kaggle_kit.limits import KernelLimits, available_cpus
 
 __all__ = ["Kernel", "KAGGLE_ROOT", "in_kernel", "show_kit_logs"]
 
@@ -121,6 +121,16 @@ class Kernel:
 
     elapsed = elapsed_s
     remaining = remaining_s
+
+    @property
+    def cpus(self) -> int:
+        """CPU cores this kernel really has (its affinity, a container's CPU quota): what to size DataLoader workers
+        by. Kaggle's GPU machine has 4 vCPUs for two T4s; ``run-local --cpus N`` gives a local run N."""
+        return available_cpus()
+
+    def workers(self, num_workers: int | None) -> int:
+        """DataLoader workers: `num_workers` when given (a kernel's setting), else one per CPU core it has."""
+        return self.cpus if num_workers is None else num_workers
 
     def inputs(self) -> Iterator[tuple[str, Path]]:
         """Every attached input as (slug, path), in both the old and the current /kaggle/input layouts."""

@@ -10,10 +10,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from kaggle_kit.errors import LimitsError
 
-__all__ = ["KernelLimits", "PROFILES", "DEFAULT_PROFILE", "parse_size", "parse_duration", "format_size"]
+__all__ = [
+    "KernelLimits", "PROFILES", "DEFAULT_PROFILE", "parse_size", "parse_duration", "format_size", "available_cpus",
+]  # fmt: skip
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -90,6 +93,8 @@ class KernelLimits:
     `time_s`: wall-clock seconds from the kernel's start to its cutoff.
     `max_files`: files the working dir may hold at the end (Kaggle keeps at most this many outputs).
     `working_bytes`: bytes the saved working dir may hold.
+    `cpus`: CPU cores the kernel gets (Kaggle's machines have 4; None: all of this machine's). ``run_local`` pins the
+    kernel to that many; ``Kernel.cpus`` says how many it really has.
     """
 
     memory_bytes: int = 17 * 10**9
@@ -97,6 +102,7 @@ class KernelLimits:
     max_files: int = 500
     working_bytes: int = 20 * 10**9
     profile: str = "card"
+    cpus: int | None = None
 
     @classmethod
     def profile_named(cls, name: str) -> KernelLimits:
@@ -124,9 +130,14 @@ class KernelLimits:
         time: str | float | None = None,
         max_files: str | int | None = None,
         names: tuple[str, str, str] = ("memory", "time", "max_files"),
+        cpus: int | None = None,
     ) -> KernelLimits:
         """A copy with any given value parsed and replaced; None keeps the current one."""
         changes: dict[str, object] = {}
+        if cpus is not None:
+            if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+                raise LimitsError(f"cpus={cpus!r} is not a CPU count; use a whole number >= 1, e.g. 4", cpus)
+            changes["cpus"] = cpus
         if memory is not None:
             changes["memory_bytes"] = parse_size(memory, names[0])
         if time is not None:
@@ -163,7 +174,24 @@ DEFAULT_PROFILE = "card"
 PROFILES: dict[str, KernelLimits] = {
     # the product card: 17 GB RAM, 9 h, 500 output files
     "card": KernelLimits(17 * 10**9, 9 * 3600.0, 500, 20 * 10**9, "card"),
-    # today's Kaggle sessions: CPU 30 GB / 12 h, GPU (P100/T4) 29 GB / 12 h; 20 GB saved working dir each
-    "cpu": KernelLimits(30 * 10**9, 12 * 3600.0, 500, 20 * 10**9, "cpu"),
-    "gpu": KernelLimits(29 * 10**9, 12 * 3600.0, 500, 20 * 10**9, "gpu"),
+    # today's Kaggle sessions: CPU 30 GB / 12 h / 4 cores, GPU (two T4s) 29 GB / 12 h / 4 vCPUs; 20 GB saved working
+    # dir each
+    "cpu": KernelLimits(30 * 10**9, 12 * 3600.0, 500, 20 * 10**9, "cpu", cpus=4),
+    "gpu": KernelLimits(29 * 10**9, 12 * 3600.0, 500, 20 * 10**9, "gpu", cpus=4),
 }
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (``cpu.max``), at least
+    1. What a kernel pinned by ``run_local --cpus`` or limited by a container really has."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)

@@ -141,6 +141,25 @@ def test_run_local_reuses_its_own_root_and_two_default_runs_get_two_roots(tmp_pa
     assert len(list((tmp_path / "kaggle-kit-runs").iterdir())) == 2
 
 
+def test_run_local_cpus_pins_the_kernel_and_the_kernel_sees_what_it_got(tmp_path):
+    script = tmp_path / "k.py"
+    script.write_text("import os\nimport kaggle_kit as kk\nkernel = kk.Kernel.current()\n"
+                      "print('cpus', kernel.cpus, len(os.sched_getaffinity(0)), os.environ.get('OMP_NUM_THREADS'),"
+                      " kernel.workers(None), kernel.workers(0))\n")  # fmt: skip
+    here = len(os.sched_getaffinity(0))
+
+    one = _run("run-local", script, "--cpus", 1, "--no-plot", cwd=tmp_path)
+    more = _run("run-local", script, "--cpus", here + 1, "--no-plot", cwd=tmp_path)
+    bad = _run("run-local", script, "--cpus", 0, cwd=tmp_path)
+
+    assert one.returncode == 0, one.stderr
+    assert "cpus 1 1 1 1 0" in one.stdout
+    assert more.returncode == 0, more.stderr
+    assert f"cpus {here} {here} None {here} 0" in more.stdout  # all it has, and it says so
+    assert f"the kernel asks for {here + 1} CPU cores; this machine has {here}, so it gets those" in more.stderr
+    assert "cpus=0 is not a CPU count" in _one_line_error(bad, 2)
+
+
 # --- one line for every bad input, in every subcommand --------------------------------------------------------------
 
 BAD_INPUTS = [

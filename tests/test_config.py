@@ -47,6 +47,7 @@ def test_a_missing_file_is_an_error(tmp_path):
 
 KERNEL_LIKE = {"sizes": [224, 512], "epochs": [4, 4], "lrs": [1e-3, 3e-4], "bs": 8, "valid_pct": 0.1, "seed": 42,
                "num_workers": 2, "multi_label": False, "tta": ["hflip"], "weights": None}  # fmt: skip
+KERNEL_LIKE_NONE = {**KERNEL_LIKE, "num_workers": None}  # the kernels' default: one worker per CPU core
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -57,14 +58,17 @@ KERNEL_LIKE = {"sizes": [224, 512], "epochs": [4, 4], "lrs": [1e-3, 3e-4], "bs":
     ({"multi_label": 1}, "'multi_label'=1 .* true or false"),
     ({"tta": [1]}, "'tta'=\\[1\\] .* list of a str"),
     ({"valid_pct": 5}, "valid_pct .* between 0 and 1"),
-    ({"num_workers": -3}, "num_workers .* 0 or more"),
+    ({"num_workers": -3}, "num_workers .* whole number >= 0"),
+    ({"workers": "four"}, "workers .* whole number >= 0"),  # a None default takes any type: the check still holds
     ({"bs": 0}, "bs .* must be positive"),
     ({"epochs": [1, -1]}, "epochs .* must be positive"),
     ({"sizes": [32]}, "the same length"),
 ])  # fmt: skip
 def test_settings_are_typed_from_their_defaults_and_checked(override, message, tmp_path):
+    defaults = KERNEL_LIKE_NONE if "workers" in override else KERNEL_LIKE
+    override = {"num_workers": override["workers"]} if "workers" in override else override
     with pytest.raises(ConfigError, match=message):
-        load_settings(KERNEL_LIKE, _config(tmp_path, override))
+        load_settings(defaults, _config(tmp_path, override))
 
 
 def test_a_whole_number_for_a_float_setting_becomes_a_float(tmp_path):

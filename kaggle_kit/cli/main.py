@@ -111,6 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", help="RAM limit, e.g. 2GiB or 17GB")
     run.add_argument("--time", help="time limit, e.g. 90s or 9h")
     run.add_argument("--max-files", help="output-file limit, e.g. 500")
+    run.add_argument("--cpus", type=int, default=None,
+                     help="pin the kernel to N of this machine's cores, e.g. 4 as Kaggle's GPU machine (default: the "
+                     "profile's: 4 for cpu and gpu, all for card)")  # fmt: skip
     run.add_argument("--working", help="use (and keep) this directory as working/, e.g. to resume a run")
     run.add_argument("--root", help="sandbox directory (default ./kaggle-kit-runs/<script>-<time>)")
     run.add_argument("--report", help="where to write the JSON run report (default <root>/run-report.json)")
@@ -206,9 +209,8 @@ def _add_common(parser: argparse.ArgumentParser, default) -> None:
 
 def _limits_from(args: argparse.Namespace) -> KernelLimits:
     base = KernelLimits.profile_named(args.profile) if args.profile else KernelLimits.from_env()
-    return base.with_overrides(
-        memory=args.memory, time=args.time, max_files=args.max_files, names=("--memory", "--time", "--max-files")
-    )
+    return base.with_overrides(memory=args.memory, time=args.time, max_files=args.max_files,
+                               names=("--memory", "--time", "--max-files"), cpus=args.cpus)  # fmt: skip
 
 
 def _run_local(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from kaggle_kit.imaterialist.data import Labels, read_labels, read_train_csv
 from kaggle_kit.imaterialist.masks import dataset_cache_dir
 from kaggle_kit.imaterialist.stage1 import MultiLabelSegLoss, positive_weights, stage1_dataloaders, stage1_learner
 from kaggle_kit.imaterialist.stage2 import build_crops, stage2_learner, tune_thresholds
+from kaggle_kit.limits import available_cpus
 
 __all__ = ["FashionData", "segmenter", "attribute_learner", "attribute_thresholds"]
 
@@ -62,14 +63,15 @@ class FashionData:
 
 def segmenter(data: FashionData, settings: Mapping[str, Any], weights: Path | None) -> tuple[Any, Callable]:
     """Stage 1's fastai learner at the first size, and ``dls_at(size)``: its DataLoaders at any size (the same
-    split at every size). Settings: "encoder", "encoder_cut", "last_cross", "decoder", "sizes", "bs",
-    "num_workers", "valid_pct", "seed", "draft_decode", "train_crop", "dice", "focal_gamma", "positive_weights".
-    `weights`: the encoder's torchvision checkpoint (None: random init)."""
+    split at every size). Settings: "encoder", "encoder_cut", "last_cross", "decoder", "sizes", "bs", "num_workers"
+    (None: one per CPU core), "valid_pct", "seed", "draft_decode", "train_crop", "dice", "focal_gamma",
+    "positive_weights". `weights`: the encoder's torchvision checkpoint (None: random init)."""
+    workers = available_cpus() if settings["num_workers"] is None else settings["num_workers"]
 
     def dls_at(size: int):
         return stage1_dataloaders(data.folder / "train", data.train, data.category_ids, size, settings["bs"],
                                   data.cache, valid_pct=settings["valid_pct"], seed=settings["seed"],
-                                  num_workers=settings["num_workers"], image_ids=data.image_ids,
+                                  num_workers=workers, image_ids=data.image_ids,
                                   draft=settings["draft_decode"], train_crop=settings["train_crop"])  # fmt: skip
 
     pos_weight = positive_weights(data.train, data.category_ids) if settings["positive_weights"] else None

@@ -146,6 +146,9 @@ def run_local(
         child_env.pop(key, None)
     child_env.update(_kernel_home(root, child_env))
     child_env[RUN_TOKEN_ENV] = run_token or uuid.uuid4().hex  # inherited by whatever the kernel starts
+    cpus = _pinned_cpus(limits.cpus)
+    if cpus is not None:  # torch and numpy size their thread pools by it: as many threads as the kernel has cores
+        child_env.setdefault("OMP_NUM_THREADS", str(len(cpus)))
     launch = bundle_only_launcher() if bundle_only else []
     with subreaper(), input_beside(working_dir, root / "input"):  # ../input from any working dir, as on Kaggle
         proc = subprocess.Popen(
@@ -155,7 +158,7 @@ def run_local(
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
-            preexec_fn=end_with_supervisor,
+            preexec_fn=lambda: _in_kernel_process(cpus),
         )
         enforcement = enforcement or Enforcement()
         watch = Watchdog(KernelProcesses(proc, child_env[RUN_TOKEN_ENV]), limits, enforcement)
@@ -289,3 +292,28 @@ def _signals_raise_stop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_SAID: set[str] = set()  # warnings said once per process (each rehearsal run would repeat them)
+
+
+def _pinned_cpus(wanted: int | None) -> set[int] | None:
+    """The cores to pin a kernel that asks for `wanted` of them to: the first `wanted` this process may use; None
+    (no pinning) when it asks for none, or for more than this machine has (said once)."""
+    if wanted is None:
+        return None
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < wanted:
+        message = f"the kernel asks for {wanted} CPU cores; this machine has {len(mine)}, so it gets those"
+        if message not in _SAID:
+            _SAID.add(message)
+            log.warning("%s", message)
+        return None
+    return set(mine[:wanted])
+
+
+def _in_kernel_process(cpus: set[int] | None) -> None:
+    """In the kernel's process before the script starts: die with run-local, and keep to its cores."""
+    end_with_supervisor()
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)

@@ -42,7 +42,7 @@ SETTINGS = {
     "lr": 3e-3,
     "valid_pct": 0.2,
     "seed": 42,
-    "num_workers": 2,
+    "num_workers": None,  # DataLoader workers; None: one per CPU core the kernel has (4 on Kaggle's GPU machine)
     "top_k": 3,  # single-label: ids per row (Zalo: top-3)
     "beta": 2.0,  # multi-label: F-beta (Planet: F2)
     "threshold": 0.2,  # multi-label: starting threshold; tuned per class on validation
@@ -121,7 +121,7 @@ multi, tta = settings["multi_label"], settings["tta"] or []
 augment = aug_transforms(flip_vert="vflip" in tta) if settings["augment"] else None  # flips the TTA undoes
 block = classification_block(settings, get_x=get_x, get_y=get_y, batch_tfms=augment,  # the saved model's too
                              splitter=RandomSplitter(settings["valid_pct"], seed=settings["seed"]))  # fmt: skip
-dls = block.dataloaders(items, bs=settings["bs"], num_workers=settings["num_workers"])
+dls = block.dataloaders(items, bs=settings["bs"], num_workers=kernel.workers(settings["num_workers"]))
 batch_picture(dls, working / "show_batch.png")  # what the model is shown, once per run
 metrics = ([FBetaMulti(settings["beta"], thresh=settings["threshold"], average="samples"), accuracy_multi] if multi
            else [accuracy, partial(top_k_accuracy, k=min(settings["top_k"], len(dls.vocab)))])  # fmt: skip

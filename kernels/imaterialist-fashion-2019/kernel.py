@@ -38,7 +38,7 @@ SETTINGS = {
     "epochs": [4, 4],  # per size
     "lrs": [1e-3, 3e-4],  # per size
     "bs": 8,
-    "num_workers": 2,
+    "num_workers": None,  # DataLoader workers; None: one per CPU core the kernel has (4 on Kaggle's GPU machine)
     "max_train_images": None,  # None = all
     "valid_pct": 0.1,
     "stage2_encoder": "resnet18",
