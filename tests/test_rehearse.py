@@ -204,6 +204,9 @@ def test_every_kind_init_writes_rehearses_to_done_as_the_docs_say(tmp_path):
     trained = _runs(tmp_path / "kaggle-kit-rehearsals/my-classifier", f"{owner}/my-classifier")
     assert len(trained) >= 2, trained  # 35 s a run: stopped and resumed at least once
     assert trained[-1]["kernel_status"] == "done"
+    guessed = trained[0]["chain"]["estimate"]  # after run 1, from its share of the fit
+    assert len(trained) / 2 <= guessed["runs"] <= 2 * len(trained), (guessed, len(trained))  # within a factor of 2
+    assert guessed["seconds_left"] >= (guessed["runs"] - 1) * 3600  # scaled: each run stands for a 12-hour session
     submission = pd.read_csv(tmp_path / "trained/submission.csv", dtype=str, keep_default_na=False)
     assert sorted(submission["id"]) == sorted(p.stem for p in (tmp_path / "shapes/test").glob("*.png"))
     assert (tmp_path / "trained/classifier-model/model-manifest.json").is_file()

@@ -2,9 +2,11 @@
 
 Run 1 is the bundle as it is. When a run completes and its output's kaggle-kit-status.json says "needs-resume", the
 next run is pushed with the kernel itself in kernel_sources, so the previous run's output (its checkpoints) is under
-/kaggle/input and kk.Deadline resumes from it. The chain stops when a run says "done", errors, makes no progress (it
-needs a resume at the very place the run before it stopped), makes too little (under `MIN_PROGRESS` of its fit's
-batches, predicting nothing more: a hundred runs or more to go), or after `max_runs`.
+/kaggle/input and kk.Deadline resumes from it. After each such run the chain says about how many runs and (GPU)
+hours the job still needs (``estimate``). The chain stops when a run says "done", errors, makes no progress (nothing
+the next run will not redo: no batch, no new checkpoint, no prediction item, ``estimate.made_progress``), makes too
+little (under `MIN_PROGRESS` of its fit's batches, predicting nothing more: a hundred runs or more to go), when the
+GPU quota left is under one run, or after `max_runs`.
 Its history is kept in <bundle>/chain.json (atomic), so an interrupted `chain` picks up where the chain is; started
 again after a run that errored (fix the config or the script first), it pushes that run again: the kernel resumes
 from the last good output, not from scratch.
@@ -26,6 +28,7 @@ from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.limits import KernelLimits
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import set_bundle_setting
+from kaggle_kit.push.estimate import estimate, made_progress
 from kaggle_kit.push.metadata import METADATA_NAME, MetadataError, load_metadata, uses_gpu, write_metadata
 from kaggle_kit.status import DONE, NEEDS_RESUME, RUN_ID_ENV, STATUS_NAME, KernelStatus, StatusError
 
@@ -105,12 +108,15 @@ def run_chain(
     sleep: Callable[[float], None] = time.sleep,
     say: Callable[[str], None] = log.info,
     ignore_quota: bool = False,
+    time_scale: float = 1.0,
 ) -> ChainOutcome:
     """Push and follow runs of the kernel bundled in `bundle_dir` until done, an error, or `max_runs` runs.
 
     Polls the run's status with back-off from `poll_s` to `max_poll_s` seconds. Re-invoking it with the same bundle
     continues the recorded chain instead of starting another. Before each GPU run, the weekly GPU quota is read: with
-    less left than one run's time limit the chain stops ("quota") unless `ignore_quota`.
+    less left than one run's time limit the chain stops ("quota") unless `ignore_quota`. After each run that needs a
+    resume it says about how many runs and hours the job still needs (``estimate``; `time_scale`: what one second of
+    these runs stands for, for a rehearsal's shortened runs).
     """
     bundle_dir = Path(bundle_dir)
     api = api or kaggle_api.client()
@@ -165,12 +171,18 @@ def run_chain(
             run["state"] = status.status
             run.update(stage=status.stage, epoch=status.epoch, iteration=status.iteration,
                        time_used_s=status.time_used_s, predicted=status.extra.get("predicted"),
-                       epochs=status.extra.get("epochs"), batches=status.extra.get("batches"),
-                       training=status.extra.get("training"))  # fmt: skip
+                       items=status.extra.get("items"), epochs=status.extra.get("epochs"),
+                       batches=status.extra.get("batches"), training=status.extra.get("training"),
+                       checkpoint=status.checkpoint)  # fmt: skip
             state.commit(state_path)
-            say(f"run {run['run']}: {status.status} ({status.where()})")
             before = [r for r in runs[:-1] if r["state"] == NEEDS_RESUME]
-            if status.status == NEEDS_RESUME and before and _position(before[-1]) == _position(run):
+            guess = estimate([*before, run], uses_gpu(meta), time_scale) if status.status == NEEDS_RESUME else None
+            if guess:  # kept with the run: what the chain expected then
+                run["estimate"] = {"runs": guess.runs, "seconds_left": round(guess.seconds_left)}
+                state.commit(state_path)
+            which = guess.run_of() if guess else f"run {run['run']}"
+            say(f"{which}: {status.status} ({status.where()})" + (f"; {guess.left()}" if guess else ""))
+            if status.status == NEEDS_RESUME and before and made_progress(before[-1], run) <= 0:
                 run["state"] = "stuck"
                 state.commit(state_path)
                 return _finish(state, state_path, "stuck", f"run {run['run']} made no progress: it stopped where run "
@@ -268,10 +280,6 @@ def _too_slow(run: dict[str, Any], before: dict[str, Any] | None) -> str | None:
     return (f"run {run['run']} trained {trained} batch(es), {100 * trained / total:.1f}% of the fit: at this pace the "
             f"job needs about {round((total - run['epoch'] * batches - run['iteration']) / trained)} more runs; give "
             "each run more time, or a smaller Deadline reserve or safety")  # fmt: skip
-
-
-def _position(run: dict[str, Any]) -> tuple:
-    return run.get("training"), run.get("stage"), run.get("epoch"), run.get("iteration"), run.get("predicted")
 
 
 def _add_self_as_source(bundle_dir: Path, meta: dict, ref: str) -> None:

@@ -26,13 +26,13 @@ from typing import Any
 
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import UsageError
-from kaggle_kit.limits import format_size
+from kaggle_kit.limits import KernelLimits, format_size
 from kaggle_kit.local.report import RunReport
 from kaggle_kit.push import api as kaggle_api
 from kaggle_kit.push.bundle import build_bundle, check_shardable
 from kaggle_kit.push.chain import ChainOutcome, run_chain
 from kaggle_kit.push.dataset import DATASET_MAX_BYTES, push_dataset
-from kaggle_kit.push.metadata import load_metadata, validate_metadata
+from kaggle_kit.push.metadata import load_metadata, uses_gpu, validate_metadata
 from kaggle_kit.push.secrets import user_secrets
 from kaggle_kit.rehearsal.platform import Platform
 from kaggle_kit.rehearsal.service import KernelVersion, LocalKaggle
@@ -140,7 +140,9 @@ def rehearse(
         else:
             bundles = [build_bundle(kernel_dir, root / "build", secrets=secrets)]
         say(f"kaggle-kit rehearse: {', '.join(refs)} on a local Kaggle ({_limits_text(service, meta)})")
-        chains = _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota)
+        real_s = KernelLimits.profile_named("gpu" if uses_gpu(meta) else "cpu").time_s  # what a run stands for
+        scale = real_s / platform.time_s if platform.time_s else 1.0
+        chains = _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota, scale)
         result, reason = _verdict(chains)
         if result == "done":
             if shards:
@@ -244,7 +246,7 @@ def _limits_text(service: LocalKaggle, meta: dict) -> str:
     return f"{profile} machine, {memory}, {time_limit} per run"
 
 
-def _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota) -> dict[str, ChainOutcome]:
+def _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota, scale) -> dict[str, ChainOutcome]:
     """Each kernel's chain, in a thread of its own (the local Kaggle queues what its session cap does not run)."""
     chains: dict[str, ChainOutcome] = {}
     errors: list[BaseException] = []
@@ -252,7 +254,7 @@ def _run_chains(refs, bundles, client, max_runs, poll_s, say, ignore_quota) -> d
     def follow(ref: str, bundle: Path) -> None:
         try:
             chains[ref] = run_chain(bundle, max_runs, client, poll_s=poll_s, max_poll_s=max(poll_s, 5.0),
-                                    ignore_quota=ignore_quota,
+                                    ignore_quota=ignore_quota, time_scale=scale,
                                     say=lambda line: say(f"kaggle-kit rehearse: {ref}: {line}"))  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             errors.append(exc)
