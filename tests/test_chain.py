@@ -42,7 +42,10 @@ if "status_bytes" in control:
     sys.exit(0)
 runs = before if control.get("stuck") else before + 1
 state = "done" if runs >= control.get("needed", 1) else "needs-resume"
-if control.get("batches"):  # a fit of 10 epochs of `batches` batches, one batch a run
+if control.get("epochs"):  # a fit of `epochs` epochs of one batch, one epoch a run of 600 kernel seconds
+    write_status(".", state, stage=0, epoch=runs, iteration=0, runs=runs, epochs=control["epochs"], batches=1,
+                 time_used_s=600.0)
+elif control.get("batches"):  # a fit of 10 epochs of `batches` batches, one batch a run
     write_status(".", state, stage=0, epoch=0, iteration=runs, runs=runs, epochs=10, batches=control["batches"])
 else:
     write_status(".", state, stage=0, epoch=runs, iteration=0, runs=runs)
@@ -344,3 +347,19 @@ def test_a_gpu_chain_stops_when_the_quota_left_is_under_one_run_and_goes_on_when
     assert told.returncode == 0, told.stdout + told.stderr
     assert len(local_kaggle.calls("SaveKernel")) == 2
     assert sum(v.used_s for v in local_kaggle.versions(REF)) >= 2 * 2 * 720  # both GPU runs used quota, scaled
+
+
+def test_each_run_that_needs_another_says_about_how_many_runs_and_hours_are_left(local_kaggle, tmp_path):
+    folder, _ = _kernel(tmp_path, needed=4, epochs=4)
+    bundle, said = build_bundle(folder, tmp_path / "build"), []
+
+    outcome = run_chain(bundle, max_runs=5, poll_s=0.2, sleep=lambda s: local_kaggle.wait(REF), say=said.append)
+
+    assert outcome.result == "done", outcome.reason
+    lines = [line for line in said if " of about " in line]
+    assert lines == [
+        "run 1 of about 4: needs-resume (stage/epoch/batch 0/1/0); about 0.5 hours left to go",  # 3 x 600 s
+        "run 2 of about 4: needs-resume (stage/epoch/batch 0/2/0); about 0.3 hours left to go",
+        "run 3 of about 4: needs-resume (stage/epoch/batch 0/3/0); about 0.2 hours left to go",
+    ], said
+    assert [r.get("estimate", {}).get("runs") for r in outcome.runs] == [4, 4, 4, None]
