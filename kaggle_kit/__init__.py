@@ -48,6 +48,8 @@ _LAZY = {
     "top_k_rows": "kaggle_kit.predict.writers",
     "TagsRows": "kaggle_kit.predict.writers",
     "TopKRows": "kaggle_kit.predict.writers",
+    "check_accelerator": "kaggle_kit.accelerator",
+    "AcceleratorError": "kaggle_kit.accelerator",
 }
 
 __all__ = [

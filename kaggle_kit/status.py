@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kaggle_kit.accelerator import ACCELERATOR_ENV
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
 
@@ -44,7 +45,8 @@ class KernelStatus:
     (`stage`, `epoch`, `iteration`: the batch within the epoch), `time_used_s` (kernel seconds), the last
     `checkpoint` file name, `extra` facts the kernel script adds (``mark_done(submission=...)``), `updated_at`
     (Unix time of the write) and `run_id`: the run that wrote it (KAGGLE_KIT_RUN_ID, which ``kaggle-kit chain``
-    sets in each run it pushes, so a status served from another run is told apart; None outside a chain)."""
+    sets in each run it pushes, so a status served from another run is told apart; None outside a chain) and
+    `accelerator`: what the kernel asked for and got (``check_accelerator``'s line; None when it did not check)."""
 
     status: str
     stage: int | str | None = None
@@ -55,6 +57,7 @@ class KernelStatus:
     extra: dict[str, Any] = field(default_factory=dict)
     updated_at: float = 0.0
     run_id: str | None = None
+    accelerator: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATES:
@@ -91,6 +94,7 @@ class KernelStatus:
         """Write this status to `working_dir`/kaggle-kit-status.json atomically, stamped with the time now and this
         run's id."""
         self.updated_at, self.run_id = time.time(), os.environ.get(RUN_ID_ENV) or None
+        self.accelerator = os.environ.get(ACCELERATOR_ENV) or None
         path = Path(working_dir) / STATUS_NAME
         remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
         return atomic_write_json(path, self.as_dict())
@@ -116,7 +120,8 @@ class KernelStatus:
         values = {k: v for k, v in raw.items() if k in named}
         extra = {k: v for k, v in raw.items() if k not in named and k != "format"}
         types = {"epoch": int, "iteration": int, "time_used_s": (int, float), "checkpoint": str,
-                 "updated_at": (int, float), "stage": (int, str), "run_id": str}  # fmt: skip
+                 "updated_at": (int, float), "stage": (int, str), "run_id": str,
+                 "accelerator": str}  # fmt: skip
         for name, kind in types.items():
             value = values.get(name)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -130,7 +135,7 @@ class KernelStatus:
 def write_status(working_dir: str | os.PathLike, status: str, **info: Any) -> Path:
     """Atomically write `status` with the training position and any other facts in `info` to
     working/kaggle-kit-status.json (``KernelStatus``'s fields go to their place, the rest to `extra`)."""
-    named = {f.name for f in fields(KernelStatus)} - {"extra", "updated_at", "run_id"}
+    named = {f.name for f in fields(KernelStatus)} - {"extra", "updated_at", "run_id", "accelerator"}
     known = {k: v for k, v in info.items() if k in named}
     return KernelStatus(status, **known, extra={k: v for k, v in info.items() if k not in named}).commit(working_dir)
 
@@ -207,4 +212,4 @@ def _facts(status: KernelStatus, *dropped: str) -> dict[str, Any]:
     """What a status says of the job, to carry into the next status: all but its verdict, time, run and format (and
     `dropped`)."""
     return {k: v for k, v in status.as_dict().items()
-            if k not in ("status", "updated_at", "run_id", "format", *dropped)}  # fmt: skip
+            if k not in ("status", "updated_at", "run_id", "accelerator", "format", *dropped)}  # fmt: skip

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import kaggle_kit
+from kaggle_kit.accelerator import ASKED_ENV, asked_for
 from kaggle_kit.atomic import atomic_write_bytes
 from kaggle_kit.errors import UsageError
 from kaggle_kit.push.metadata import load_metadata, validate_metadata, write_metadata
@@ -127,7 +128,10 @@ def build_bundle(
     encoded = base64.b64encode(data).decode()
     payload = "\n".join(f'    "{encoded[i : i + 100]}"' for i in range(0, len(encoded), 100))
     bootstrap = _BOOTSTRAP.format(
-        mark=BOOTSTRAP_MARK, sha256=hashlib.sha256(data).hexdigest(), settings=dict(settings or {}), payload=payload
+        mark=BOOTSTRAP_MARK,
+        sha256=hashlib.sha256(data).hexdigest(),
+        settings={ASKED_ENV: asked_for(meta), **(settings or {})},  # what it asked for: the kernel checks it got it
+        payload=payload,
     )
     out = Path(out_root) / meta["id"].split("/")[1]
     out.mkdir(parents=True, exist_ok=True)

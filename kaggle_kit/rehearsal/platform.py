@@ -9,15 +9,17 @@ quota refreshes a week after the local Kaggle first answered it (Kaggle refreshe
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kaggle_kit.accelerator import FAKE_GPUS_ENV, T4_X2
 from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 
-__all__ = ["Platform", "quota_answer", "WEEKLY_GPU_QUOTA_S"]
+__all__ = ["Platform", "quota_answer", "granted_env", "WEEKLY_GPU_QUOTA_S"]
 
 WEEKLY_GPU_QUOTA_S = 30 * 3600.0  # Kaggle's weekly GPU hours
 _WEEK_S = 7 * 24 * 3600.0
@@ -68,3 +70,12 @@ def quota_answer(platform: Platform, gpu_runs_used_s: Iterable[float], first_ask
         "quotaRefreshTime": refresh.isoformat(timespec="milliseconds") + "Z",
         "gpuQuota": {"timeUsed": f"{used:.3f}s", "totalTimeAllowed": f"{platform.gpu_quota_s:.3f}s"},
     }
+
+
+def granted_env(profile: str) -> dict[str, str]:
+    """The GPUs a version on `profile` is given, as the kernel's accelerator check sees them
+    (``kaggle_kit.accelerator``): Kaggle's two T4s on "gpu", none on "cpu"; KAGGLE_KIT_FAKE_GPUS set by you wins
+    (e.g. to rehearse a P100)."""
+    if FAKE_GPUS_ENV in os.environ:
+        return {}
+    return {FAKE_GPUS_ENV: T4_X2 if profile == "gpu" else ""}

@@ -57,7 +57,7 @@ from kaggle_kit.local.supervise import Enforcement, end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.rehearsal.loopback import loopback_handler
-from kaggle_kit.rehearsal.platform import Platform, quota_answer
+from kaggle_kit.rehearsal.platform import Platform, granted_env, quota_answer
 from kaggle_kit.rehearsal.versions import (
     KAGGLE_MESSAGES,
     KernelVersion,
@@ -360,7 +360,8 @@ class LocalKaggle:
             try:
                 with open(version.log_path, "w", encoding="utf-8") as out:
                     report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
-                                       root=version.sandbox, env=self.env, enforcement=enforcement,
+                                       root=version.sandbox, env={**granted_env(version.profile), **self.env},
+                                       enforcement=enforcement,
                                        stdout=out, stderr=out, bundle_only=True, cancel=self._cancel,
                                        run_token=version.token)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service

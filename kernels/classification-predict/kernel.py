@@ -12,6 +12,7 @@ import sys
 import kaggle_kit as kk
 
 SETTINGS = {
+    "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "input": "your-images",  # the dataset slug holding the test images
     "test_dir": "test",
     "model": "classifier-model",  # the model: an attached input's slug (a dataset, a kernel's output) or a path
@@ -26,6 +27,7 @@ from kaggle_kit.modelfolder import trained_model  # noqa: E402
 
 kernel = kk.Kernel.current()
 try:  # not attached, or a model whose parts do not belong together: one line, not a traceback
+    kk.check_accelerator(stop=not settings["cpu_ok"])  # what was asked for against what was granted
     data = kernel.find_input(settings["input"])
     model_dir, _ = trained_model(kernel, MODEL_DIR, settings["model"])
     test_files = sorted(p for p in (data / settings["test_dir"]).rglob("*")

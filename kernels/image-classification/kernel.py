@@ -18,6 +18,7 @@ from pathlib import Path
 import kaggle_kit as kk
 
 SETTINGS = {
+    "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "input": "your-images",  # the dataset slug
     "model": None,  # a trained model folder (classifier-model/ of a finished run: an attached input's slug or a path):
     # predict the submission from it, no training; None: train, unless an input holds a finished model
@@ -87,6 +88,7 @@ from kaggle_kit.vision.charts import batch_picture  # noqa: E402
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 kernel = kk.Kernel.current()
 try:  # not attached: one line, not a traceback
+    kk.check_accelerator(stop=not settings["cpu_ok"])  # what was asked for against what was granted
     data = kernel.find_input(settings["input"])
     model_dir, whose = trained_model(
         kernel, MODEL_DIR, settings["model"], settings["retrain"], expected=prediction_settings(settings)

@@ -21,6 +21,7 @@ import kaggle_kit as kk
 from kaggle_kit.config import non_empty_list, one_of, whole_at_least
 
 SETTINGS = {
+    "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
     "model": None,  # a trained model folder (imaterialist-model/ of a finished run: an attached input's slug or a
     # path): predict the submission from it, no training; None: train, unless an input holds a finished model
@@ -94,6 +95,7 @@ kernel = kk.Kernel.current()
 working = kernel.working_dir
 remove_stale_temps_in(working)  # what a kill mid-write left of an earlier run's reports and pictures
 try:  # not attached: one line, not a traceback
+    kk.check_accelerator(stop=not settings["cpu_ok"])  # what was asked for against what was granted
     folder = kernel.find_input(settings["competition"])
     model_dir, whose = trained_model(
         kernel, MODEL_DIR, settings["model"], settings["retrain"], expected=prediction_settings(settings)
