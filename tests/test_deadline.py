@@ -452,3 +452,32 @@ def test_a_finished_stage_found_in_an_attached_output_travels_on_in_this_kernels
         assert deadline.saves == 0  # no batch trained
         assert _same_weights(learn, trained)
         assert list((tmp_path / run / "working/checkpoints").glob("ckpt-*.pth")), run
+
+
+class CpuScaler(Callback):
+    """A real GradScaler on the CPU (fastai's MixedPrecision disables its own there), created as MixedPrecision
+    creates it (before the fit, before the Deadline looks), whose scale moves with every step."""
+
+    order = 10
+
+    def before_fit(self):
+        self.learn.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        self.learn.scaler.scale(torch.ones(()))  # its scale exists from here on
+
+    def after_step(self):
+        self.learn.scaler.update(self.learn.scaler.get_scale() * 1.5)
+
+
+def test_a_resumed_fit_goes_on_with_the_grad_scalers_moved_scale(images, tmp_path, fake_clock):
+    def scaled(learn):
+        learn.add_cb(CpuScaler())
+
+    reference, _ = _train(images, tmp_path / "reference", fake_clock, change=scaled)
+    _train(images, tmp_path / "run", fake_clock, change=scaled, clockwork=Clockwork(fake_clock, jump_after_batch=7))
+    fake_clock.now += 10**8
+    resumed, deadline = _train(images, tmp_path / "run", fake_clock, change=scaled)
+
+    assert deadline.finished
+    assert reference.scaler.get_scale() > 1024.0 * 1.5**7  # it moved at every step
+    assert resumed.scaler.get_scale() == reference.scaler.get_scale()  # not 1024 again at the resume
+    assert _same_weights(reference, resumed)

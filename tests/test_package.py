@@ -57,7 +57,7 @@ LAYERS = [
      "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
-    {"train.deadline", "train.guard", "train.weights", "train.lr"},
+    {"train.deadline", "train.guard", "train.weights", "train.lr", "train.precision"},
     {"classification.data"}, {"classification.model", "classification.report"},
     {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise", "local.sandbox"},
     {"local.emulate"}, {"local.demo"},

@@ -21,6 +21,7 @@ from kaggle_kit.imaterialist.masks import dataset_cache_dir
 from kaggle_kit.imaterialist.stage1 import MultiLabelSegLoss, positive_weights, stage1_dataloaders, stage1_learner
 from kaggle_kit.imaterialist.stage2 import build_crops, stage2_learner, tune_thresholds
 from kaggle_kit.limits import available_cpus
+from kaggle_kit.train.precision import mixed_precision
 
 __all__ = ["FashionData", "segmenter", "attribute_learner", "attribute_thresholds"]
 
@@ -65,7 +66,8 @@ def segmenter(data: FashionData, settings: Mapping[str, Any], weights: Path | No
     """Stage 1's fastai learner at the first size, and ``dls_at(size)``: its DataLoaders at any size (the same
     split at every size). Settings: "encoder", "encoder_cut", "last_cross", "decoder", "sizes", "bs", "num_workers"
     (None: one per CPU core), "valid_pct", "seed", "draft_decode", "train_crop", "dice", "focal_gamma",
-    "positive_weights". `weights`: the encoder's torchvision checkpoint (None: random init)."""
+    "positive_weights", "fp16" (mixed precision on a CUDA GPU, ``mixed_precision``). `weights`: the encoder's
+    torchvision checkpoint (None: random init)."""
     workers = available_cpus() if settings["num_workers"] is None else settings["num_workers"]
 
     def dls_at(size: int):
@@ -79,6 +81,7 @@ def segmenter(data: FashionData, settings: Mapping[str, Any], weights: Path | No
     learn = stage1_learner(dls_at(settings["sizes"][0]), len(data.category_ids), settings["encoder"], weights,
                            loss=loss, cut=settings["encoder_cut"], last_cross=settings["last_cross"],
                            decoder=settings["decoder"])  # fmt: skip
+    mixed_precision(learn, settings.get("fp16", True))
     return learn, dls_at
 
 
@@ -86,7 +89,7 @@ def attribute_learner(data: FashionData, settings: Mapping[str, Any], valid_imag
                       weights: Path | None) -> tuple[Any, list[int]]:  # fmt: skip
     """Stage 2's fastai learner on the crops of garments whose category has attributes (cached), validated on the
     crops of `valid_images` (stage 1's validation photos: no score comes from a model that trained on them), and
-    those categories. Settings: "crop_size", "stage2_bs", "stage2_encoder", "seed", "draft_decode"."""
+    those categories. Settings: "crop_size", "stage2_bs", "stage2_encoder", "seed", "draft_decode", "fp16"."""
     train = data.train
     categories = sorted(train.loc[train["attributes"].map(len) > 0, "category"].unique().tolist())
     crops = build_crops(train, data.folder / "train", settings["crop_size"], data.cache, categories,
@@ -94,6 +97,7 @@ def attribute_learner(data: FashionData, settings: Mapping[str, Any], valid_imag
     learn2 = stage2_learner(crops, data.labels.attribute_ids, settings["crop_size"], settings["stage2_bs"],
                             settings["stage2_encoder"], weights, seed=settings["seed"],
                             valid_images=valid_images)  # fmt: skip
+    mixed_precision(learn2, settings.get("fp16", True))
     return learn2, categories
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import kaggle_kit as kk
 
 SETTINGS = {
+    "fp16": True,  # mixed precision (fp16 and a gradient scaler) when a CUDA GPU is there; fp32 on the CPU
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "input": "your-images",  # the dataset slug
     "model": None,  # a trained model folder (classifier-model/ of a finished run: an attached input's slug or a path):
@@ -82,6 +83,7 @@ from kaggle_kit.modelfolder import submit, trained_model  # noqa: E402
 from kaggle_kit.train.checkpoint import prune_checkpoints  # noqa: E402
 from kaggle_kit.train.guard import fit_guarded  # noqa: E402
 from kaggle_kit.train.lr import suggest_lr  # noqa: E402
+from kaggle_kit.train.precision import mixed_precision  # noqa: E402
 from kaggle_kit.train.weights import architecture  # noqa: E402
 from kaggle_kit.vision.charts import batch_picture  # noqa: E402
 
@@ -132,6 +134,7 @@ try:  # an unknown arch or a weights file that is not one: one line, not a trace
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 learn = vision_learner(dls, build, pretrained=pretrained, metrics=metrics)
+mixed_precision(learn, settings["fp16"])
 if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not a training stage
     print(f"kernel: lr_find suggests lr={suggest_lr(learn, working / 'lr_find.png'):.2e}; the fit uses "
           f"lr={settings['lr']} (the setting \"lr\"; set it to the suggestion to train with that)")  # fmt: skip

@@ -21,6 +21,7 @@ import kaggle_kit as kk
 from kaggle_kit.config import non_empty_list, one_of, whole_at_least
 
 SETTINGS = {
+    "fp16": True,  # mixed precision (fp16 and a gradient scaler) when a CUDA GPU is there; fp32 on the CPU
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
     "model": None,  # a trained model folder (imaterialist-model/ of a finished run: an attached input's slug or a
