@@ -24,8 +24,8 @@ SETTINGS = {
     "fp16": True,  # mixed precision (fp16 and a gradient scaler) when a CUDA GPU is there; fp32 on the CPU
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
-    "model": None,  # a trained model folder (imaterialist-model/ of a finished run: an attached input's slug or a
-    # path): predict the submission from it, no training; None: train, unless an input holds a finished model
+    "model": None,  # a finished run's imaterialist-model/ (input slug or path) to predict from; None: train, unless
+    # an input holds a finished model
     "retrain": False,  # True: train even when an attached input (or working/) holds this kernel's finished model
     "encoder": "resnet34",  # stage 1 encoder (seed 002's choice)
     "weights": None,  # its torchvision checkpoint: a dataset slug or path (e.g. resnet34-b627a593.pth); None = random
@@ -35,8 +35,7 @@ SETTINGS = {
     "last_cross": True,  # fastai's full-resolution last block (False: 2x less compute)
     "decoder": "fastai",  # stage 1's: "fastai" (DynamicUnet) or "light" (LightUnet: 3x faster steps on CPU)
     "sizes": [224, 512],  # progressive resizing, pixels
-    "train_crop": None,  # px: train on random windows this size of each size's images (more pixels per part for
-    # the cost of the window; validation and test stay whole); None = whole images
+    "train_crop": None,  # px: train on random windows this size of each size's images; None = whole images
     "epochs": [4, 4],  # per size
     "lrs": [1e-3, 3e-4],  # per size
     "bs": 8,
@@ -44,7 +43,7 @@ SETTINGS = {
     "max_train_images": None,  # None = all
     "valid_pct": 0.1,
     "stage2_encoder": "resnet18",
-    "stage2_weights": None,  # likewise for stage 2 (fine_tune: frozen, then unfrozen)
+    "stage2_weights": None,  # likewise for stage 2 (frozen, then unfrozen)
     "crop_size": 128,
     "stage2_epochs": 4,
     "stage2_lr": 1e-3,
