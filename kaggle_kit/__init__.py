@@ -49,6 +49,7 @@ _LAZY = {
     "TagsRows": "kaggle_kit.predict.writers",
     "TopKRows": "kaggle_kit.predict.writers",
     "check_accelerator": "kaggle_kit.accelerator",
+    "mixed_precision": "kaggle_kit.train.precision",
     "AcceleratorError": "kaggle_kit.accelerator",
 }
 
