@@ -295,7 +295,7 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_its_daemon_and_still_wr
     runner = sp.Popen([str(Path(sys.executable).parent / "kaggle-kit"), "run-local", str(script), "--root",
                        str(tmp_path / "run"), "--grace", "2s"], stdout=sp.PIPE, stderr=sp.STDOUT)  # fmt: skip
     pids_file = tmp_path / "run/pids"
-    for _ in range(6000):  # until the kernel and its child are up (polling a file, not timing)
+    for _ in range(30000):  # until the kernel and its child are up (polling a file, not timing; a loaded machine)
         if pids_file.exists() and len(pids_file.read_text().split()) == 3:
             break
         clock.sleep(0.01)
