@@ -83,6 +83,9 @@ def granted_gpus(environ: Mapping[str, str] | None = None) -> list[Gpu]:
     fake = env.get(FAKE_GPUS_ENV)
     if fake is not None:
         rows = [tuple(item.rsplit(":", 1)) for item in fake.split(",") if item.strip()]
+        if any(len(row) != 2 for row in rows):
+            raise KaggleKitError(f"{FAKE_GPUS_ENV}={fake!r}: give each GPU as name:capability, e.g. "
+                                 f"{T4_X2!r}; empty for none", fake)  # fmt: skip
     else:
         try:
             done = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
@@ -120,7 +123,8 @@ def check_accelerator(*, stop: bool = True, environ: Mapping[str, str] | None = 
     kernel's statuses from now on, and raise ``AcceleratorError`` (one line) when a GPU was asked for and none this
     torch can run was given, unless `stop` is False (run on what is there)."""
     env = os.environ if environ is None else environ
-    asked = env.get(ASKED_ENV) or None
+    kind, _, shape = (env.get(ASKED_ENV) or "").strip().partition(" ")
+    asked = f"{kind.lower()} {shape}".strip() or None  # "GPU" as well as "gpu"
     gpus = granted_gpus(env)
     archs = torch_archs(env) if gpus else set()
     usable = [g for g in gpus if g.arch in archs]
@@ -133,8 +137,9 @@ def check_accelerator(*, stop: bool = True, environ: Mapping[str, str] | None = 
     problem = None
     if asked and asked.startswith("gpu") and not usable:
         problem = (
-            f"accelerator: {line}: stopped before any work (a run on the CPU would spend the session for "
-            "nothing); push with machine_shape NvidiaTeslaT4, or let the kernel go on with what is there"
+            f"accelerator: {line}: stopped before any work (a session on what torch cannot use is spent for "
+            "nothing); push again (Kaggle may give what was asked next time; ask for machine_shape NvidiaTeslaT4 "
+            "if the metadata did not), or let the kernel go on with what is there"
         )
     if env is os.environ:
         os.environ[ACCELERATOR_ENV] = line

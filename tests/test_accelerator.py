@@ -48,9 +48,16 @@ def test_what_the_metadata_asks_for(meta, asked):
     assert asked_for(meta) == asked
 
 
-def test_a_faked_capability_that_is_not_one_is_a_one_line_error():
+def test_a_faked_gpu_that_is_not_name_and_capability_is_a_one_line_error():
     with pytest.raises(Exception, match="compute capability 'seven' is not like 7.5"):
         granted_gpus({"KAGGLE_KIT_FAKE_GPUS": "Tesla T4:seven"})
+    with pytest.raises(Exception, match="give each GPU as name:capability"):
+        granted_gpus({"KAGGLE_KIT_FAKE_GPUS": "Tesla T4"})
+
+
+def test_what_was_asked_is_read_whatever_its_case():
+    with pytest.raises(AcceleratorError, match="asked GPU, got no GPU"):
+        check_accelerator(environ={"KAGGLE_KIT_ASKED": "GPU", "KAGGLE_KIT_FAKE_GPUS": ""}, say=lambda line: None)
 
 
 def test_every_status_written_after_the_check_carries_its_line(tmp_path, monkeypatch):

@@ -156,8 +156,8 @@ def test_run_local_cpus_pins_the_kernel_and_the_kernel_sees_what_it_got(tmp_path
     assert "cpus 1 1 1 1 0" in one.stdout
     assert more.returncode == 0, more.stderr
     assert f"cpus {here} {here} None {here} 0" in more.stdout  # all it has, and it says so
-    assert f"the kernel asks for {here + 1} CPU cores; this machine has {here}, so it gets those" in more.stderr
-    assert "cpus=0 is not a CPU count" in _one_line_error(bad, 2)
+    assert f"gives a kernel {here + 1} CPU cores; this machine has {here}, so it gets those" in more.stderr
+    assert "--cpus 0: give a whole number of cores >= 1" in _one_line_error(bad, 2)
 
 
 # --- one line for every bad input, in every subcommand --------------------------------------------------------------

@@ -55,3 +55,11 @@ def test_a_script_without_the_fits_size_has_no_estimate_but_a_position():
     assert estimate([bare], gpu=True) is None
     assert made_progress(bare, {**bare, "epoch": 2}) > 0  # it moved: not stuck, however little it says
     assert made_progress(bare, bare) == 0.0
+
+
+def test_after_a_failed_run_the_count_goes_on_from_the_chains_own_run_number():
+    runs = [_run(3, run=1), _run(6, run=3)]  # run 2 failed: it is not among the runs that made progress
+
+    guess = estimate(runs, gpu=True)
+
+    assert guess.run_of() == "run 3 of about 5"  # 3 epochs a run, 4 left: 2 more after run 3

@@ -458,6 +458,7 @@ def test_a_rehearsal_spends_a_gpu_quota_at_the_real_scale_and_stops_where_it_run
 
     stopped = _rehearse(*args)
     told = _rehearse(*args, "--ignore-quota")
+    past = _rehearse(kernel, "--time", "20s", "--quota", "1h", "--ignore-quota", "--root", tmp_path / "past")
 
     assert stopped.returncode == 1, stopped.stdout + stopped.stderr
     assert "tester/gpu-kernel: GPU quota: 0.0 h used of 13.0 h, 13.0 h left" in stopped.stdout
@@ -465,3 +466,6 @@ def test_a_rehearsal_spends_a_gpu_quota_at_the_real_scale_and_stops_where_it_run
                      r"13\.0 h", stopped.stdout), stopped.stdout  # fmt: skip
     assert told.returncode == 0, told.stdout + told.stderr
     assert len(_runs(tmp_path / "rehearsal", "tester/gpu-kernel")) == 3
+    # pushed past the quota anyway: 1 h is 1.7 s of a 20 s run here, and the quota, not the kernel, ends the run
+    assert past.returncode == 1, past.stdout + past.stderr
+    assert "run 1 ended ERROR: Your GPU quota ran out" in past.stdout, past.stdout

@@ -208,6 +208,8 @@ def _add_common(parser: argparse.ArgumentParser, default) -> None:
 
 
 def _limits_from(args: argparse.Namespace) -> KernelLimits:
+    if getattr(args, "cpus", None) is not None and args.cpus < 1:
+        raise UsageError(f"--cpus {args.cpus}: give a whole number of cores >= 1, e.g. 4", args.cpus)
     base = KernelLimits.profile_named(args.profile) if args.profile else KernelLimits.from_env()
     return base.with_overrides(memory=args.memory, time=args.time, max_files=args.max_files,
                                names=("--memory", "--time", "--max-files"), cpus=args.cpus)  # fmt: skip

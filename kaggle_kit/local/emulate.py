@@ -146,7 +146,7 @@ def run_local(
         child_env.pop(key, None)
     child_env.update(_kernel_home(root, child_env))
     child_env[RUN_TOKEN_ENV] = run_token or uuid.uuid4().hex  # inherited by whatever the kernel starts
-    cpus = _pinned_cpus(limits.cpus)
+    cpus = _pinned_cpus(limits.cpus, limits.profile)
     if cpus is not None:  # torch and numpy size their thread pools by it: as many threads as the kernel has cores
         child_env.setdefault("OMP_NUM_THREADS", str(len(cpus)))
     launch = bundle_only_launcher() if bundle_only else []
@@ -297,14 +297,15 @@ def _signals_raise_stop():
 _SAID: set[str] = set()  # warnings said once per process (each rehearsal run would repeat them)
 
 
-def _pinned_cpus(wanted: int | None) -> set[int] | None:
+def _pinned_cpus(wanted: int | None, profile: str) -> set[int] | None:
     """The cores to pin a kernel that asks for `wanted` of them to: the first `wanted` this process may use; None
     (no pinning) when it asks for none, or for more than this machine has (said once)."""
     if wanted is None:
         return None
     mine = sorted(os.sched_getaffinity(0))
     if len(mine) < wanted:
-        message = f"the kernel asks for {wanted} CPU cores; this machine has {len(mine)}, so it gets those"
+        message = (f"kaggle-kit: the {profile} profile gives a kernel {wanted} CPU cores; this machine has "
+                   f"{len(mine)}, so it gets those")  # fmt: skip
         if message not in _SAID:
             _SAID.add(message)
             log.warning("%s", message)

@@ -89,9 +89,10 @@ def made_progress(before: Run | None, run: Run) -> float:
 
 
 def estimate(runs: Sequence[Run], gpu: bool, time_scale: float = 1.0) -> Estimate | None:
-    """The estimate after the last of `runs` (chain.json's, in order, each with its ``time_used_s``), None when the
-    last run's status does not say how much is left or the runs made no measurable progress. `time_scale`: what one
-    second of these runs stands for (a rehearsal's runs are shortened: its ``profile time / --time``)."""
+    """The estimate after the last of `runs` (chain.json's runs that made progress, in order, each with its
+    ``time_used_s``; the last one's "run" number, which counts failed runs too, is where the count goes on), None
+    when the last run's status does not say how much is left or the runs made no measurable progress. `time_scale`:
+    what one second of these runs stands for (a rehearsal's runs are shortened: its ``profile time / --time``)."""
     if not runs:
         return None
     _fit, share, predictions = place(runs[-1])
@@ -107,7 +108,8 @@ def estimate(runs: Sequence[Run], gpu: bool, time_scale: float = 1.0) -> Estimat
     more = math.ceil(left / (done / len(runs)) - 1e-9) if left > 1e-9 else 0
     seconds = [r["time_used_s"] for r in runs if isinstance(r.get("time_used_s"), int | float)]
     per_run = sum(seconds) / len(seconds) if seconds else 0.0
-    return Estimate(len(runs), len(runs) + more, more * per_run * time_scale, gpu)
+    number = runs[-1].get("run") if isinstance(runs[-1].get("run"), int) else len(runs)  # failed runs count too
+    return Estimate(number, number + more, more * per_run * time_scale, gpu)
 
 
 def _position(run: Run) -> tuple:

@@ -19,10 +19,12 @@ from kaggle_kit.accelerator import FAKE_GPUS_ENV, T4_X2
 from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 
-__all__ = ["Platform", "quota_answer", "granted_env", "WEEKLY_GPU_QUOTA_S"]
+__all__ = ["Platform", "quota_answer", "granted_env", "WEEKLY_GPU_QUOTA_S", "QUOTA_MESSAGE"]
 
 WEEKLY_GPU_QUOTA_S = 30 * 3600.0  # Kaggle's weekly GPU hours
 _WEEK_S = 7 * 24 * 3600.0
+# what a GPU run stopped by the quota ends with (assumed: Kaggle's own wording is not documented)
+QUOTA_MESSAGE = "Your GPU quota ran out: the session was stopped when it reached 0 hours left."
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,14 @@ class Platform:
     def limits(self, profile: str) -> KernelLimits:
         """The limits of a run on the machine `profile` ("cpu" or "gpu") here."""
         return KernelLimits.profile_named(profile).with_overrides(self.memory_bytes, self.time_s)
+
+    def quota_time_s(self, profile: str, used_s: float) -> float | None:
+        """Seconds (of this rehearsal's clock) a run on `profile` may last before the quota, of which `used_s` is
+        spent, ends it; None when no quota bounds it (a CPU run, or no quota)."""
+        if profile != "gpu" or self.gpu_quota_s is None:
+            return None
+        real = KernelLimits.profile_named(profile).time_s
+        return max(0.0, self.gpu_quota_s - used_s) / (real / self.time_s if self.time_s else 1.0)
 
     def quota_used_s(self, profile: str, elapsed_s: float) -> float:
         """Quota seconds a run of `elapsed_s` real seconds on `profile` used: none on a CPU, the elapsed time

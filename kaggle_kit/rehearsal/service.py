@@ -49,15 +49,12 @@ from urllib.parse import quote, unquote
 from kaggle_kit.atomic import atomic_write_json
 from kaggle_kit.errors import KaggleKitError
 from kaggle_kit.local.emulate import run_local
-from kaggle_kit.local.report import (
-    OK,
-    STOPPED,
-)
+from kaggle_kit.local.report import OK, STOPPED
 from kaggle_kit.local.supervise import Enforcement, end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.rehearsal.loopback import loopback_handler
-from kaggle_kit.rehearsal.platform import Platform, granted_env, quota_answer
+from kaggle_kit.rehearsal.platform import QUOTA_MESSAGE, Platform, granted_env, quota_answer
 from kaggle_kit.rehearsal.versions import (
     KAGGLE_MESSAGES,
     KernelVersion,
@@ -354,6 +351,9 @@ class LocalKaggle:
             version.token = uuid.uuid4().hex
             self._set(version, RUNNING)  # the token is saved before the kernel starts
             limits, enforcement = self.platform.limits(version.profile), Enforcement(self.platform.grace_s)
+            quota_s = self.platform.quota_time_s(version.profile, sum(v.used_s for vs in self._versions.values()
+                                                                      for v in vs))  # fmt: skip
+            stop, out_of_quota = self._run_stopper(quota_s if quota_s is not None and quota_s < limits.time_s else None)
             if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
                 shutil.rmtree(version.sandbox)
             version.sandbox.mkdir(parents=True)
@@ -362,21 +362,45 @@ class LocalKaggle:
                     report = run_local(Path(version.folder) / version.code_file, inputs=version.mounts, limits=limits,
                                        root=version.sandbox, env={**granted_env(version.profile), **self.env},
                                        enforcement=enforcement,
-                                       stdout=out, stderr=out, bundle_only=True, cancel=self._cancel,
+                                       stdout=out, stderr=out, bundle_only=True, cancel=stop,
                                        run_token=version.token)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - a version that cannot start is an ERROR, never a dead service
                 self._set(version, FAILED, f"the local Kaggle could not run it: {exc}")
             else:
-                if report.verdict == STOPPED and self._cancel.is_set():  # the service stopped, not the kernel failed
+                if report.verdict == STOPPED and out_of_quota.is_set():  # Kaggle ends it, whatever its Deadline thinks
+                    version.used_s = self.platform.quota_used_s(version.profile, report.elapsed_s)
+                    self._set(version, FAILED, QUOTA_MESSAGE)
+                elif report.verdict == STOPPED and self._cancel.is_set():  # the service stopped, not the kernel failed
                     log.info("local Kaggle: %s version %d was stopped with the service; it runs again when the "
                              "service starts again", version.ref, version.number)  # fmt: skip
                     self._set(version, QUEUED)
                     return
-                version.used_s = self.platform.quota_used_s(version.profile, report.elapsed_s)
-                outcome = COMPLETE if report.verdict == OK else FAILED
-                self._set(version, outcome, failure_message(report, version.log_path))
+                else:
+                    version.used_s = self.platform.quota_used_s(version.profile, report.elapsed_s)
+                    outcome = COMPLETE if report.verdict == OK else FAILED
+                    self._set(version, outcome, failure_message(report, version.log_path))
+            finally:
+                stop.set()  # ends this run's watcher thread
         if self.on_finished is not None:
             self.on_finished(version)
+
+    def _run_stopper(self, quota_s: float | None) -> tuple[threading.Event, threading.Event]:
+        """(stop, out_of_quota): `stop` is set when the service stops, or after `quota_s` seconds (then
+        `out_of_quota` too): a GPU run the quota ends is stopped from outside, as Kaggle would, while the kernel
+        itself still sees its session's time limit."""
+        stop, out_of_quota = threading.Event(), threading.Event()
+
+        def watch() -> None:
+            end = None if quota_s is None else time.monotonic() + max(quota_s, 0.5)
+            while not stop.is_set():
+                if self._cancel.wait(0.1):
+                    stop.set()
+                elif end is not None and time.monotonic() >= end:
+                    out_of_quota.set()
+                    stop.set()
+
+        threading.Thread(target=watch, name="local-kaggle run stopper", daemon=True).start()
+        return stop, out_of_quota
 
     def _set(self, version: KernelVersion, state: str, failure: str | None = None) -> None:
         with self._changed:
