@@ -10,6 +10,7 @@ quota refreshes a week after the local Kaggle first answered it (Kaggle refreshe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from kaggle_kit.accelerator import FAKE_GPUS_ENV, T4_X2
 from kaggle_kit.errors import UsageError
 from kaggle_kit.limits import KernelLimits
 
-__all__ = ["Platform", "quota_answer", "granted_env", "WEEKLY_GPU_QUOTA_S", "QUOTA_MESSAGE"]
+__all__ = ["Platform", "quota_answer", "granted_env", "run_stopper", "WEEKLY_GPU_QUOTA_S", "QUOTA_MESSAGE"]
 
 WEEKLY_GPU_QUOTA_S = 30 * 3600.0  # Kaggle's weekly GPU hours
 _WEEK_S = 7 * 24 * 3600.0
@@ -89,3 +90,22 @@ def granted_env(profile: str) -> dict[str, str]:
     if FAKE_GPUS_ENV in os.environ:
         return {}
     return {FAKE_GPUS_ENV: T4_X2 if profile == "gpu" else ""}
+
+
+def run_stopper(cancel: threading.Event, quota_s: float | None) -> tuple[threading.Event, threading.Event]:
+    """(stop, out_of_quota) for one run: `stop` is set when `cancel` is (the service stops), or after `quota_s`
+    seconds (then `out_of_quota` too): a GPU run the quota ends is stopped from outside, as Kaggle would, while the
+    kernel itself still sees its session's time limit. Setting `stop` ends the watching thread."""
+    stop, out_of_quota = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        end = None if quota_s is None else time.monotonic() + max(quota_s, 0.5)
+        while not stop.is_set():
+            if cancel.wait(0.1):
+                stop.set()
+            elif end is not None and time.monotonic() >= end:
+                out_of_quota.set()
+                stop.set()
+
+    threading.Thread(target=watch, name="local-kaggle run stopper", daemon=True).start()
+    return stop, out_of_quota

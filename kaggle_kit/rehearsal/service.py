@@ -54,7 +54,7 @@ from kaggle_kit.local.supervise import Enforcement, end_leftovers
 from kaggle_kit.locks import ExclusiveLock, LockBusyError
 from kaggle_kit.rehearsal.datasets import DATASET_METHODS, LocalDatasets
 from kaggle_kit.rehearsal.loopback import loopback_handler
-from kaggle_kit.rehearsal.platform import QUOTA_MESSAGE, Platform, granted_env, quota_answer
+from kaggle_kit.rehearsal.platform import QUOTA_MESSAGE, Platform, granted_env, quota_answer, run_stopper
 from kaggle_kit.rehearsal.versions import (
     KAGGLE_MESSAGES,
     KernelVersion,
@@ -353,7 +353,9 @@ class LocalKaggle:
             limits, enforcement = self.platform.limits(version.profile), Enforcement(self.platform.grace_s)
             quota_s = self.platform.quota_time_s(version.profile, sum(v.used_s for vs in self._versions.values()
                                                                       for v in vs))  # fmt: skip
-            stop, out_of_quota = self._run_stopper(quota_s if quota_s is not None and quota_s < limits.time_s else None)
+            stop, out_of_quota = run_stopper(
+                self._cancel, quota_s if quota_s is not None and quota_s < limits.time_s else None
+            )
             if version.sandbox.exists():  # a version run again after the service stopped: from a fresh sandbox
                 shutil.rmtree(version.sandbox)
             version.sandbox.mkdir(parents=True)
@@ -383,24 +385,6 @@ class LocalKaggle:
                 stop.set()  # ends this run's watcher thread
         if self.on_finished is not None:
             self.on_finished(version)
-
-    def _run_stopper(self, quota_s: float | None) -> tuple[threading.Event, threading.Event]:
-        """(stop, out_of_quota): `stop` is set when the service stops, or after `quota_s` seconds (then
-        `out_of_quota` too): a GPU run the quota ends is stopped from outside, as Kaggle would, while the kernel
-        itself still sees its session's time limit."""
-        stop, out_of_quota = threading.Event(), threading.Event()
-
-        def watch() -> None:
-            end = None if quota_s is None else time.monotonic() + max(quota_s, 0.5)
-            while not stop.is_set():
-                if self._cancel.wait(0.1):
-                    stop.set()
-                elif end is not None and time.monotonic() >= end:
-                    out_of_quota.set()
-                    stop.set()
-
-        threading.Thread(target=watch, name="local-kaggle run stopper", daemon=True).start()
-        return stop, out_of_quota
 
     def _set(self, version: KernelVersion, state: str, failure: str | None = None) -> None:
         with self._changed:
