@@ -201,6 +201,22 @@ def test_a_sparse_file_and_too_many_files_are_refused_before_any_request(local_k
     _refused_before_any_request(too_many, local_kaggle, "holds 1001 files: a Kaggle dataset version takes at most 1000")
 
 
+def test_a_folder_over_the_size_limit_is_refused_before_any_request(local_kaggle, tmp_path):
+    from kaggle_kit.errors import UsageError
+    from kaggle_kit.push.dataset import push_dataset
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for name in ("a.bin", "b.bin"):
+        (folder / name).write_bytes(os.urandom(3000))  # real bytes, not a sparse file
+
+    with pytest.raises(UsageError) as error:  # the limit lowered as a rehearsal lowers it to its free disk
+        push_dataset(folder, "tester/big-data", any_folder=True, max_bytes=5000, secrets=[])
+
+    assert "holds 5.86 KiB: more than the 4.88 KiB a dataset push may send" in str(error.value)
+    assert local_kaggle.requests == []
+
+
 @pytest.mark.parametrize("path", ["nothere.bin", "../../etc/passwd"])
 def test_resources_naming_a_file_not_in_the_folder_are_one_line(path, local_kaggle, tmp_path):
     folder = _model(tmp_path)

@@ -10,7 +10,7 @@ from fastai.torch_core import set_seed
 
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import KernelLimits
-from kaggle_kit.status import read_status
+from kaggle_kit.status import KernelStatus, read_status, write_status
 from kaggle_kit.train.checkpoint import CheckpointError
 from kaggle_kit.train.deadline import Deadline, DeadlineError
 
@@ -104,8 +104,9 @@ def test_a_run_that_only_validates_the_epoch_its_predecessor_trained_moves_the_s
     assert (after["epoch"], after["iteration"]) == (1, 0)  # progress a chain must see: the validation is not redone
 
 
-def test_a_finished_fit_is_skipped_with_its_weights_loaded(images, tmp_path, fake_clock):
+def test_a_finished_fit_is_skipped_with_its_weights_loaded_and_a_done_job_stays_done(images, tmp_path, fake_clock):
     trained, _ = _train(images, tmp_path, fake_clock)
+    write_status(tmp_path / "working", "done", stage=0, epoch=2, iteration=6)  # the kernel went on and predicted
     counter = Clockwork(fake_clock)
 
     again, deadline = _train(images, tmp_path, fake_clock, clockwork=counter)
@@ -113,6 +114,7 @@ def test_a_finished_fit_is_skipped_with_its_weights_loaded(images, tmp_path, fak
     assert deadline.finished
     assert counter.batches == 0
     assert _same_weights(trained, again)
+    assert KernelStatus.load(tmp_path / "working").status == "done"  # the rerun found the job done and left it so
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(images, tmp_path, fake_clock, caplog):

@@ -31,3 +31,15 @@ def test_demo_trains_streams_a_submission_and_reports_it(tmp_path):
     submission = (tmp_path / "demo/kernel/working/submission.csv").read_text().splitlines()
     assert submission[0] == "id,label"
     assert len(submission) == 121
+
+
+@pytest.mark.parametrize("content", [None, '{"test accuracy": 0.9', "[1, 2]"], ids=["missing", "cut", "not-object"])
+def test_a_demo_result_that_cannot_be_read_leaves_the_numbers_out_with_a_warning(content, tmp_path, caplog):
+    from kaggle_kit.local.demo import _demo_result
+
+    path = tmp_path / "demo-result.json"
+    if content is not None:
+        path.write_text(content)
+
+    assert _demo_result(path) == {}
+    assert "the demo's summary leaves its numbers out" in caplog.text

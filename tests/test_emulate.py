@@ -411,11 +411,12 @@ DAEMON = """
 """
 
 
-def test_a_daemon_the_kernel_leaves_behind_is_ended_with_the_kernel(run_kernel, tmp_path):
-    run = run_kernel(DAEMON.format(gib=0, stay=0), memory="1GiB")
+@pytest.mark.parametrize(("stay", "verdict"), [(0, OK), (120, OUT_OF_TIME)], ids=["kernel-ends", "time-out-kill"])
+def test_a_daemon_the_kernel_leaves_behind_is_ended_with_the_kernel(stay, verdict, run_kernel, tmp_path):
+    run = run_kernel(DAEMON.format(gib=0, stay=stay), memory="1GiB", time="5s")
 
     daemon = int((tmp_path / "sandbox-kernel-0/daemon.pid").read_text())
-    assert run.report.verdict == OK, run.explain()
+    assert run.report.verdict == verdict, run.explain()
     assert not psutil.pid_exists(daemon)  # ended and reaped, not left running (nor a zombie) after run-local
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import kaggle_kit as kk
-from kaggle_kit.predict.identity import IdentityError, callable_identity, items_digest, relative_item
+from kaggle_kit.predict.identity import IdentityError, callable_identity, changed_paths, items_digest, relative_item
 from kaggle_kit.predict.sinks import CsvSink
 
 SIGNATURES = """
@@ -227,6 +227,15 @@ def _to_rows(names=("dog", "cat"), k=1, reserve=60, prefix="", body=None):
 def test_what_a_helper_called_by_to_rows_reads_and_does_counts(changed):
     assert _to_rows() == _to_rows()  # a new namespace with the same code and values is the same run
     assert _to_rows(**changed) != _to_rows()
+
+
+@pytest.mark.parametrize(("changed", "said"), [
+    ({"names": ("cat", "dog")}, 'sink to_rows reads name_of reads NAMES ["dog", "cat"] (now ["cat", "dog"])'),
+    ({"prefix": "!"}, 'sink to_rows reads name_of reads PREFIX "" (now "!")'),
+    ({"k": 2}, "sink to_rows reads CFG['k'] 1 (now 2)"),
+])  # fmt: skip
+def test_a_refusal_names_the_global_that_changed_and_who_read_it(changed, said):
+    assert changed_paths(_to_rows(), _to_rows(**changed), "sink to_rows") == [said]
 
 
 def test_a_settings_dict_counts_only_by_the_keys_to_rows_reads():

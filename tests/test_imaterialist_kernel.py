@@ -105,6 +105,26 @@ def test_a_finished_runs_output_attached_to_a_new_kernel_predicts_without_traini
     carried = working / "imaterialist-model"  # its output holds the model too: a chain's next run finds it there
     assert sorted(p.name for p in carried.iterdir()) == sorted(p.name for p in out.model.iterdir())
     assert (carried / "stage1.pth").read_bytes() == (out.model / "stage1.pth").read_bytes()
+    _a_kernel_whose_prediction_settings_changed_refuses_the_attached_model(run_kernel, root, test_only, out, tmp_path)
+
+
+def _a_kernel_whose_prediction_settings_changed_refuses_the_attached_model(run_kernel, root, test_only, out, tmp_path):
+    """The same output attached to a kernel now set to another crop size and flip TTA: one line naming both and
+    the ways out, before anything is trained or written."""
+    settings = json.loads((root / "demo-settings.json").read_text())
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**settings, "crop_size": settings["crop_size"] * 2, "flip_tta": True}))
+    run = run_kernel(kernels_dir() / "imaterialist-fashion-2019/kernel.py", memory="6GiB", time="10min",
+                     inputs={"imaterialist-fashion-2019-FGVC6": test_only, "my-training-run": out.submission.parent},
+                     env={"KAGGLE_KIT_CONFIG": str(changed)}, name="changed")  # fmt: skip
+
+    assert run.report.exit_code == 1, run.explain()
+    (line,) = [x for x in run.stderr.splitlines() if x.startswith("kernel:")]
+    crop = settings["crop_size"]
+    for said in ("trained with other prediction settings", f"crop_size {crop} (now {crop * 2})",
+                 "flip_tta False (now True)", '"retrain": true', '"model"'):  # fmt: skip
+        assert said in line, line
+    assert not (Path(run.report.working_dir) / "submission.csv").exists()
 
 
 def test_the_inference_only_kernel_with_the_model_and_the_test_photos_alone(demo, run_kernel, tmp_path):

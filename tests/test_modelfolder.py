@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError, find_model_folder
+from kaggle_kit.modelfolder import MANIFEST_NAME, ModelFolder, ModelFolderError, carry_model, find_model_folder
 
 
 def _folder(tmp_path):
@@ -48,6 +48,19 @@ def test_a_folder_whose_parts_do_not_belong_together_is_refused_naming_the_file(
 
     assert message in str(error.value)
     assert len(str(error.value).splitlines()) == 1
+
+
+def test_a_cut_manifest_is_one_line_when_a_kernel_carries_the_model_on_and_nothing_is_copied(tmp_path):
+    _folder(tmp_path)
+    manifest = tmp_path / "model" / MANIFEST_NAME
+    manifest.write_bytes(manifest.read_bytes()[:40])  # a copy that stopped part-way
+
+    with pytest.raises(ModelFolderError) as error:
+        carry_model(tmp_path / "model", tmp_path / "working/model")
+
+    assert "cannot be read as a model manifest" in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+    assert not (tmp_path / "working").exists()
 
 
 def _edit(folder, resign=True, **changes):

@@ -381,6 +381,25 @@ def test_data_for_a_source_the_metadata_does_not_attach_is_one_line_before_anyth
     assert not (tmp_path / "rehearsal").exists()  # nothing ran, nothing was made
 
 
+@pytest.mark.parametrize("config", [None, {"epochs": 3}, {"model": "tester/my-model"}])
+def test_sharding_a_kernel_that_trains_is_refused_unless_its_config_gives_a_model(config, tmp_path):
+    trains = 'import kaggle_kit as kk\nSETTINGS = {{"model": None, "epochs": 3}}\nlearn.fit(1, cbs=kk.Deadline())\n'
+    kernel = _kernel(tmp_path / "kernel", trains, "trainer")
+    (tmp_path / "squares").mkdir()
+    args = ["--data", f"tester/squares={tmp_path / 'squares'}", "--root", tmp_path / "rehearsal", "--shards", "2"]
+    if config is not None:
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        args += ["--config", tmp_path / "config.json"]
+
+    done = _rehearse(kernel, *args, "--max-runs", "0")  # past the shard check, --max-runs 0 stops it before any run
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = "trains a model: --shards would train one per shard"
+    assert (said in done.stderr) == ("model" not in (config or {})), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "rehearsal").exists()
+
+
 @pytest.mark.parametrize("where", ["the kernel script", "a published folder"])
 def test_a_rehearsal_refuses_an_upload_holding_the_users_key_even_to_the_local_kaggle(where, tmp_path):
     from kaggle_kit.modelfolder import ModelFolder
