@@ -51,6 +51,10 @@ _LAZY = {
     "check_accelerator": "kaggle_kit.accelerator",
     "mixed_precision": "kaggle_kit.train.precision",
     "AcceleratorError": "kaggle_kit.accelerator",
+    "launch_on_every_gpu": "kaggle_kit.launch",
+    "distributed": "kaggle_kit.train.distributed",
+    "main_process": "kaggle_kit.train.distributed",
+    "rank_0_goes_on": "kaggle_kit.train.distributed",
 }
 
 __all__ = [

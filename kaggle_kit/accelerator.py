@@ -143,7 +143,8 @@ def check_accelerator(*, stop: bool = True, environ: Mapping[str, str] | None = 
         )
     if env is os.environ:
         os.environ[ACCELERATOR_ENV] = line
-    say(f"kaggle-kit: accelerator: {line}")
+    if env.get("RANK", "0") == "0":  # once per kernel: rank 0 of a launch speaks for every rank
+        say(f"kaggle-kit: accelerator: {line}")
     check = AcceleratorCheck(asked, gpus, usable, line, problem)
     if problem and stop:
         raise AcceleratorError(problem, line)

@@ -27,6 +27,7 @@ from typing import Any
 from kaggle_kit.atomic import atomic_write_bytes, atomic_write_json, file_sha256, fsync_dir, remove_stale_temps
 from kaggle_kit.errors import UsageError
 from kaggle_kit.kernel import Kernel
+from kaggle_kit.launch import other_rank
 
 __all__ = [
     "ModelFolder",
@@ -226,6 +227,8 @@ def trained_model(kernel: Kernel, name: str, model: str | os.PathLike | None = N
     if found is None:
         return None, ""
     _check_expected(found, expected, "the attached model")
+    if other_rank():  # rank 0 carries it on; the other ranks of a launch read it where it is
+        return found, "attached"
     carried = carry_model(found, own)
     carry_reports(found.parent, kernel.working_dir)
     return carried, "attached"

@@ -19,6 +19,7 @@ from typing import Any
 from kaggle_kit.accelerator import ACCELERATOR_ENV
 from kaggle_kit.atomic import atomic_write_json, remove_stale_temps
 from kaggle_kit.errors import KaggleKitError
+from kaggle_kit.launch import other_rank
 
 __all__ = [
     "STATUS_NAME", "KernelStatus", "StatusError", "write_status", "read_status", "mark_done", "mark_predicting",
@@ -92,10 +93,12 @@ class KernelStatus:
 
     def commit(self, working_dir: str | os.PathLike) -> Path:
         """Write this status to `working_dir`/kaggle-kit-status.json atomically, stamped with the time now and this
-        run's id."""
+        run's id. On the ranks of a launch only rank 0 writes (the others return the path, untouched)."""
+        path = Path(working_dir) / STATUS_NAME
+        if other_rank():
+            return path
         self.updated_at, self.run_id = time.time(), os.environ.get(RUN_ID_ENV) or None
         self.accelerator = os.environ.get(ACCELERATOR_ENV) or None
-        path = Path(working_dir) / STATUS_NAME
         remove_stale_temps(path)  # a kill mid-write leaves one; this kernel's status has one writer: this process
         return atomic_write_json(path, self.as_dict())
 

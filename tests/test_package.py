@@ -51,13 +51,14 @@ def test_no_command_prints_usage_and_fails():
 # the command line. A module may import only its layer or lower ones; imaterialist/, push/, rehearsal/ and cli/
 # count as one each.
 LAYERS = [
-    {"errors", "atomic", "events", "locks", "templates"}, {"limits", "accelerator"}, {"kernel"}, {"memory", "outputs"},
+    {"errors", "atomic", "events", "locks", "templates"}, {"limits", "accelerator"}, {"kernel"},
+    {"memory", "outputs", "launch"},
     {"config", "status", "modelfolder"},
     {"vision.rle", "vision.metrics", "vision.charts", "vision.clean", "vision.synthetic", "vision.images",
      "predict.identity", "predict.writers"},
     {"predict.sinks"}, {"predict.progress"}, {"predict.chunks", "predict.batches", "predict.ranks"}, {"predict.stream"},
     {"train.state"}, {"train.checkpoint"}, {"train.resume"},
-    {"train.deadline", "train.guard", "train.weights", "train.lr", "train.precision"},
+    {"train.deadline", "train.guard", "train.weights", "train.lr", "train.precision", "train.distributed"},
     {"classification.data"}, {"classification.model", "classification.report"},
     {"imaterialist"}, {"local.report", "local.bundle_only"}, {"local.runplot", "local.supervise", "local.sandbox"},
     {"local.emulate"}, {"local.demo"},

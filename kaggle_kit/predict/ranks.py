@@ -97,6 +97,14 @@ class Ranks:
                                      "same stream_predict call (the same items, in the same order); nothing was "
                                      "written", differ)  # fmt: skip
 
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's `value`, in rank order, on rank 0; None on the other ranks."""
+        import torch.distributed as dist
+
+        values: list[Any] | None = [None] * self.world if self.main else None
+        dist.gather_object(value, values, dst=0)
+        return values
+
     def barrier(self) -> None:
         """Wait until every rank is here."""
         import torch.distributed as dist

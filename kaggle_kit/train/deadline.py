@@ -26,6 +26,7 @@ from kaggle_kit.errors import KaggleKitError, UsageError
 from kaggle_kit.events import record_event
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.limits import parse_duration
+from kaggle_kit.predict.ranks import Ranks
 from kaggle_kit.status import DONE, NEEDS_RESUME, TRAINED, KernelStatus, StatusError, write_status
 from kaggle_kit.train.checkpoint import CHECKPOINT_DIR, CheckpointSaver
 from kaggle_kit.train.resume import Replay, ResumePoint
@@ -57,6 +58,9 @@ class Deadline(Callback):
     working/checkpoints; 2 kept), or through `saver`; the kernel's status goes to working/kaggle-kit-status.json.
     `name`: what this training is called in the status and the chain's lines ("segmenter stage/epoch/batch 1/2/1"),
     for a script that trains more than one model.
+    On several ranks (``kk.distributed``) rank 0 decides, from the kernel's clock, when to save and when to stop, and
+    every rank follows at the same batch; rank 0 writes the one checkpoint, holding every rank's random states (each
+    rank gets its own back on resume), and the status. A checkpoint resumes on as many ranks as wrote it.
     After the fit, `finished` says whether it ran to its last epoch (now or in an earlier kernel).
     """
 
@@ -88,9 +92,17 @@ class Deadline(Callback):
         self.reserve = reserve
         self.stage_arg, self.resume, self.training_name = stage, resume, name
         self.finished = self.stopped = False
-        self.saves = 0
+        self.saves = self._batches = 0
+        self.ranks: Ranks | None = None
         self._replay = Replay(None, None)
         self._reset_measurements()
+
+    def __call__(self, event_name: str):
+        try:
+            return super().__call__(event_name)
+        except KaggleKitError as exc:  # fastai prefixes "Exception occured in `Deadline` when ...": one line again
+            exc.args = (str(exc.args[0]).split("\n\t", 1)[-1], *exc.args[1:])
+            raise
 
     # --- fit ------------------------------------------------------------------------------------------------------
 
@@ -100,16 +112,20 @@ class Deadline(Callback):
             self.run = False  # lr_find, get_preds and validate send before_fit too; fastai resets `run` after the fit
             return
         self.run, self.finished, self.stopped = True, False, False
+        self.ranks = Ranks.current()
         self._replay.undo()  # anything a fit that died by an exception left behind
         self._reset_measurements()
         self.stage = self.stage_arg if self.stage_arg is not None else _FITS.get(self.learn, 0)
         _FITS[self.learn] = self.stage + 1
         self.reserve_s = self._reserve_s()
         self.signature = fit_signature(self.learn)
+        self._batches = len(self.learn.dls.train)  # per rank on several (the DistributedDL's), kept after the fit
         self._last_save_s = self.kernel.elapsed_s()
         if not self.resume and self.saver.exists():
             log.warning("Deadline(resume=False): ignoring the checkpoints in %s", self.saver.directory)
         point = ResumePoint.find(self.kernel, self.saver, self.stage, self.signature) if self.resume else None
+        if point is not None and self.ranks is not None:
+            point = point.for_rank(self.ranks.rank)  # the same file on every rank; its own random states
         if point is not None and point.stage > self.stage:
             log.info("stage %d was finished in an earlier run (%s is stage %d)", self.stage, point.path, point.stage)
             self.finished = True
@@ -125,15 +141,16 @@ class Deadline(Callback):
         if point.fit_done:
             log.info("training stage %d already finished in %s: skipping it", self.stage, point.path)
             self.finished = True
-            if point.path is not None and point.path.parent.resolve() != self.saver.directory.resolve():
+            if self._main and point.path is not None and point.path.parent.resolve() != self.saver.directory.resolve():
                 # from an attached input: this kernel's output must carry it too, or a kernel that attaches this
                 # output (the next run of a chain) would find no checkpoint and train the stage again from scratch
                 self.saver.save(point.state)
-            if not self._job_done():  # a finished job rerun stays done until something says otherwise
+            if self._main and not self._job_done():  # a finished job rerun stays done until something says otherwise
                 self._write_status(TRAINED, point.epoch, point.iteration)
             raise CancelFitException()
         self._write_status(NEEDS_RESUME, epoch, batch)
-        log.info("resuming stage %d at epoch %d, batch %d from %s", self.stage, epoch, batch, point.path)
+        if self._main:
+            log.info("resuming stage %d at epoch %d, batch %d from %s", self.stage, epoch, batch, point.path)
 
     def after_fit(self) -> None:
         if not self.run:
@@ -143,7 +160,8 @@ class Deadline(Callback):
         if not self.stopped and not self.finished and (last_epoch or self._ended_by_other):
             self.finished = True
             path = self._save(epoch_done=True, fit_done=True)
-            self._write_status(TRAINED, self.learn.epoch, len(self.learn.dls.train), checkpoint=path.name)
+            if path is not None:
+                self._write_status(TRAINED, self.learn.epoch, self._batches, checkpoint=path.name)
 
     def after_cancel_fit(self) -> None:
         self._replay.undo()
@@ -185,40 +203,61 @@ class Deadline(Callback):
 
     # --- helpers -----------------------------------------------------------------------------------------------------
 
+    @property
+    def _main(self) -> bool:
+        """True where files are written: rank 0, or a process on its own."""
+        return self.ranks is None or self.ranks.main
+
+    def _decide(self) -> tuple[bool, bool]:
+        """(save now, stop now): rank 0's clock decides for every rank, so all enter the same collectives."""
+        stop = self.kernel.remaining_s() <= self.reserve_s + self.margin_s()
+        save = stop or self.kernel.elapsed_s() - self._last_save_s >= self.every_s
+        return self.ranks.broadcast((save, stop)) if self.ranks is not None else (save, stop)
+
     def _save_or_stop(self, epoch_done: bool) -> None:
-        if self.kernel.remaining_s() > self.reserve_s + self.margin_s():
-            if self.kernel.elapsed_s() - self._last_save_s >= self.every_s:
+        save, stop = self._decide()
+        if not stop:
+            if save:
                 self._save(epoch_done=epoch_done)
             return
         path = self._save(epoch_done=epoch_done)  # before raising: after_fit handlers must not undo it
         self.stopped = True
-        record_event("stop", stage=self.stage, epoch=self.learn.epoch, checkpoint=path.name)
-        log.warning("stopping training: %.0f s left, %.0f s needed (reserve %.0f + margin %.0f); resume from %s",
-                    self.kernel.remaining_s(), self.reserve_s + self.margin_s(), self.reserve_s, self.margin_s(),
-                    path)  # fmt: skip
+        if self._main:
+            record_event("stop", stage=self.stage, epoch=self.learn.epoch, checkpoint=path.name)
+            log.warning("stopping training: %.0f s left, %.0f s needed (reserve %.0f + margin %.0f); resume from %s",
+                        self.kernel.remaining_s(), self.reserve_s + self.margin_s(), self.reserve_s,
+                        self.margin_s(), path)  # fmt: skip
         raise CancelFitException()
 
-    def _save(self, epoch_done: bool, fit_done: bool = False) -> Path:
+    def _save(self, epoch_done: bool, fit_done: bool = False) -> Path | None:
+        """Write a checkpoint (rank 0, with every rank's random states); its path, None on the other ranks."""
         started = time.perf_counter()
-        iteration = len(self.learn.dls.train) if epoch_done else self._epoch_iteration
-        point = ResumePoint.capture(self.learn, stage=self.stage, iteration=iteration, epoch_done=epoch_done,
-                                    fit_done=fit_done, signature=self.signature, order=self._replay.order,
-                                    time_used_s=self.kernel.elapsed_s(),
-                                    timing={"batch_s": self._batch_s, "valid_s": self._valid_s,
-                                            "save_s": self._save_s})  # fmt: skip
-        path = self.saver.save(point.state)
+        ranks = None
+        if self.ranks is not None:  # each rank's own random states and share of the epoch's order
+            ranks = self.ranks.gather({**ResumePoint.generators(self.learn), "order": list(self._replay.order)})
+        path = None
+        if self._main:
+            iteration = self._batches if epoch_done else self._epoch_iteration
+            point = ResumePoint.capture(self.learn, stage=self.stage, iteration=iteration, epoch_done=epoch_done,
+                                        fit_done=fit_done, signature=self.signature, order=self._replay.order,
+                                        time_used_s=self.kernel.elapsed_s(), ranks=ranks,
+                                        timing={"batch_s": self._batch_s, "valid_s": self._valid_s,
+                                                "save_s": self._save_s})  # fmt: skip
+            path = self.saver.save(point.state)
+            if not fit_done:  # the status names where the next run goes on: after a validated epoch, the next one
+                epoch, batch = point.continue_at()
+                self._write_status(NEEDS_RESUME, epoch, batch, checkpoint=path.name)
         self._save_s = max(self._save_s, time.perf_counter() - started)
         self._last_save_s = self.kernel.elapsed_s()
         self.saves += 1
-        if not fit_done:  # the status names where the next run goes on: after a validated epoch, the next one
-            epoch, batch = point.continue_at()
-            self._write_status(NEEDS_RESUME, epoch, batch, checkpoint=path.name)
         return path
 
     def _write_status(self, status: str, epoch: int, iteration: int, **info: Any) -> None:
+        if not self._main:
+            return
         write_status(self.kernel.working_dir, status, stage=self.stage, epoch=int(epoch), iteration=int(iteration),
                      time_used_s=self.kernel.elapsed_s(), epochs=int(self.learn.n_epoch),
-                     batches=len(self.learn.dls.train), **self._named(), **info)  # fmt: skip
+                     batches=self._batches, **self._named(), **info)  # fmt: skip
 
     def _named(self) -> dict[str, str]:
         return {"training": self.training_name} if self.training_name else {}
@@ -243,6 +282,8 @@ class Deadline(Callback):
         batch, save = timing.get("batch_s", 0.0), timing.get("save_s", 0.0)
         needed = self.reserve_s + self.safety_s + batch + save
         left = self.kernel.remaining_s()
+        if self.ranks is not None:  # rank 0's clock for every rank: all refuse, or none
+            left = self.ranks.broadcast(left)
         if left < needed:
             raise DeadlineError(f"Deadline: {left:.0f} s left, {needed:.0f} s needed for one checkpointed batch "
                                 f"(reserve {self.reserve_s:.0f} + safety {self.safety_s:.0f} + batch and save "

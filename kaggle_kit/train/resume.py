@@ -24,7 +24,14 @@ from fastcore.foundation import L
 
 from kaggle_kit.kernel import Kernel
 from kaggle_kit.train.checkpoint import CheckpointError, CheckpointSaver, find_latest_checkpoint
-from kaggle_kit.train.state import capture_learner, capture_rng, restore_callbacks, restore_learner, restore_rng
+from kaggle_kit.train.state import (
+    base_loader,
+    capture_learner,
+    capture_rng,
+    restore_callbacks,
+    restore_learner,
+    restore_rng,
+)
 
 __all__ = ["ResumePoint", "Replay", "FORMAT"]
 
@@ -42,16 +49,31 @@ class ResumePoint:
     @classmethod
     def capture(cls, learn: Learner, *, stage: int, iteration: int, epoch_done: bool, fit_done: bool,
                 signature: dict[str, Any], order: list[int], time_used_s: float,
-                timing: dict[str, float] | None = None) -> ResumePoint:  # fmt: skip
+                timing: dict[str, float] | None = None, ranks: list[dict[str, Any]] | None = None
+                ) -> ResumePoint:  # fmt: skip
         """The fit of `learn` now: `iteration` batches of its current epoch trained (seconds in `time_used_s`;
-        `timing`: the slowest batch, validation and save seen, seconds, for the next run's start check)."""
+        `timing`: the slowest batch, validation and save seen, seconds, for the next run's start check; `ranks`:
+        every rank's `generators()`, in rank order, when several train together)."""
         return cls({
             "format": FORMAT, "stage": int(stage), "epoch": int(learn.epoch), "iteration": int(iteration),
             "epoch_done": bool(epoch_done), "fit_done": bool(fit_done), "signature": signature,
             "train_iter": int(learn.train_iter), "pct_train": float(learn.pct_train), "order": list(order),
-            "dl_rng": learn.dls.train.rng.getstate(), "rng": capture_rng(), "learner": capture_learner(learn),
+            **cls.generators(learn), "learner": capture_learner(learn),
             "time_used_s": float(time_used_s), "timing": {k: float(v) for k, v in (timing or {}).items()},
+            **({"ranks": list(ranks)} if ranks else {}),
         })  # fmt: skip
+
+    @staticmethod
+    def generators(learn: Learner) -> dict[str, Any]:
+        """This process's random states: the training DataLoader's shuffling generator and the global ones."""
+        return {"dl_rng": base_loader(learn.dls.train).rng.getstate(), "rng": capture_rng()}
+
+    def for_rank(self, rank: int) -> ResumePoint:
+        """The point as rank `rank` resumes it: with its own random states (a point of one process: as it is)."""
+        ranks = self.state.get("ranks")
+        if not ranks:
+            return self
+        return ResumePoint({**self.state, **ranks[rank]}, self.path)
 
     @classmethod
     def from_checkpoint(cls, state: Any, path: Path) -> ResumePoint:
@@ -124,7 +146,7 @@ class ResumePoint:
 
     def restore_generators(self, dl: Any, *, global_rng: bool) -> None:
         """Put the DataLoader's shuffling generator back, and with `global_rng` Python's, numpy's and torch's."""
-        dl.rng.setstate(_tuple(self.state["dl_rng"]))
+        base_loader(dl).rng.setstate(_tuple(self.state["dl_rng"]))
         if global_rng:
             restore_rng(self.state["rng"])
 
@@ -168,7 +190,7 @@ class Replay:
         point.restore_schedule(self.learn)
         self.order = point.order
         point.restore_generators(dl, global_rng=False)  # where the unbroken run's generator is after this epoch
-        self.learn.dl = _replay_loader(dl, self.order[offset * dl.bs :], point.state)
+        self.learn.dl = _replay_loader(dl, self.order[offset * base_loader(dl).bs :], point.state)
         return offset
 
     def undo(self) -> None:
@@ -200,6 +222,11 @@ def _difference(key: str, then: Any, now: Any) -> str:
             if then.get(name) != now.get(name):
                 said.append(f"{name} schedule {_span(then.get(name))} then, {_span(now.get(name))} now")
         return "; ".join(said)
+    if key == "ranks":
+        return (
+            f"ranks: written on {then}, this run has {now} (a checkpoint resumes on as many ranks as wrote it: "
+            "as many GPUs, or launch_on_every_gpu(max_ranks=...))"
+        )
     if key == "shapes":
         return "model: parameters of other shapes (another architecture or head)"
     shown = f"{then!r} then, {now!r} now"
@@ -224,9 +251,11 @@ def _replay_loader(dl, remaining: list[int], state: dict[str, Any]):
     transforms: wrap `after_batch` once. (Random item transforms in workers then differ from an unbroken run.)
     """
     saved_python = random.getstate()
-    copy = dl.new()  # DataLoader.__init__ draws a seed from Python's generator: put it back
+    copy = base_loader(dl).new()  # DataLoader.__init__ draws a seed from Python's generator: put it back
     random.setstate(saved_python)
-    copy.get_idxs = lambda: remaining
+    copy.get_idxs = lambda: remaining  # on a rank: what is left of its own share (a DistributedDL's slice)
+    if base_loader(dl) is not dl:
+        copy.device = dl.device  # the rank's device, as the DistributedDL it stands in for
 
     def restore() -> None:
         copy.rng.setstate(_tuple(state["dl_rng"]))

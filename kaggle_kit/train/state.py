@@ -19,7 +19,17 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Learner
 
-__all__ = ["capture_rng", "restore_rng", "capture_learner", "restore_learner", "fit_signature", "plain"]
+__all__ = [
+    "capture_rng",
+    "restore_rng",
+    "capture_learner",
+    "restore_learner",
+    "fit_signature",
+    "plain",
+    "bare_model",
+    "base_loader",
+    "world_size",
+]
 
 
 def plain(obj: Any) -> Any:
@@ -59,20 +69,41 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def bare_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, out of the DistributedDataParallel wrapper a launch puts around it while it trains (so a
+    checkpoint's weights have the same names on one process as on several)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def base_loader(dl: Any) -> Any:
+    """The DataLoader itself, out of fastai's DistributedDL wrapper (which shares its generator and items)."""
+    return dl.dl if type(dl).__name__ == "DistributedDL" and hasattr(dl, "dl") else dl
+
+
+def world_size() -> int:
+    """The number of ranks training together (1 in a process on its own)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def fit_signature(learn: Learner) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, batch size, the model's
     parameter shapes, the optimiser and its fixed hyper-parameters (weight decay, eps, ...), and the schedule itself:
     each scheduled hyper-parameter (lr, mom) sampled at 21 points of the fit, per parameter group, so a changed
-    ``lr_max``, ``div``, ``div_final`` or ``pct_start`` is another fit, not a schedule mixed from two."""
+    ``lr_max``, ``div``, ``div_final`` or ``pct_start`` is another fit, not a schedule mixed from two. And the number
+    of ranks: a checkpoint of a 2-GPU fit holds two ranks' random states and batches of half the data per step."""
     schedulers = [cb for cb in learn.cbs if isinstance(cb, ParamScheduler)]
     scheds = {name: fn for cb in schedulers for name, fn in cb.scheds.items()}
-    shapes = [[name, list(t.shape)] for name, t in learn.model.state_dict().items()]
+    shapes = [[name, list(t.shape)] for name, t in bare_model(learn.model).state_dict().items()]
     hypers = learn.opt.hypers if learn.opt is not None else []
+    train = base_loader(learn.dls.train)
     return {
         "n_epoch": int(learn.n_epoch),
         "n_iter": len(learn.dls.train),
-        "bs": int(learn.dls.train.bs or 0),
-        "n_items": int(learn.dls.train.n or 0),
+        "bs": int(train.bs or 0),
+        "n_items": int(train.n or 0),
+        "ranks": world_size(),
         "schedule": sorted(scheds),
         "schedule_values": {name: [_rounded(fn(i / 20)) for i in range(21)] for name, fn in sorted(scheds.items())},
         "lr": [] if scheds.get("lr") else [_rounded(h["lr"]) for h in hypers],
@@ -93,7 +124,7 @@ def _rounded(value: Any) -> Any:
 
 def capture_learner(learn: Learner) -> dict[str, Any]:
     """Model, optimizer, scaler, recorder and callback states of `learn`, as plain containers."""
-    state: dict[str, Any] = {"model": plain(learn.model.state_dict())}
+    state: dict[str, Any] = {"model": plain(bare_model(learn.model).state_dict())}
     if learn.opt is not None:
         state["opt"] = plain(learn.opt.state_dict())
     scaler = getattr(learn, "scaler", None)
@@ -124,7 +155,7 @@ def capture_learner(learn: Learner) -> dict[str, Any]:
 
 def restore_learner(learn: Learner, state: dict[str, Any]) -> None:
     """Load a `capture_learner` state into `learn` (model and optimizer tensors go to the parameters' devices)."""
-    learn.model.load_state_dict(state["model"])
+    bare_model(learn.model).load_state_dict(state["model"])
     if "opt" in state and learn.opt is not None:
         learn.opt.load_state_dict(_lists_to_fastai(state["opt"]))
         devices = {p: p.device for p, *_ in learn.opt.all_params()}

@@ -19,6 +19,7 @@ import kaggle_kit as kk
 
 SETTINGS = {
     "fp16": True,  # mixed precision (fp16 and a gradient scaler) when a CUDA GPU is there; fp32 on the CPU
+    "max_gpus": None,  # train on one process per GPU (both T4s); None: every GPU torch can run, 1: one GPU
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "input": "your-images",  # the dataset slug
     "model": None,  # a trained model folder (classifier-model/ of a finished run: an attached input's slug or a path):
@@ -60,6 +61,7 @@ SETTINGS = {
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
     settings = kk.load_settings(SETTINGS)
+    kk.launch_on_every_gpu(settings["max_gpus"])  # two or more GPUs: this script again, one rank per GPU
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -143,13 +145,15 @@ if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not
 deadline = kk.Deadline(settings["checkpoint_every"], settings["reserve"], safety=settings["safety"],
                        checkpoints=working / "checkpoints")  # fmt: skip
 try:  # TrainingGuard: no training batch, a loss never finite or no step is a one-line error, not "done"
-    trained = fit_guarded(learn, settings["epochs"], settings["lr"], deadline, pretrained=pretrained,
-                          freeze_epochs=settings["freeze_epochs"])  # fmt: skip
-except kk.TrainingError as exc:
+    with kk.distributed(learn):  # on every rank of a launch (both T4s); as it is in one process
+        trained = fit_guarded(learn, settings["epochs"], settings["lr"], deadline, pretrained=pretrained,
+                              freeze_epochs=settings["freeze_epochs"])  # fmt: skip
+except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 if not trained:
     print("kernel: training stopped before the time limit; run again to resume")
     raise SystemExit(0)
+kk.rank_0_goes_on()  # validation, the model folder and the submission: rank 0's alone
 
 # --- validation predicted as the submission is (same TTA), then the model folder and the submission from it ---------
 thresholds, scores = validate(learn, data, settings, working, scratch,

@@ -22,6 +22,7 @@ from kaggle_kit.config import non_empty_list, one_of, whole_at_least
 
 SETTINGS = {
     "fp16": True,  # mixed precision (fp16 and a gradient scaler) when a CUDA GPU is there; fp32 on the CPU
+    "max_gpus": None,  # train on one process per GPU (both T4s); None: every GPU torch can run, 1: one GPU
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug
     "model": None,  # a finished run's imaterialist-model/ (input slug or path) to predict from; None: train, unless
@@ -71,6 +72,7 @@ try:  # before the heavy imports: a typo in the settings costs a second, not min
     settings = kk.load_settings(SETTINGS, checks={"train_crop": whole_at_least(32, "px"),
                                                    "decoder": one_of("fastai", "light"), "sizes": non_empty_list,
                                                    "epochs": non_empty_list, "lrs": non_empty_list})  # fmt: skip
+    kk.launch_on_every_gpu(settings["max_gpus"])  # two or more GPUs: this script again, one rank per GPU
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -136,11 +138,12 @@ if settings["lr_find"]:  # before the Deadline joins: lr_find's short fit is not
           f"lrs={settings['lrs']} (the setting \"lrs\", one per size; set them from the suggestion)")  # fmt: skip
 stage1 = deadline("segmenter", "stage1")
 learn.add_cbs([kk.TrainingGuard(), stage1])  # the guard: training that does nothing is a one-line error
-try:  # with weights fastai froze the encoder: the decoder trains first
-    trained = fit_progressive(learn, dls_at, settings["sizes"], settings["epochs"], settings["lrs"], stage1,
-                              pretrained=settings["weights"] is not None,
-                              freeze_epochs=settings["freeze_epochs"])  # fmt: skip
-except kk.TrainingError as exc:
+try:  # with weights fastai froze the encoder: the decoder trains first; on every rank of a launch (both T4s)
+    with kk.distributed(learn):
+        trained = fit_progressive(learn, dls_at, settings["sizes"], settings["epochs"], settings["lrs"], stage1,
+                                  pretrained=settings["weights"] is not None,
+                                  freeze_epochs=settings["freeze_epochs"])  # fmt: skip
+except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 if not trained:
     print("kernel: stage 1 stopped before the time limit; run again to resume")
@@ -151,14 +154,16 @@ learn2, attribute_categories = attribute_learner(data, settings, [Path(p).name f
                                                  kernel.input_or_path(settings["stage2_weights"]))  # fmt: skip
 stage2 = deadline("attributes", "stage2")
 try:  # with weights: frozen, then unfrozen with discriminative learning rates, as the seeds fine-tune
-    trained = fit_guarded(learn2, settings["stage2_epochs"], settings["stage2_lr"], stage2,
-                          pretrained=settings["stage2_weights"] is not None,
-                          freeze_epochs=settings["freeze_epochs"])  # fmt: skip
-except kk.TrainingError as exc:
+    with kk.distributed(learn2):
+        trained = fit_guarded(learn2, settings["stage2_epochs"], settings["stage2_lr"], stage2,
+                              pretrained=settings["stage2_weights"] is not None,
+                              freeze_epochs=settings["freeze_epochs"])  # fmt: skip
+except kk.KaggleKitError as exc:
     sys.exit(f"kernel: stage 2: {exc}")
 if not trained:
     print("kernel: stage 2 stopped before the time limit; run again to resume")
     sys.exit(0)
+kk.rank_0_goes_on()  # tuning, the model folder and the submission: rank 0's alone
 thresholds = attribute_thresholds(learn2)
 tta = "hflip" if settings["flip_tta"] else None
 

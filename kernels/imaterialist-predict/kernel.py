@@ -13,11 +13,13 @@ import kaggle_kit as kk
 
 SETTINGS = {
     "cpu_ok": False,  # True: go on when no GPU that torch can run was granted (the log's accelerator line says)
+    "max_gpus": None,  # predict on one process per GPU (both T4s); None: every GPU torch can run, 1: one GPU
     "competition": "imaterialist-fashion-2019-FGVC6",  # input slug: the test photos
     "model": "imaterialist-model",  # the model: an attached input's slug (a dataset, a kernel's output) or a path
 }
 try:  # before the heavy imports: a typo in the settings costs a second, not minutes
     settings = kk.load_settings(SETTINGS)
+    kk.launch_on_every_gpu(settings["max_gpus"])  # two or more GPUs: this script again, one rank per GPU
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
 
@@ -33,8 +35,9 @@ try:  # not attached, or a model whose parts do not belong together: one line, n
     fashion = FashionModel.load(model_dir, test_files)
 except kk.KaggleKitError as exc:
     sys.exit(f"kernel: {exc}")
-print(f"kernel: predicting {len(test_files)} test images from the model {model_dir}; nothing is trained")
+if kk.main_process():
+    print(f"kernel: predicting {len(test_files)} test images from the model {model_dir}; nothing is trained")
 summary = fashion.predict(test_files, "submission.csv")
-if summary.complete:
+if summary.complete and kk.main_process():  # every rank predicted its share; rank 0 wrote the file
     kk.mark_done(submission="submission.csv", model=str(model_dir))
     print(f"kernel: submission.csv written for {summary.done} test images")
