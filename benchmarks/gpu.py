@@ -9,6 +9,8 @@
    while stream_predict runs (``nvidia-smi`` utilisation, sampled every 0.2 s). Target: busy >= 85%.
 3. ``kk.stream_predict`` on 1 vs 2 processes (torchrun): on two GPUs when there are two (target >= 1.8x), else
    both processes on one device, a correctness run whose ratio is no speed-up (marked so).
+   Stage-1 training on 1 vs 2 ranks through the kit's own ``kk.launch_on_every_gpu`` and ``kk.distributed`` (fp16 on
+   CUDA; target >= 1.7x on two GPUs; with --smoke, two CPU ranks on fake T4s: a correctness run).
 4. JPEG decoding images/s for the 4-vCPU case: PIL with draft on the CPU vs ``torchvision.io.decode_jpeg`` on the GPU.
 5. The peak RSS of this process and its children (sampled every 0.1 s).
 
@@ -41,7 +43,7 @@ SIZES = {  # (images, pixels) per measurement
         "bs": 16,
         "encoder": "resnet34",
     },
-    "smoke": {"train": (8, 32), "predict": (8, 48), "ranks": (8, 48), "jpeg": (8, 64), "bs": 4, "encoder": "resnet18"},
+    "smoke": {"train": (20, 32), "predict": (8, 48), "ranks": (8, 48), "jpeg": (8, 64), "bs": 4, "encoder": "resnet18"},
 }
 RANK_SCRIPT = r"""
 import json, os, sys, time
@@ -65,6 +67,30 @@ if not dist.is_initialized() or dist.get_rank() == 0:
     Path(cfg["out"]).write_text(json.dumps({{"seconds": time.perf_counter() - start}}))
 if dist.is_initialized():
     dist.destroy_process_group()
+"""
+
+
+TRAIN_RANK_SCRIPT = r"""
+import json, sys, time
+sys.path.insert(0, {bench!r})
+import kaggle_kit as kk
+cfg = json.loads({cfg!r})
+kk.launch_on_every_gpu(cfg["ranks"])
+import fastai.vision.all  # the Learner as kernels have it (no_bar, no_logging, to_fp16)
+import torch
+from gpu import train_learner
+learn = train_learner(cfg)
+with kk.distributed(learn), learn.no_bar(), learn.no_logging():
+    learn.fit(1, 1e-3)  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    learn.fit(1, 1e-3)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+kk.rank_0_goes_on()
+open(cfg["out"], "w").write(json.dumps({{"seconds": seconds, "images": len(learn.dls.train.items)}}))
 """
 
 
@@ -140,23 +166,33 @@ def images_at(folder: Path, n: int, size: int) -> list[Path]:
     return make_colour_squares(folder, n, size=size, seed=0)
 
 
-def train_rate(work: Path, n: int, size: int, bs: int, device: str, fp16: bool, encoder: str) -> float:
-    """Stage-1 training images/s over one epoch (after one warm-up batch's epoch)."""
+def train_learner(cfg: dict):
+    """The stage-1 learner of `cfg` ({"folder", "n", "size", "bs", "device", "fp16", "encoder"}), data made once."""
     from kaggle_kit.imaterialist.synth import make_dataset
     from kaggle_kit.imaterialist.training import FashionData, segmenter
     from kaggle_kit.local.demo import DEMO_SETTINGS
     from kaggle_kit.train.precision import mixed_precision
 
-    folder = work / "fashion"
+    folder, size, device = Path(cfg["folder"]), cfg["size"], cfg["device"]
     if not folder.exists():
-        make_dataset(folder, n_train=n, n_test=1, seed=0, profile="easy", min_size=size, max_size=size)
-    settings = {**DEMO_SETTINGS, "sizes": [size], "bs": bs, "seed": 0, "draft_decode": True, "train_crop": None,
-                "dice": "image", "focal_gamma": 0.0, "positive_weights": False, "decoder": "fastai", "fp16": False,
-                "encoder_cut": None, "last_cross": True, "encoder": encoder, "valid_pct": 0.1}  # fmt: skip
+        make_dataset(folder, n_train=cfg["n"], n_test=1, seed=0, profile="easy", min_size=size, max_size=size)
+    settings = {**DEMO_SETTINGS, "sizes": [size], "bs": cfg["bs"], "seed": 0, "draft_decode": True,
+                "train_crop": None, "dice": "image", "focal_gamma": 0.0, "positive_weights": False,
+                "decoder": "fastai", "fp16": False, "encoder_cut": None, "last_cross": True,
+                "encoder": cfg["encoder"], "valid_pct": 0.1}  # fmt: skip
     learn, _ = segmenter(FashionData.read(folder), settings, None)
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"  # a rank's own GPU
     learn.dls.to(torch.device(device))
     learn.model.to(device)
-    mixed_precision(learn, fp16, cuda=device == "cuda")
+    mixed_precision(learn, cfg["fp16"], cuda=device.startswith("cuda"))
+    return learn
+
+
+def train_rate(work: Path, n: int, size: int, bs: int, device: str, fp16: bool, encoder: str) -> float:
+    """Stage-1 training images/s over one epoch (after one warm-up batch's epoch)."""
+    learn = train_learner({"folder": str(work / "fashion"), "n": n, "size": size, "bs": bs, "device": device,
+                           "fp16": fp16, "encoder": encoder})  # fmt: skip
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-3)  # warm-up: cuDNN's algorithm search, allocator
         _sync(device)
@@ -208,6 +244,39 @@ def ranks_ratio(work: Path, n: int, size: int, bs: int, device: str) -> dict:
     return {"one": n / seconds[1], "two": n / seconds[2], "two_gpus": two_gpus}
 
 
+def train_ranks_ratio(work: Path, n: int, size: int, bs: int, device: str, encoder: str) -> dict:
+    """Stage-1 training images/s on 1 and on 2 ranks, each launched as a kernel script launches itself."""
+    train_learner({"folder": str(work / "fashion-ranks"), "n": n, "size": size, "bs": bs, "device": "cpu",
+                   "fp16": False, "encoder": encoder})  # the data, made once before the ranks read it  # fmt: skip
+    rates = {}
+    for ranks in (1, 2):
+        root = work / f"train-ranks-{ranks}"
+        (root / "working").mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "folder": str(work / "fashion-ranks"),
+            "n": n,
+            "size": size,
+            "bs": bs,
+            "device": device,
+            "fp16": device == "cuda",
+            "encoder": encoder,
+            "ranks": ranks,
+            "out": str(root / "result.json"),
+        }
+        script = root / "train.py"
+        script.write_text(TRAIN_RANK_SCRIPT.format(bench=str(Path(__file__).parent), cfg=json.dumps(cfg)))
+        env = {**os.environ, "KAGGLE_KIT_ROOT": str(root)}
+        if device != "cuda":
+            env.update(KAGGLE_KIT_FAKE_GPUS="Tesla T4:7.5,Tesla T4:7.5", KAGGLE_KIT_FAKE_ARCHS="sm_75")
+        proc = subprocess.run([sys.executable, str(script)], cwd=root / "working", env=env, capture_output=True,
+                              text=True, timeout=900)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"training on {ranks} rank(s) failed:\n{proc.stderr[-3000:]}")
+        done = json.loads((root / "result.json").read_text())
+        rates[ranks] = done["images"] / done["seconds"]
+    return {"one": rates[1], "two": rates[2], "two_gpus": device == "cuda" and torch.cuda.device_count() >= 2}
+
+
 def jpeg_rates(work: Path, n: int, size: int, device: str) -> dict:
     from PIL import Image
 
@@ -245,10 +314,11 @@ def table(r: dict, smoke: bool) -> str:
     def rate(v):
         return "n/a (no GPU)" if v is None else f"{v:.1f}"
 
-    t, p, k, j = r["train"], r["predict"], r["ranks"], r["jpeg"]
+    t, p, k, j, tk = r["train"], r["predict"], r["ranks"], r["jpeg"], r["train_ranks"]
     fp16 = None if t["fp16"] is None else t["fp16"] / t["fp32"]
     busy = "n/a (no GPU)" if p["gpu_busy"] is None else f"{100 * p['gpu_busy']:.0f}%"
     two = "" if k["two_gpus"] else " (one device: a correctness run, not a speed-up)"
+    two_train = "" if tk["two_gpus"] else " (CPU ranks: a correctness run, not a speed-up)"
     rows = [
         ("stage-1 training img/s, fp32 / fp16", f"{t['fp32']:.1f} / {rate(t['fp16'])}",
          "n/a (no GPU)" if fp16 is None else f"{fp16:.2f}", ">= 2.0"),
@@ -257,6 +327,8 @@ def table(r: dict, smoke: bool) -> str:
         ("GPU busy while stream_predict runs", busy, "", ">= 85%"),
         ("stream_predict img/s, 1 / 2 processes" + two, f"{k['one']:.1f} / {k['two']:.1f}",
          f"{k['two'] / k['one']:.2f}", ">= 1.8 on 2 GPUs"),
+        ("stage-1 training img/s, 1 / 2 ranks" + two_train, f"{tk['one']:.1f} / {tk['two']:.1f}",
+         f"{tk['two'] / tk['one']:.2f}", ">= 1.7 on 2 GPUs"),
         ("JPEG decode img/s, PIL draft (CPU) / decode_jpeg (GPU)",
          f"{j['pil_draft_cpu']:.1f} / {rate(j['decode_jpeg_gpu'])}",
          "n/a (no GPU)" if j["decode_jpeg_gpu"] is None else f"{j['decode_jpeg_gpu'] / j['pil_draft_cpu']:.2f}", ""),
@@ -290,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             "train": train,
             "predict": predict_rates(work, *sizes["predict"], bs, device),
             "ranks": ranks_ratio(work, *sizes["ranks"], bs, device),
+            "train_ranks": train_ranks_ratio(work, *sizes["train"], bs, device, encoder),
             "jpeg": jpeg_rates(work, *sizes["jpeg"], device),
         }
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"

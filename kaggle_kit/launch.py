@@ -64,7 +64,7 @@ def launch_on_every_gpu(max_ranks: int | None = None, argv: Sequence[str] | None
     argv = list(sys.argv if argv is None else argv)
     if n < 2:
         return 1
-    if not argv or not argv[0].endswith(".py") or not Path(argv[0]).is_file():
+    if not _a_script(argv):
         say(f"kaggle-kit: {n} GPUs, but this is not a script run by python (a notebook?): training on one")
         return 1
     env = dict(os.environ)
@@ -89,6 +89,13 @@ def launch_on_every_gpu(max_ranks: int | None = None, argv: Sequence[str] | None
             signal.signal(sig, handler)
     sys.stdout.flush()
     raise SystemExit(code if code >= 0 else 128 - code)
+
+
+def _a_script(argv: list[str]) -> bool:
+    """Whether `argv` is a Python script that can be run again (a notebook's kernel is not: ipykernel)."""
+    if not argv or not argv[0].endswith(".py") or not Path(argv[0]).is_file():
+        return False
+    return Path(argv[0]).name != "ipykernel_launcher.py" and "ipykernel" not in sys.modules
 
 
 def torch_cuda_usable() -> bool:

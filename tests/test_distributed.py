@@ -1,7 +1,6 @@
 """Training on two ranks, started by the kit's own re-launch (two fake T4s: CPU ranks on gloo) under the emulator."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -100,9 +99,13 @@ def test_two_ranks_stopped_mid_epoch_resume_bitwise_equal_to_the_uninterrupted_r
     assert "launching" not in one_rank.stdout
 
 
-@pytest.mark.parametrize(("gpus", "argv"), [("", None), ("Tesla T4:7.5", None), (T4_X2, ["-c"])],
-                         ids=["no GPU", "one GPU", "not a script"])  # fmt: skip
-def test_one_gpu_none_or_a_notebook_runs_on_as_it_is(gpus, argv, monkeypatch):
+@pytest.mark.parametrize(("gpus", "argv"), [
+    ("", None), ("Tesla T4:7.5", None), (T4_X2, ["-c"]), (T4_X2, ["ipykernel_launcher.py", "-f", "kernel.json"]),
+], ids=["no GPU", "one GPU", "not a script", "a notebook"])  # fmt: skip
+def test_one_gpu_none_or_a_notebook_runs_on_as_it_is(gpus, argv, monkeypatch, tmp_path):
+    if argv and argv[0].endswith(".py"):
+        (tmp_path / argv[0]).write_text("")  # the file exists, as ipykernel's launcher does
+        argv = [str(tmp_path / argv[0]), *argv[1:]]
     monkeypatch.setenv("KAGGLE_KIT_FAKE_GPUS", gpus)
     monkeypatch.setenv("KAGGLE_KIT_FAKE_ARCHS", "sm_75")
     monkeypatch.delenv(RANKS_ENV, raising=False)
@@ -118,9 +121,11 @@ def test_one_gpu_none_or_a_notebook_runs_on_as_it_is(gpus, argv, monkeypatch):
 def test_a_rank_never_launches_again_and_max_ranks_is_checked(monkeypatch):
     monkeypatch.setenv("KAGGLE_KIT_FAKE_GPUS", T4_X2)
     monkeypatch.setenv("KAGGLE_KIT_FAKE_ARCHS", "sm_75")
-    monkeypatch.setenv(RANKS_ENV, "2")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(RANKS_ENV, "2")  # a process the launch started (its group is joined only on WORLD_SIZE > 1)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    said = []
 
-    assert launch_on_every_gpu(argv=[sys.argv[0]]) == 2
+    assert launch_on_every_gpu(argv=[__file__], say=said.append) == 1  # returned, no second launch
+    assert said == []
     with pytest.raises(ValueError, match="max_ranks=0"):
         launch_on_every_gpu(max_ranks=0)
