@@ -475,48 +475,65 @@ TO_ROWS = {{
     "lambda-b": lambda items, preds: [(Path(i).stem, "b") for i in items],
     "score": lambda items, preds: [(Path(i).stem, f"{{p[0]:.6f}}") for i, p in zip(items, preds)],
 }}
-mode, name = sys.argv[1:]
 images = sorted(Path({images!r}).glob("*.png"))
 learn = make_learner("tiny", images[:16])
-root = Path({root!r})
-# a kernel 5 s before its cutoff commits one chunk and stops, as a killed-then-resumed kernel would have
-kernel = Kernel(root, KernelLimits(time_s=100.0), started_at=time.time() - 95) if mode == "partial" else Kernel(root)
-try:
-    s = stream_predict(learn, images[:12], CsvSink(root / "working/out.csv", TO_ROWS[name], ["id", "answer"]),
-                       chunk_size=4, kernel=kernel, progress=False)
-    print(json.dumps({{"done": s.done, "complete": s.complete}}))
-except ResumeMismatchError as exc:
-    print(json.dumps({{"refused": str(exc)}}))
+for root, mode, name in json.loads(sys.argv[1]):  # the steps, one after the other (each kernel its own root)
+    root = Path(root)
+    # a kernel 5 s before its cutoff commits one chunk and stops, as a killed-then-resumed kernel would have
+    late = mode == "partial"
+    kernel = Kernel(root, KernelLimits(time_s=100.0), started_at=time.time() - 95) if late else Kernel(root)
+    try:
+        s = stream_predict(learn, images[:12], CsvSink(root / "working/out.csv", TO_ROWS[name], ["id", "answer"]),
+                           chunk_size=4, kernel=kernel, progress=False)
+        print(json.dumps({{"done": s.done, "complete": s.complete}}))
+    except ResumeMismatchError as exc:  # and the file as the refusal left it
+        print(json.dumps({{"refused": str(exc), "out": (root / "working/out.csv").read_text()}}))
 """
 
 
-def _resume_step(root: Path, images, mode: str, name: str) -> dict:
-    script = root / "resume_step.py"
-    script.write_text(_RESUME_SCRIPT.format(tests=str(Path(__file__).parent), images=str(images[0].parent),
-                                            root=str(root)))  # fmt: skip
-    done = subprocess.run([sys.executable, str(script), mode, name], cwd=root / "working", capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+def _resume_steps(images, steps: list[tuple[Path, str, str]]) -> list[dict]:
+    """Run the (root, mode, to_rows name) `steps` one after the other in one new process; what each returned."""
+    script = steps[0][0] / "resume_step.py"
+    script.write_text(_RESUME_SCRIPT.format(tests=str(Path(__file__).parent), images=str(images[0].parent)))
+    done = subprocess.run([sys.executable, str(script), json.dumps([[str(r), m, n] for r, m, n in steps])],
+                          cwd=steps[0][0] / "working", capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return [json.loads(line) for line in done.stdout.strip().splitlines()[-len(steps) :]]
 
 
-@pytest.mark.parametrize(
-    ("first", "changed", "named"),
-    [("top-1", "top-2", "sink to_rows settings k 1 (now 2);"), ("lambda-a", "lambda-b", "sink to_rows code changed;")],
-)
-def test_a_resume_with_a_changed_to_rows_is_refused_in_a_new_process_naming_it(first, changed, named, images,
-                                                                               kernel_here):  # fmt: skip
-    assert _resume_step(kernel_here.root, images, "partial", first) == {"done": 4, "complete": False}
-    before = (kernel_here.working_dir / "out.csv").read_bytes()
+def _resume_step(root: Path, images, mode: str, name: str) -> dict:
+    return _resume_steps(images, [(root, mode, name)])[0]
 
-    refused = _resume_step(kernel_here.root, images, "finish", changed)
 
-    assert f"holds progress of another run: {named}" in refused["refused"]
-    assert (kernel_here.working_dir / "out.csv").read_bytes() == before  # nothing of the other run written
-    assert _resume_step(kernel_here.root, images, "finish", first) == {"done": 12, "complete": True}
-    rows = pd.read_csv(kernel_here.working_dir / "out.csv", dtype=str, keep_default_na=False)
-    assert len(rows) == 12
-    assert rows["answer"].map(lambda a: len(a.split())).nunique() == 1
+CHANGES = [
+    ("top-1", "top-2", "sink to_rows settings k 1 (now 2);"),
+    ("lambda-a", "lambda-b", "sink to_rows code changed;"),
+]
+
+
+def test_a_resume_with_a_changed_to_rows_is_refused_in_a_new_process_naming_it(images, tmp_path):
+    roots = [tmp_path / first for first, _changed, _named in CHANGES]  # one kernel per change
+    for root in roots:
+        (root / "working").mkdir(parents=True)
+    partial = _resume_steps(
+        images, [(root, "partial", first) for root, (first, _c, _n) in zip(roots, CHANGES, strict=True)]
+    )
+    before = [(root / "working/out.csv").read_text() for root in roots]
+
+    # a new process: each kernel resumed with the changed to_rows (refused), then with its own (finished)
+    steps = [step for root, (first, changed, _n) in zip(roots, CHANGES, strict=True)
+             for step in ((root, "finish", changed), (root, "finish", first))]  # fmt: skip
+    results = _resume_steps(images, steps)
+
+    assert partial == [{"done": 4, "complete": False}] * len(CHANGES)
+    for i, (root, (_first, _changed, named)) in enumerate(zip(roots, CHANGES, strict=True)):
+        refused, finished = results[2 * i], results[2 * i + 1]
+        assert f"holds progress of another run: {named}" in refused["refused"]
+        assert refused["out"] == before[i]  # nothing of the other run written
+        assert finished == {"done": 12, "complete": True}
+        rows = pd.read_csv(root / "working/out.csv", dtype=str, keep_default_na=False)
+        assert len(rows) == 12
+        assert rows["answer"].map(lambda a: len(a.split())).nunique() == 1
 
 
 @pytest.mark.parametrize("order", ["shuffled", "filtered"])
