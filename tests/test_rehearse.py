@@ -26,6 +26,7 @@ DOCS = Path(__file__).parents[1] / "docs/rehearse.md"
 # machine (sleeping draws no random numbers), so a 30 s kernel needs 3 or more runs (of which a loaded machine spends
 # up to 15 s importing fastai). A slow machine only needs more runs (each trains at least one batch), hence the
 # generous --max-runs. `ballast_gb` is allocated when the run resumes: run 2 can be made to die for memory.
+# `sleep_s`: the floor per batch (0 for the uninterrupted reference run, which has no time limit to outlast).
 DEADLINE_KERNEL = """
 import sys, time
 sys.path.insert(0, {tests!r})
@@ -35,7 +36,7 @@ from kaggle_kit.config import load_settings
 from conftest import make_learner
 
 print("kaggle_kit from", kk.__file__)
-settings = load_settings({{"ballast_gb": 0.0}})
+settings = load_settings({{"ballast_gb": 0.0, "sleep_s": 0.5}})
 kernel = kk.Kernel.current()
 if settings["ballast_gb"] and any((path / "checkpoints").is_dir() for _slug, path in kernel.inputs()):
     ballast = bytearray(int(settings["ballast_gb"] * 2**30))
@@ -43,7 +44,7 @@ if settings["ballast_gb"] and any((path / "checkpoints").is_dir() for _slug, pat
 
 class Slow(Callback):
     def after_batch(self):
-        time.sleep(0.5)
+        time.sleep(settings["sleep_s"])
 
 
 images = sorted(kernel.find_input("squares").glob("*.png"))
@@ -133,6 +134,7 @@ def test_a_chain_killed_for_memory_continues_after_the_fix_and_ends_as_one_unint
         assert resumed, log
         assert resumed.group(1).endswith(f"input/notebooks/tester/deadline-kernel/checkpoints/{status['checkpoint']}")
         assert ".zip/kaggle_kit/__init__.py" in log  # the bundle's own copy ran
+    config.write_text(json.dumps({"ballast_gb": 0, "sleep_s": 0}))  # no time limit to outlast: no floor needed
     whole = _uninterrupted(kernel / "kernel.py", data, tmp_path / "whole", {"KAGGLE_KIT_CONFIG": str(config)})
     assert (out / "predictions.npy").read_bytes() == (whole / "predictions.npy").read_bytes()
     with Image.open(root / "rehearsal.png") as picture:
