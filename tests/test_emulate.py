@@ -310,6 +310,11 @@ def test_sigterm_to_run_local_stops_the_whole_kernel_and_its_daemon_and_still_wr
     report = json.loads((tmp_path / "run/run-report.json").read_text())
     assert report["verdict"] == "stopped"
     assert "run-local got SIGTERM" in report["signals"][-1]
+    # what it wrote stays in its working/, which a new run-local uses only when told to: said, not "run it again"
+    assert (
+        out.strip().splitlines()[-1]
+        == f"kaggle-kit: to continue there, run it again with --working {report['working_dir']}"
+    )
 
 
 def test_the_watchdog_reads_exact_memory_rarely_on_an_idle_kernel(tmp_path):

@@ -44,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except _Terminated:
-        print(f"kaggle-kit: stopped by SIGTERM; {_STOPPED_WHAT}", file=sys.stderr)
+        print(f"kaggle-kit: stopped by SIGTERM; {_stopped_what(argv)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"kaggle-kit: interrupted; {_STOPPED_WHAT}", file=sys.stderr)
+        print(f"kaggle-kit: interrupted; {_stopped_what(argv)}", file=sys.stderr)
         return 130
     except (KaggleKitError, OSError) as exc:
         if args.debug or os.environ.get("KAGGLE_KIT_DEBUG") == "1":
@@ -59,6 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _STOPPED_WHAT = "every kernel it started was stopped; run the same command again to continue"
+
+
+def _stopped_what(argv: list[str]) -> str:
+    """What an interrupted command left and how to go on: a chain or rehearsal continues when run again; a run-local
+    kernel's checkpoints stay in the working dir it had, which a new run uses only when told to."""
+    if "run-local" not in argv:
+        return _STOPPED_WHAT
+    return ("every process of the kernel was stopped; what it wrote stays in its working/ (under --root, else the "
+            "newest kaggle-kit-runs/ folder): to continue there, run it again with --working that folder")  # fmt: skip
 
 
 class _Terminated(KeyboardInterrupt):
@@ -220,7 +229,7 @@ def _run_local(args: argparse.Namespace) -> int:
 
     from kaggle_kit.limits import parse_duration
     from kaggle_kit.local.emulate import run_local
-    from kaggle_kit.local.report import REPORT_NAME, TOO_MANY_FILES, TOO_MUCH_OUTPUT
+    from kaggle_kit.local.report import REPORT_NAME, STOPPED, TOO_MANY_FILES, TOO_MUCH_OUTPUT
     from kaggle_kit.local.supervise import Enforcement
 
     script = Path(args.script)
@@ -249,6 +258,8 @@ def _run_local(args: argparse.Namespace) -> int:
         f"kaggle-kit: working dir {report.working_dir}; report in {args.report or Path(report.root) / REPORT_NAME}",
         file=sys.stderr,
     )
+    if report.verdict == STOPPED or report.kernel_status == "needs-resume":  # a new run gets a new working dir
+        print(f"kaggle-kit: to continue there, run it again with --working {report.working_dir}", file=sys.stderr)
     if report.exit_code == 0 and report.verdict in (TOO_MANY_FILES, TOO_MUCH_OUTPUT):
         return 1
     return report.exit_code

@@ -224,8 +224,9 @@ def _difference(key: str, then: Any, now: Any) -> str:
         return "; ".join(said)
     if key == "ranks":
         return (
-            f"ranks: written on {then}, this run has {now} (a checkpoint resumes on as many ranks as wrote it: "
-            "as many GPUs, or launch_on_every_gpu(max_ranks=...))"
+            f"ranks: written on {then}, this run has {now} (a checkpoint resumes on as many ranks as wrote it: as "
+            "many GPUs; fewer ranks than GPUs with launch_on_every_gpu(max_ranks=N), in the shipped kernels "
+            "max_gpus)"
         )
     if key == "shapes":
         return "model: parameters of other shapes (another architecture or head)"

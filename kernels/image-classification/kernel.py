@@ -122,7 +122,8 @@ if model_dir is not None:  # a finished model: no training, the same submission 
 # --- the training data: unusable images left out (inputs are read-only); one DataBlock for training and prediction --
 scratch = Path(tempfile.mkdtemp(prefix="kaggle-kit-clean-"))
 items, get_x, get_y, cleaned = training_items(data, settings, scratch)
-print(f"kernel: clean-up: {cleaned.summary()}; leaving out {len(cleaned.unusable())}")
+if kk.main_process():  # on both T4s every rank checks its images; one says so
+    print(f"kernel: clean-up: {cleaned.summary()}; leaving out {len(cleaned.unusable())}")
 multi, tta = settings["multi_label"], settings["tta"] or []
 augment = aug_transforms(flip_vert="vflip" in tta) if settings["augment"] else None  # flips the TTA undoes
 block = classification_block(settings, get_x=get_x, get_y=get_y, batch_tfms=augment,  # the saved model's too
